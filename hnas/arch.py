@@ -1,0 +1,94 @@
+"""Architectures: one op per searchable layer, in three interchangeable forms.
+
+- integer vector: index into each layer's candidates (what the search manipulates);
+- string: compact tokens, stages separated by `|`, e.g. `K3E1|K5E3-K3E6-ID-ID|...` (parsed in one place);
+- JSON: `{"space": name, "ops": ["IBConv_K3_E1", ...], "arch": "<string>"}`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from hnas.errors import HnasError
+from hnas.ops import OpSpec, parse_op
+from hnas.space import SearchSpace
+
+_SPLIT = re.compile(r"[\s|,\-;]+")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A chosen op per layer of a space (validated on construction)."""
+
+    space: SearchSpace
+    ops: tuple[OpSpec, ...]
+
+    def __post_init__(self):
+        layers = self.space.layers
+        if len(self.ops) != len(layers):
+            raise HnasError(f"architecture has {len(self.ops)} layers but space {self.space.name!r} has {len(layers)}")
+        for layer, op in zip(layers, self.ops):
+            if op not in layer.candidates:
+                allowed = ", ".join(o.name for o in layer.candidates)
+                raise HnasError(
+                    f"{layer.label}, {layer.shape.text()} s{layer.shape.stride}: {op.name} is not allowed here; "
+                    f"allowed: {allowed}"
+                )
+
+    def __str__(self) -> str:
+        groups: dict[int, list[str]] = {}
+        for layer, op in zip(self.space.layers, self.ops):
+            groups.setdefault(layer.stage, []).append(op.short)
+        return "|".join("-".join(g) for g in groups.values())
+
+    def to_vector(self) -> np.ndarray:
+        """Index of each layer's op among that layer's candidates."""
+        return np.array([layer.candidates.index(op) for layer, op in zip(self.space.layers, self.ops)], dtype=np.int64)
+
+    def to_dict(self) -> dict:
+        """JSON form."""
+        return {"space": self.space.name, "arch": str(self), "ops": [op.name for op in self.ops]}
+
+    def keys(self) -> list[str]:
+        """LUT key of every layer's op (Identity included)."""
+        return [layer.key(op) for layer, op in zip(self.space.layers, self.ops)]
+
+
+def parse_arch(text: str, space: SearchSpace) -> Architecture:
+    """Parse the string form (tokens `K5E6`/`IBConv_K5_E6`/`ID`, separated by `-`, `|`, `,` or spaces)."""
+    tokens = [t for t in _SPLIT.split(text.strip()) if t]
+    if not tokens:
+        raise HnasError("empty architecture: give one op per layer, e.g. the output of `hnas space sample`")
+    return Architecture(space, tuple(parse_op(t) for t in tokens))
+
+
+def from_vector(space: SearchSpace, vector) -> Architecture:
+    """Architecture from a vector of candidate indices."""
+    vec = np.asarray(vector).astype(np.int64).ravel()
+    if vec.size != space.num_layers:
+        raise HnasError(f"vector has {vec.size} entries but space {space.name!r} has {space.num_layers} layers")
+    ops = []
+    for layer, i in zip(space.layers, vec):
+        if not 0 <= i < len(layer.candidates):
+            raise HnasError(f"{layer.label}: index {i} out of range 0..{len(layer.candidates) - 1}")
+        ops.append(layer.candidates[i])
+    return Architecture(space, tuple(ops))
+
+
+def from_dict(data: dict, space: SearchSpace) -> Architecture:
+    """Inverse of `Architecture.to_dict` (the `ops` list wins over the string)."""
+    if "ops" in data:
+        return Architecture(space, tuple(parse_op(o) for o in data["ops"]))
+    if "arch" in data:
+        return parse_arch(data["arch"], space)
+    raise HnasError("architecture JSON needs 'ops' (list of op names) or 'arch' (string form)")
+
+
+def sample(space: SearchSpace, n: int, rng: np.random.Generator) -> list[Architecture]:
+    """`n` architectures drawn uniformly per layer."""
+    counts = np.array([len(c) for c in space.candidates])
+    vecs = (rng.random((n, counts.size)) * counts).astype(np.int64)
+    return [from_vector(space, v) for v in vecs]

@@ -1,0 +1,325 @@
+"""Search spaces: the macro skeleton of the paper's Table 1 and layer-wise candidate operations (Table 2).
+
+A `SearchSpace` is a skeleton plus, for every searchable layer, the tuple of ops allowed there. Presets
+share one op list across layers; pruning (later stages of HNAS) just yields a space with fewer candidates
+per layer. Spaces and their files round-trip through `to_dict`/`from_dict`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from hnas.errors import HnasError
+from hnas.ops import IDENTITY_OP, FixedPart, LayerShape, OpSpec, op_key, parse_op
+
+SCHEMA = "hnas.space/1"
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One SBS stage: output channels, number of blocks, stride of its first block, optional fixed expansion."""
+
+    out_channels: int
+    repeats: int
+    stride: int
+    expand: int | None = None
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """Table 1: stem conv, SBS stages, 1x1 conv to `head_channels`, global pool, fc to `num_classes`."""
+
+    stages: tuple[StageSpec, ...]
+    stem_channels: int = 32
+    head_channels: int = 1280
+    resolution: int = 224
+    num_classes: int = 1000
+    in_channels: int = 3
+    stem_kernel: int = 3
+    stem_stride: int = 2
+
+    def __post_init__(self):
+        for name in ("stem_channels", "head_channels", "resolution", "num_classes", "in_channels"):
+            if getattr(self, name) < 1:
+                raise HnasError(f"skeleton: {name} must be a positive integer")
+        if not self.stages:
+            raise HnasError("skeleton: at least one stage is needed")
+        for i, st in enumerate(self.stages, 1):
+            if st.out_channels < 1 or st.repeats < 1 or st.stride not in (1, 2):
+                raise HnasError(f"skeleton stage {i}: out_channels and repeats must be positive and stride 1 or 2")
+
+    @property
+    def stem(self) -> FixedPart:
+        """The stem convolution at the deployment resolution."""
+        shape = LayerShape(self.resolution, self.in_channels, self.stem_channels, self.stem_stride)
+        return FixedPart("Stem", shape, self.stem_kernel)
+
+    def layer_shapes(self) -> list[tuple[int, int, LayerShape]]:
+        """(stage, position in stage, shape) for every searchable layer, stages and positions from 1."""
+        size, ch = self.stem.shape.out_size, self.stem_channels
+        out = []
+        for s, st in enumerate(self.stages, 1):
+            for pos in range(1, st.repeats + 1):
+                shape = LayerShape(size, ch, st.out_channels, st.stride if pos == 1 else 1)
+                out.append((s, pos, shape))
+                size, ch = shape.out_size, st.out_channels
+        return out
+
+    @property
+    def final_conv(self) -> FixedPart:
+        """The 1x1 convolution to `head_channels`."""
+        _, _, last = self.layer_shapes()[-1]
+        return FixedPart("Conv1x1", LayerShape(last.out_size, last.out_ch, self.head_channels, 1))
+
+    @property
+    def pool_fc(self) -> FixedPart:
+        """Global average pooling and the fully connected classifier."""
+        size = self.final_conv.shape.out_size
+        return FixedPart("PoolFC", LayerShape(size, self.head_channels, self.num_classes, 1))
+
+    @property
+    def fixed_parts(self) -> tuple[FixedPart, FixedPart, FixedPart]:
+        """Stem, final 1x1 conv, pool + fc: the parts every architecture of the space shares."""
+        return (self.stem, self.final_conv, self.pool_fc)
+
+    def to_dict(self) -> dict:
+        """Plain-data form for JSON."""
+        d = asdict(self)
+        d["stages"] = [{k: v for k, v in asdict(st).items() if v is not None} for st in self.stages]
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Skeleton:
+        """Inverse of `to_dict`; unknown keys are an error."""
+        data = dict(data)
+        try:
+            stages = tuple(StageSpec(**st) for st in data.pop("stages"))
+            return cls(stages=stages, **data)
+        except (TypeError, KeyError) as exc:
+            raise HnasError(f"skeleton: {exc}; expected keys: stages, {', '.join(_SKELETON_KEYS)}") from None
+
+
+_SKELETON_KEYS = [f for f in Skeleton.__dataclass_fields__ if f != "stages"]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One searchable layer: its place in the skeleton, its shape and the ops allowed there."""
+
+    index: int
+    stage: int
+    position: int
+    shape: LayerShape
+    candidates: tuple[OpSpec, ...]
+
+    @property
+    def label(self) -> str:
+        """Human name used in messages, e.g. `layer 7 (stage 3, block 2)`."""
+        return f"layer {self.index} (stage {self.stage}, block {self.position})"
+
+    def key(self, op: OpSpec) -> str:
+        """LUT key of `op` in this layer."""
+        return op_key(op, self.shape)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A skeleton plus layer-wise candidate ops (index j of an architecture picks from `candidates[j]`)."""
+
+    name: str
+    skeleton: Skeleton
+    candidates: tuple[tuple[OpSpec, ...], ...]
+    identity_in_first_layer: bool = False
+    layers: tuple[Layer, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        shapes = self.skeleton.layer_shapes()
+        if len(self.candidates) != len(shapes):
+            raise HnasError(
+                f"space {self.name!r}: {len(self.candidates)} candidate lists given for {len(shapes)} layers"
+            )
+        layers = []
+        for j, ((stage, pos, shape), cands) in enumerate(zip(shapes, self.candidates), 1):
+            layer = Layer(j, stage, pos, shape, tuple(cands))
+            self._check_layer(layer)
+            layers.append(layer)
+        object.__setattr__(self, "layers", tuple(layers))
+
+    def _check_layer(self, layer: Layer) -> None:
+        where = f"space {self.name!r}, {layer.label}"
+        if not layer.candidates:
+            raise HnasError(f"{where}: no candidate operations; keep at least one")
+        if len(set(layer.candidates)) != len(layer.candidates):
+            raise HnasError(f"{where}: an operation is listed twice")
+        fixed = self.skeleton.stages[layer.stage - 1].expand
+        for op in layer.candidates:
+            if op.is_identity:
+                if not layer.shape.allows_identity:
+                    raise HnasError(f"{where}: Identity cannot map {layer.shape.text()} (stride {layer.shape.stride})")
+                if layer.position == 1 and not self.identity_in_first_layer:
+                    raise HnasError(f"{where}: Identity is forbidden in the first layer of a stage")
+            elif fixed is not None and op.expand != fixed:
+                raise HnasError(f"{where}: {op.name} breaks the stage's fixed expansion E{fixed}")
+
+    @classmethod
+    def from_ops(
+        cls, name: str, skeleton: Skeleton, ops: list[OpSpec], identity_in_first_layer: bool = False
+    ) -> SearchSpace:
+        """Share one op list across layers, applying the paper's rules per layer.
+
+        A stage with a fixed expansion gets the list's kernels at that expansion; Identity is dropped where
+        it cannot keep the shape and, unless allowed, from the first layer of every stage.
+        """
+        cands = []
+        for _stage, pos, shape in skeleton.layer_shapes():
+            fixed = skeleton.stages[_stage - 1].expand
+            layer_ops: list[OpSpec] = []
+            for op in ops:
+                if op.is_identity and (not shape.allows_identity or (pos == 1 and not identity_in_first_layer)):
+                    continue
+                if fixed is not None:
+                    op = op.with_expand(fixed)
+                if op not in layer_ops:
+                    layer_ops.append(op)
+            cands.append(tuple(layer_ops))
+        return cls(name, skeleton, tuple(cands), identity_in_first_layer)
+
+    def size(self) -> int:
+        """Number of architectures: the product of the candidate counts (an exact integer)."""
+        return math.prod(len(c) for c in self.candidates)
+
+    @property
+    def num_layers(self) -> int:
+        """Number of searchable layers."""
+        return len(self.layers)
+
+    def with_candidates(self, candidates: list[tuple[OpSpec, ...]], name: str | None = None) -> SearchSpace:
+        """The same skeleton with other layer-wise candidates (pruning produces this)."""
+        return SearchSpace(
+            name or self.name, self.skeleton, tuple(map(tuple, candidates)), self.identity_in_first_layer
+        )
+
+    def with_skeleton(self, **changes) -> SearchSpace:
+        """The same candidates on a changed skeleton (e.g. another resolution or number of classes)."""
+        return SearchSpace(self.name, replace(self.skeleton, **changes), self.candidates, self.identity_in_first_layer)
+
+    def ops(self) -> list[OpSpec]:
+        """Every op used by any layer, in a stable order."""
+        return sorted({op for c in self.candidates for op in c})
+
+    def to_dict(self) -> dict:
+        """Plain-data form (always layer-wise, so a pruned space round-trips)."""
+        return {
+            "schema": SCHEMA,
+            "name": self.name,
+            "skeleton": self.skeleton.to_dict(),
+            "identity_in_first_layer": self.identity_in_first_layer,
+            "candidates": [[op.name for op in c] for c in self.candidates],
+            "size": str(self.size()),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SearchSpace:
+        """Read a space: `candidates` (one list per layer) or `ops` (one shared list), plus a skeleton or `base`."""
+        if not isinstance(data, dict):
+            raise HnasError("space file: expected a mapping with 'skeleton' (or 'base') and 'ops' or 'candidates'")
+        known = {"schema", "name", "base", "skeleton", "ops", "candidates", "identity_in_first_layer", "size"}
+        unknown = set(data) - known
+        if unknown:
+            raise HnasError(f"space file: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        base = PRESETS[_preset_name(data["base"])]() if "base" in data else None
+        name = str(data.get("name") or (base.name if base else "custom"))
+        if "skeleton" in data:
+            skel_data = data["skeleton"]
+            if base is not None:
+                skel_data = {**base.skeleton.to_dict(), **skel_data}
+            skeleton = Skeleton.from_dict(skel_data)
+        elif base is not None:
+            skeleton = base.skeleton
+        else:
+            raise HnasError("space file: give a 'skeleton' or a 'base' preset")
+        id_first = bool(data.get("identity_in_first_layer", base.identity_in_first_layer if base else False))
+        if "candidates" in data:
+            cands = [tuple(parse_op(o) for o in layer) for layer in data["candidates"]]
+            return cls(name, skeleton, tuple(cands), id_first)
+        if "ops" in data:
+            return cls.from_ops(name, skeleton, [parse_op(o) for o in data["ops"]], id_first)
+        if base is not None:
+            return cls.from_ops(name, skeleton, base.ops(), id_first)
+        raise HnasError("space file: give 'ops' (shared by all layers) or 'candidates' (one list per layer)")
+
+    def save(self, path: str | Path) -> None:
+        """Write the space as JSON, atomically."""
+        from hnas.io import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
+
+
+# --- presets (paper Tables 1 and 2) -------------------------------------------------------------
+
+_REPEATS = (1, 4, 4, 4, 4, 4, 1)
+_STRIDES = (1, 2, 2, 2, 1, 2, 1)
+
+
+def table1_skeleton(stem: int, widths: tuple[int, ...], resolution: int = 224, num_classes: int = 1000) -> Skeleton:
+    """Table 1 with the given stem width and stage widths; the first SBS has its expansion fixed to 1."""
+    stages = tuple(
+        StageSpec(w, r, s, 1 if i == 0 else None) for i, (w, r, s) in enumerate(zip(widths, _REPEATS, _STRIDES))
+    )
+    return Skeleton(stages=stages, stem_channels=stem, resolution=resolution, num_classes=num_classes)
+
+
+BASIC_OPS = tuple(OpSpec(k, e) for k in (3, 5, 7) for e in (3, 6)) + (IDENTITY_OP,)
+LARGE_OPS = tuple(OpSpec(k, e) for k in (3, 5, 7) for e in range(1, 7)) + (IDENTITY_OP,)
+
+
+def basic() -> SearchSpace:
+    """Table 2 left column on Table 1 with widths 32-16-32-40-80-96-192-320 (size 3*6^6*7^15)."""
+    return SearchSpace.from_ops("basic", table1_skeleton(32, (16, 32, 40, 80, 96, 192, 320)), list(BASIC_OPS))
+
+
+def large() -> SearchSpace:
+    """Table 2 both columns, widths 16-16-24-40-80-96-192-320 (size 3*18^6*19^15)."""
+    return SearchSpace.from_ops("large", table1_skeleton(16, (16, 24, 40, 80, 96, 192, 320)), list(LARGE_OPS))
+
+
+def proxyless() -> SearchSpace:
+    """The basic ops on widths 32-16-24-40-80-96-192-320: the ProxylessNAS mobile space."""
+    return SearchSpace.from_ops("proxyless", table1_skeleton(32, (16, 24, 40, 80, 96, 192, 320)), list(BASIC_OPS))
+
+
+PRESETS = {"basic": basic, "large": large, "proxyless": proxyless}
+
+
+def _preset_name(name: str) -> str:
+    if name not in PRESETS:
+        raise HnasError(f"unknown space {name!r}: use one of {', '.join(PRESETS)} or a .json/.yaml space file")
+    return name
+
+
+def load_space(name_or_path: str | Path) -> SearchSpace:
+    """A preset by name, or a space described in a JSON or YAML file."""
+    text = str(name_or_path)
+    if text in PRESETS:
+        return PRESETS[text]()
+    path = Path(text)
+    if path.suffix.lower() in (".json", ".yaml", ".yml"):
+        if not path.is_file():
+            raise HnasError(f"space file {text} does not exist: give an existing file or one of {', '.join(PRESETS)}")
+        raw = path.read_text()
+        try:
+            if path.suffix.lower() == ".json":
+                data = json.loads(raw)
+            else:
+                import yaml
+
+                data = yaml.safe_load(raw)
+        except Exception as exc:  # noqa: BLE001 - any parse error becomes one line
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise HnasError(f"space file {text} is not valid {path.suffix[1:].upper()}: {first}") from None
+        return SearchSpace.from_dict(data)
+    _preset_name(text)
+    raise AssertionError("unreachable")

@@ -1,0 +1,1 @@
+"""Latency toolkit: export ops to TFLite, measure them on devices, keep per-device lookup tables."""

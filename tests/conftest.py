@@ -1,0 +1,27 @@
+"""Shared test helpers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "reference"
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `hnas ARGS...` in a fresh interpreter, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "hnas.cli", *args], capture_output=True, text=True, cwd=cwd or ROOT, timeout=timeout
+    )
+
+
+@pytest.fixture
+def shared_reference() -> Path:
+    """../shared/reference, or skip when this checkout has no shared folder beside it."""
+    if not SHARED.is_dir():
+        pytest.skip("../shared/reference is absent beside this checkout")
+    return SHARED
