@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections import Counter
 from pathlib import Path
@@ -17,6 +18,7 @@ from hnas import arch as archmod
 from hnas.cost import arch_cost
 from hnas.errors import HnasError
 from hnas.space import SearchSpace, load_space
+from latency.cli import devices, lut_app, profile
 
 app = typer.Typer(
     help="Hierarchical Neural Architecture Search for phones: search spaces, latency tables, search.",
@@ -30,6 +32,9 @@ space_app = typer.Typer(
 arch_app = typer.Typer(help="Inspect architectures.", no_args_is_help=True)
 app.add_typer(space_app, name="space")
 app.add_typer(arch_app, name="arch")
+app.add_typer(lut_app, name="lut")
+app.command("profile")(profile)
+app.command("devices")(devices)
 
 # wide enough for a large space's candidate lists when the output goes to a file or a pipe
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -134,14 +139,22 @@ def space_sample(
 def arch_info(
     arch: Annotated[str, typer.Argument(help="Architecture string (e.g. from `hnas space sample`) or a JSON file.")],
     space: Annotated[str, typer.Option("--space", help="Preset name or space file.")] = "basic",
+    lut: Annotated[str | None, typer.Option("--lut", help="Also predict latency from this LUT.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """MACs and parameters of an architecture at the space's deployment resolution."""
+    """MACs and parameters (and, with --lut, predicted latency) at the space's deployment resolution."""
     sp = load_space(space)
     a = load_arch(arch, sp)
     cost = arch_cost(a)
+    latency_ms = None
+    if lut is not None:
+        from latency.lut import Lut
+        from latency.predict import LatencyPredictor
+
+        latency_ms = LatencyPredictor(Lut.load(lut), sp, lut_name=lut).predict_arch(a)
     if as_json:
-        emit_json({**a.to_dict(), "macs": cost.macs, "params": cost.params})
+        extra = {"latency_ms": latency_ms, "lut": lut} if lut else {}
+        emit_json({**a.to_dict(), "macs": cost.macs, "params": cost.params, **extra})
         return
     console.print(f"arch: {a}", soft_wrap=True)
     table = Table()
@@ -150,6 +163,9 @@ def arch_info(
     table.add_row("space", sp.name)
     table.add_row("MACs", f"{cost.macs / 1e6:.1f} M")
     table.add_row("params", f"{cost.params / 1e6:.3f} M")
+    if latency_ms is not None:
+        table.add_row("predicted latency", f"{latency_ms:.3f} ms")
+        table.add_row("LUT", lut)
     console.print(table)
 
 
@@ -158,7 +174,10 @@ def main() -> None:
     try:
         app()
     except HnasError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        message = str(exc)
+        if type(exc).__name__ == "PhoneGone":
+            message += "; resume with: " + " ".join(["hnas", *(shlex.quote(a) for a in sys.argv[1:])])
+        sys.stderr.write(f"error: {message}\n")
         sys.exit(2)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "reference"
+# converted models are cached across test runs (content-addressed, so never stale)
+TEST_CACHE = ROOT / ".cache" / "tflite-tests"
+os.environ.setdefault("HNAS_CACHE", str(TEST_CACHE))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -25,3 +30,11 @@ def shared_reference() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared/reference is absent beside this checkout")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def exporter():
+    """One exporter (so TensorFlow is imported once) over the shared test cache."""
+    from latency.export import Exporter
+
+    return Exporter(TEST_CACHE)

@@ -1,0 +1,304 @@
+"""Build and refresh latency tables: export what is missing or stale, measure round-robin, save every result.
+
+Repeats are interleaved: round r benchmarks every unfinished entry once before round r+1 starts, so slow
+drift of the machine (heat, other load) spreads over all entries instead of biasing a few. An entry's figure
+is the median of its repeat medians; entries whose repeat medians disagree by more than `spread_threshold`
+get extra repeats. Every repeat is written to the table's `pending` section at once (atomically), so a killed
+build reruns only what is missing.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hnas.errors import HnasError
+from latency.bench import BenchSettings, parse_benchmark_output
+from latency.devices import Device
+from latency.export import Exporter
+from latency.items import LutItem
+from latency.lut import Lut, aggregate, now_iso, settings_id, spread
+
+
+@dataclass
+class BuildOptions:
+    """How to measure: benchmark settings, repeats per entry, re-measure rule, staleness age."""
+
+    settings: BenchSettings = field(default_factory=BenchSettings)
+    repeats: int = 5
+    spread_threshold: float = 0.10
+    extra_repeats: int = 4
+    max_age_s: float | None = None
+    max_throttled: int = 5
+
+    def __post_init__(self):
+        if self.repeats < 1:
+            raise HnasError("--repeats must be at least 1")
+        if self.spread_threshold <= 0:
+            raise HnasError("--spread must be positive (e.g. 0.1 for 10 %)")
+
+
+@dataclass
+class BuildReport:
+    """What a build or refresh did."""
+
+    path: Path
+    planned: dict[str, str]  # key -> why it was measured
+    measured: list[str]
+    remeasured: list[str]
+    skipped_fresh: int
+    export_s: float = 0.0
+    convert_s: float = 0.0
+    measure_s: float = 0.0
+    exported: int = 0
+    cached: int = 0
+    throttled: list[str] = field(default_factory=list)
+
+
+def default_lut_path(device: dict, lut_dir: str | Path = "lut") -> Path:
+    """`lut/<device id>-<cpu or model>.json`, lower case."""
+    name = f"{device.get('id', 'device')}-{device.get('cpu') or device.get('model', '')}"
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return Path(lut_dir) / f"{slug}.json"
+
+
+def _same_device(a: dict, b: dict) -> bool:
+    return all(a.get(k) == b.get(k) for k in ("id", "model", "cpu", "core"))
+
+
+def open_lut(path: Path, device: Device, settings: dict) -> Lut:
+    """Load the table at `path` (checking it belongs to this device) or start a new one."""
+    desc, runtime = device.describe(), device.runtime()
+    if not path.exists():
+        return Lut.new(desc, runtime, settings, path)
+    lut = Lut.load(path)
+    if not _same_device(lut.device, desc):
+        raise HnasError(
+            f"LUT {path} was measured on {lut.device.get('model')} / {lut.device.get('cpu')} core "
+            f"{lut.device.get('core')}, not on this device ({desc.get('model')} / {desc.get('cpu')} core "
+            f"{desc.get('core')}): pass another --out"
+        )
+    lut.data["device"] = desc
+    if lut.data["settings"] != settings or lut.data["runtime"] != runtime:
+        lut.data["settings"], lut.data["runtime"] = settings, runtime
+    sid = lut.settings_id
+    for key in [k for k, p in lut.pending.items() if p.get("settings_id") != sid]:
+        del lut.pending[key]  # repeats taken with other settings cannot be combined
+    return lut
+
+
+def build(
+    device: Device,
+    items: list[LutItem],
+    path: str | Path,
+    options: BuildOptions,
+    exporter: Exporter | None = None,
+    progress: Callable | None = None,
+) -> BuildReport:
+    """Measure every item of `items` that is missing or stale in the table at `path`; returns a report."""
+    path = Path(path)
+    exporter = exporter or Exporter()
+    settings = {**options.settings.to_dict(), "repeats": options.repeats, "core": device.describe().get("core")}
+    lut = open_lut(path, device, settings)
+    sid = settings_id(settings, lut.data["runtime"])
+    by_key = {it.key: it for it in items}
+    if len(by_key) != len(items):
+        raise HnasError("duplicate LUT items given")
+
+    # 1. plan: export (cached) every item and decide which need measuring
+    report = BuildReport(path, {}, [], [], 0)
+    exported = {}
+    with _bar(progress, "check", len(items)) as advance:
+        for it in items:
+            module = it.build()
+            ex = exporter.export(module, it.input_shape)
+            exported[it.key] = ex
+            report.export_s += ex.export_s
+            report.convert_s += ex.convert_s
+            report.cached += ex.cached
+            report.exported += not ex.cached
+            why = lut.stale_reason(it.key, ex.cache_key, options.max_age_s)
+            if why is not None:
+                report.planned[it.key] = why
+            else:
+                report.skipped_fresh += 1
+            advance()
+    for key, p in list(lut.pending.items()):
+        if key in report.planned and p.get("export_key") != exported[key].cache_key:
+            del lut.pending[key]
+    lut.save()
+    if not report.planned:
+        return report
+
+    # 2. push the models the device needs
+    keys = list(report.planned)
+    remote = dict(zip(keys, device.push_many([exported[k].path for k in keys])))
+    key_of = {r: k for k, r in remote.items()}
+    target = dict.fromkeys(report.planned, options.repeats)
+    throttle_count: dict[str, int] = {}
+
+    def pending_repeats(key: str) -> list[dict]:
+        return lut.pending.get(key, {}).get("repeats", [])
+
+    def settle(key: str) -> bool:
+        """Finish `key` when it has its repeats and they agree (or extra repeats are used up)."""
+        reps = pending_repeats(key)
+        if len(reps) < target[key]:
+            return False
+        extra = len(reps) - options.repeats
+        if spread(reps) > options.spread_threshold and extra < options.extra_repeats:
+            target[key] = len(reps) + 1
+            if key not in report.remeasured:
+                report.remeasured.append(key)
+            return False
+        _finish(lut, by_key[key], reps, exported[key], sid, max(0, extra))
+        report.measured.append(key)
+        return True
+
+    for key in report.planned:  # repeats finished before an interruption
+        settle(key)
+    lut.save()
+
+    # 3. measure round-robin until every entry has its repeats
+    t0 = time.perf_counter()
+    total = sum(max(0, target[k] - len(pending_repeats(k))) for k in report.planned if k not in report.measured)
+    with _bar(progress, "measure", total) as advance:
+        while True:
+            todo = [k for k in report.planned if k not in report.measured]
+            if not todo:
+                break
+            for out in device.benchmark_batch([remote[k] for k in todo], options.settings):
+                key = key_of.get(out.model)
+                if key is None:
+                    raise HnasError(f"the device reported a model it was not asked to run: {out.model}")
+                if out.rc != 0:
+                    tail = "\n".join(out.text.splitlines()[-15:])
+                    raise HnasError(f"benchmark of {key} failed (exit {out.rc}); last lines:\n{tail}")
+                runs = parse_benchmark_output(out.text).runs
+                why = device.throttled(out)
+                if why is not None and throttle_count.get(key, 0) < options.max_throttled:
+                    throttle_count[key] = throttle_count.get(key, 0) + 1
+                    report.throttled.append(f"{key}: {why}")
+                    device.cool_down()
+                    continue  # not counted: measured again in the next round
+                rep = {
+                    "count": runs.count,
+                    "avg_us": runs.avg,
+                    "std_us": runs.std or 0.0,
+                    "min_us": runs.min if runs.min is not None else runs.avg,
+                    "median_us": runs.median_or_avg,
+                }
+                if out.conditions:
+                    rep["conditions"] = out.conditions
+                entry = lut.pending.setdefault(
+                    key, {"repeats": [], "settings_id": sid, "export_key": exported[key].cache_key}
+                )
+                entry["repeats"].append(rep)
+                before = target[key]
+                settle(key)
+                lut.save()
+                if target[key] > before:
+                    advance(total_delta=target[key] - before)
+                advance()
+    report.measure_s = time.perf_counter() - t0
+    return report
+
+
+def _conditions(reps: list[dict]) -> dict | None:
+    """Lowest pinned-core frequency and highest temperature seen around an entry's repeats."""
+    freqs = [c["freq_khz"] for r in reps for c in r.get("conditions", {}).values() if c.get("freq_khz")]
+    temps = [c["temp_mc"] for r in reps for c in r.get("conditions", {}).values() if "temp_mc" in c]
+    if not freqs and not temps:
+        return None
+    return {
+        "freq_khz_min": min(freqs) if freqs else None,
+        "freq_khz_max": max(freqs) if freqs else None,
+        "temp_c_max": max(temps) / 1000 if temps else None,
+    }
+
+
+def _finish(lut: Lut, item: LutItem, reps: list[dict], ex, sid: str, extra: int) -> None:
+    lut.entries[item.key] = {
+        "spec": item.to_spec(),
+        **aggregate(reps),
+        "measured_at": now_iso(),
+        "model_sha256": ex.sha256,
+        "export_key": ex.cache_key,
+        "settings_id": sid,
+        "source": "measured",
+        "remeasured": extra,
+        "conditions": _conditions(reps),
+    }
+    lut.pending.pop(item.key, None)
+
+
+class _bar:
+    """A progress context: `progress(label, total)` returns a context manager yielding `advance`."""
+
+    def __init__(self, progress: Callable | None, label: str, total: int):
+        self._cm = progress(label, total) if progress else None
+
+    def __enter__(self):
+        if self._cm is None:
+            return lambda total_delta=0: None
+        return self._cm.__enter__()
+
+    def __exit__(self, *exc):
+        if self._cm is not None:
+            return self._cm.__exit__(*exc)
+        return False
+
+
+def new_progress():
+    """A rich Progress with a label, bar, count, elapsed time and ETA."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description:24s}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+
+
+def progress_on(prog, prefix: str = ""):
+    """A progress factory adding one task per phase to a shared Progress (one bar per device and phase)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def factory(label: str, total: int):
+        task = prog.add_task(f"{prefix}{label}", total=total)
+
+        def advance(total_delta: int = 0):
+            if total_delta:
+                prog.update(task, total=prog.tasks[task].total + total_delta)
+            else:
+                prog.advance(task)
+
+        yield advance
+
+    return factory
+
+
+def rich_progress(label: str, total: int):
+    """A stand-alone progress bar for one phase."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def cm():
+        with new_progress() as prog, progress_on(prog)(label, total) as advance:
+            yield advance
+
+    return cm()

@@ -1,0 +1,161 @@
+"""The per-device latency lookup table: a versioned JSON file, written atomically after every measurement.
+
+Layout (schema `hnas.lut/1`, described in lut/README.md):
+
+    {"schema", "device": {...fingerprint}, "runtime": {...}, "settings": {...}, "created_at", "updated_at",
+     "entries": {KEY: {"spec", "median_ms", "mean_ms", "std_ms", "min_ms", "runs", "repeats",
+                       "repeat_medians_ms", "measured_at", "model_sha256", "export_key", "settings_id",
+                       "source", "remeasured", "conditions"}},
+     "pending": {KEY: {"repeats": [{"count", "avg_us", "std_us", "min_us", "median_us"}...], ...}},
+     "calibration": null}
+
+`pending` holds repeats of entries whose round-robin measurement is not finished, so a killed build loses
+nothing: the rerun continues with the repeats that are missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from hnas.errors import HnasError
+from hnas.io import atomic_write_json
+
+SCHEMA = "hnas.lut/1"
+
+
+def now_iso() -> str:
+    """UTC timestamp, seconds resolution."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+
+
+def settings_id(settings: dict, runtime: dict) -> str:
+    """Digest of everything that changes a figure besides the op itself: benchmark settings and runtime."""
+    payload = json.dumps({"settings": settings, "runtime": runtime}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def aggregate(repeats: list[dict]) -> dict:
+    """Entry figures from repeats: median of repeat medians; pooled mean and std over all runs; minimum."""
+    counts = np.array([r["count"] for r in repeats], dtype=float)
+    avgs = np.array([r["avg_us"] for r in repeats])
+    stds = np.array([r["std_us"] for r in repeats])
+    meds = np.array([r["median_us"] for r in repeats])
+    n = counts.sum()
+    mean = float((counts * avgs).sum() / n)
+    pooled_var = float(((counts * (stds**2 + (avgs - mean) ** 2)).sum()) / n)
+    return {
+        "median_ms": float(np.median(meds)) / 1000,
+        "mean_ms": mean / 1000,
+        "std_ms": math.sqrt(pooled_var) / 1000,
+        "min_ms": float(min(r["min_us"] for r in repeats)) / 1000,
+        "runs": int(n),
+        "repeats": len(repeats),
+        "repeat_medians_ms": [round(float(m) / 1000, 6) for m in meds],
+    }
+
+
+def spread(repeats: list[dict]) -> float:
+    """Relative disagreement of repeat medians: max / min - 1."""
+    meds = [r["median_us"] for r in repeats]
+    return max(meds) / min(meds) - 1 if min(meds) > 0 else math.inf
+
+
+class Lut:
+    """A latency table file (or one being built)."""
+
+    def __init__(self, data: dict, path: Path | None = None):
+        self.data = data
+        self.path = path
+
+    @classmethod
+    def new(cls, device: dict, runtime: dict, settings: dict, path: Path | None = None) -> Lut:
+        """An empty table for a device, runtime and settings."""
+        t = now_iso()
+        data = {
+            "schema": SCHEMA,
+            "device": device,
+            "runtime": runtime,
+            "settings": settings,
+            "created_at": t,
+            "updated_at": t,
+            "entries": {},
+            "pending": {},
+            "calibration": None,
+        }
+        return cls(data, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Lut:
+        """Read a table; a missing, unreadable or foreign file is a one-line error."""
+        path = Path(path)
+        if not path.is_file():
+            raise HnasError(f"LUT {path} does not exist: build one with `hnas lut build --device local --space basic`")
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise HnasError(f"LUT {path} is not valid JSON ({exc}); restore it or rebuild it") from None
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise HnasError(
+                f"LUT {path} has schema {data.get('schema') if isinstance(data, dict) else None!r}, "
+                f"expected {SCHEMA!r}; rebuild it with `hnas lut build`"
+            )
+        data.setdefault("pending", {})
+        data.setdefault("calibration", None)
+        return cls(data, path)
+
+    @property
+    def entries(self) -> dict[str, dict]:
+        """Finished entries by key."""
+        return self.data["entries"]
+
+    @property
+    def pending(self) -> dict[str, dict]:
+        """Unfinished entries (repeats so far) by key."""
+        return self.data["pending"]
+
+    @property
+    def device(self) -> dict:
+        """Device fingerprint."""
+        return self.data["device"]
+
+    @property
+    def settings_id(self) -> str:
+        """Digest of the table's current settings and runtime."""
+        return settings_id(self.data["settings"], self.data["runtime"])
+
+    def latency_ms(self, key: str) -> float | None:
+        """The figure the predictor uses: the median (or, for imported tables, the mean)."""
+        e = self.entries.get(key)
+        if e is None:
+            return None
+        return e["median_ms"] if e.get("median_ms") is not None else e["mean_ms"]
+
+    def save(self) -> None:
+        """Write atomically (temp file + rename)."""
+        if self.path is None:
+            raise HnasError("this LUT has no file path; pass --out")
+        self.data["updated_at"] = now_iso()
+        atomic_write_json(self.path, self.data)
+
+    def stale_reason(self, key: str, export_key: str | None, max_age_s: float | None) -> str | None:
+        """Why `key` must be (re)measured now, or None when its entry is fresh."""
+        e = self.entries.get(key)
+        if e is None:
+            return "missing"
+        if e.get("source", "measured") != "measured":
+            return None  # imported figures are kept; they are refreshed only by re-importing
+        if e.get("settings_id") != self.settings_id:
+            return "settings or runtime changed"
+        if export_key is not None and e.get("export_key") != export_key:
+            return "op spec or export tools changed"
+        if max_age_s is not None:
+            age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(e["measured_at"])
+            if age.total_seconds() > max_age_s:
+                return "older than --max-age"
+        return None

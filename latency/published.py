@@ -1,0 +1,216 @@
+"""Published per-op phone latency tables (ProxylessNAS, Once-for-All) mapped onto our LUT keys.
+
+The tables are third-party data (see ../shared/reference/luts/SOURCES.md). Their keys are never parsed
+into shapes here: for every op and fixed part of the given search spaces we render the key the published
+table would use for that op at that shape (`published_key`) and look it up (`map_published`). Table entries
+that no op of the spaces renders to are reported as `unmapped`; our keys the table lacks as `missing`.
+
+Formats:
+
+- `proxylessnas`: `expanded_conv-input:112x112x16-output:56x56x24-expand:3-kernel:3-stride:2-idskip:0`
+  (expansion ratio; `idskip:1` exactly when stride 1 and in == out channels), `Conv-input:...` (stem),
+  `Conv_1-input:...` (final 1x1) and `Logits-input:7x7x1280-output:1000` (pool + fc); entries carry
+  `count`, `mean` (ms) and `var`.
+- `ofa`: the same plus `-se:0-hs:0` on inverted bottlenecks (ours have neither squeeze-excite nor h-swish),
+  with `expand:` the absolute number of middle channels (in_ch * E); entries carry `count`, `mean`, `std`.
+  OFA's head is AvgPool2D / Conv_2 / Logits on 1x1 maps, so our `PoolFC` (pool + fc on the 7x7 map) renders
+  a `Logits-input:7x7x...` key that an OFA table does not have. Note that the OFA key format does not
+  record the activation of `Conv` / `Conv_1`: OFA's own stem and final 1x1 use h-swish where ours use
+  ReLU6, yet OFA's estimator queries the same key for both, so such figures map (as the format dictates).
+
+Neither format records a stem kernel size (both measured a 3x3 stem), so a stem with another kernel has no
+published key and is always reported missing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hnas.errors import HnasError
+from hnas.ops import FixedPart, LayerShape, OpSpec, op_key
+from hnas.space import SearchSpace
+
+FORMATS = ("proxylessnas", "ofa")
+_SPREAD = {"proxylessnas": "var", "ofa": "std"}
+_PUBLISHED_STEM_KERNEL = 3
+
+
+@dataclass(frozen=True)
+class PublishedFigure:
+    """One published measurement: the table's own key, mean and standard deviation in ms, sample count."""
+
+    source_key: str
+    mean_ms: float
+    std_ms: float
+    count: int
+
+
+@dataclass
+class ImportResult:
+    """Outcome of `map_published`.
+
+    `mapped`: our key -> figure; `unmapped`: the table's keys that no op/shape of the spaces renders to
+    (sorted); `missing`: our keys of the spaces that the table lacks (sorted).
+    """
+
+    mapped: dict[str, PublishedFigure] = field(default_factory=dict)
+    unmapped: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise HnasError(f"unknown published table format {fmt!r}: use one of {', '.join(FORMATS)}")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _number(value, what: str, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise HnasError(f"{where}: {what} must be a finite number, got {value!r}; fix or remove that entry")
+    return float(value)
+
+
+def read_published_table(path: str | Path, fmt: str) -> dict[str, PublishedFigure]:
+    """Read a published YAML table (`key -> {count, mean, var|std}`) into figures keyed by the table's keys."""
+    _check_format(fmt)
+    path = Path(path)
+    if not path.is_file():
+        raise HnasError(f"published table {path} does not exist: give the path of the {fmt} YAML file")
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise HnasError(f"published table {path} is not valid YAML: {_first_line(exc)}") from None
+    if not isinstance(data, dict) or not data:
+        raise HnasError(
+            f"published table {path}: expected a non-empty mapping 'key: {{count, mean, {_SPREAD[fmt]}}}' "
+            f"at top level, got {type(data).__name__}"
+        )
+    spread = _SPREAD[fmt]
+    other = next(f for f, s in _SPREAD.items() if f != fmt)
+    out: dict[str, PublishedFigure] = {}
+    for key, entry in data.items():
+        where = f"published table {path}, entry {key!r}"
+        if not isinstance(key, str):
+            raise HnasError(f"{where}: keys must be strings like 'Conv-input:224x224x3-output:112x112x32'")
+        if not isinstance(entry, dict):
+            raise HnasError(f"{where}: expected a mapping with count, mean and {spread}, got {type(entry).__name__}")
+        lacking = [f for f in ("count", "mean", spread) if f not in entry]
+        if lacking:
+            hint = f" (it has '{_SPREAD[other]}': is this a {other} table? read it with fmt={other!r})"
+            raise HnasError(
+                f"{where}: lacks {', '.join(lacking)}{hint if _SPREAD[other] in entry else ''}; "
+                f"a {fmt} entry needs count, mean and {spread}"
+            )
+        count = entry["count"]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise HnasError(f"{where}: count must be a positive integer, got {count!r}; fix or remove that entry")
+        mean = _number(entry["mean"], "mean", where)
+        value = _number(entry[spread], spread, where)
+        if mean < 0 or value < 0:
+            raise HnasError(f"{where}: mean and {spread} must not be negative; fix or remove that entry")
+        std = math.sqrt(value) if spread == "var" else value
+        out[key] = PublishedFigure(key, mean, std, count)
+    return out
+
+
+# --- key rendering: one function per format, from OUR spec ---------------------------------------
+
+
+def _dims(size: int, ch: int) -> str:
+    return f"{size}x{size}x{ch}"
+
+
+def _fixed_key(part: FixedPart) -> str | None:
+    """`Conv-...`, `Conv_1-...` or `Logits-...` (shared by both formats); None where no key can express it."""
+    s = part.shape
+    if part.kind == "Stem":
+        if part.kernel != _PUBLISHED_STEM_KERNEL:
+            return None
+        return f"Conv-input:{_dims(s.in_size, s.in_ch)}-output:{_dims(s.out_size, s.out_ch)}"
+    if part.kind == "Conv1x1":
+        return f"Conv_1-input:{_dims(s.in_size, s.in_ch)}-output:{_dims(s.out_size, s.out_ch)}"
+    if part.kind == "PoolFC":
+        return f"Logits-input:{_dims(s.in_size, s.in_ch)}-output:{s.out_ch}"
+    return None
+
+
+def _conv_key(op: OpSpec, shape: LayerShape, expand: int) -> str:
+    return (
+        f"expanded_conv-input:{_dims(shape.in_size, shape.in_ch)}-output:{_dims(shape.out_size, shape.out_ch)}"
+        f"-expand:{expand}-kernel:{op.kernel}-stride:{shape.stride}-idskip:{int(shape.allows_identity)}"
+    )
+
+
+def _proxylessnas_key(op: OpSpec, shape: LayerShape) -> str:
+    return _conv_key(op, shape, op.expand)
+
+
+def _ofa_key(op: OpSpec, shape: LayerShape) -> str:
+    return _conv_key(op, shape, shape.in_ch * op.expand) + "-se:0-hs:0"
+
+
+_OP_KEY = {"proxylessnas": _proxylessnas_key, "ofa": _ofa_key}
+
+
+def _render(fmt: str, item: OpSpec | FixedPart, shape: LayerShape | None) -> str | None:
+    if isinstance(item, FixedPart):
+        if shape is not None and shape != item.shape:
+            raise HnasError(f"published_key: {item.key} carries its own shape; pass shape=None")
+        return _fixed_key(item)
+    if not isinstance(item, OpSpec):
+        raise HnasError(f"published_key: expected an OpSpec or FixedPart, got {type(item).__name__}")
+    if shape is None:
+        raise HnasError(f"published_key: {item.name} needs the LayerShape it runs at")
+    if item.is_identity:
+        return None
+    return _OP_KEY[fmt](item, shape)
+
+
+def published_key(fmt: str, op_or_part: OpSpec | FixedPart, shape: LayerShape | None = None) -> str:
+    """The key a `fmt` table would use for our op at `shape` (or for a fixed part, which carries its shape)."""
+    _check_format(fmt)
+    key = _render(fmt, op_or_part, shape)
+    if key is None:
+        what = op_or_part.key if isinstance(op_or_part, FixedPart) else op_or_part.name
+        raise HnasError(
+            f"{what} has no {fmt} table key (the format has no Identity, only 3x3 stems and the three fixed parts)"
+        )
+    return key
+
+
+def _our_items(spaces: list[SearchSpace]) -> dict[str, tuple[OpSpec | FixedPart, LayerShape | None]]:
+    items: dict[str, tuple[OpSpec | FixedPart, LayerShape | None]] = {}
+    for space in spaces:
+        for layer in space.layers:
+            for op in layer.candidates:
+                if not op.is_identity:
+                    items.setdefault(op_key(op, layer.shape), (op, layer.shape))
+        for part in space.skeleton.fixed_parts:
+            items.setdefault(part.key, (part, None))
+    return items
+
+
+def map_published(table: dict[str, PublishedFigure], fmt: str, spaces: list[SearchSpace]) -> ImportResult:
+    """Look up every op (except Identity) of every layer and every fixed part of `spaces` in a published table."""
+    _check_format(fmt)
+    if isinstance(spaces, SearchSpace):
+        spaces = [spaces]
+    result = ImportResult()
+    used: set[str] = set()
+    for ours, (item, shape) in sorted(_our_items(spaces).items()):
+        theirs = _render(fmt, item, shape)
+        if theirs is not None and theirs in table:
+            result.mapped[ours] = table[theirs]
+            used.add(theirs)
+        else:
+            result.missing.append(ours)
+    result.unmapped = sorted(set(table) - used)
+    return result

@@ -1,0 +1,44 @@
+import json
+
+import numpy as np
+import pytest
+
+from hnas.arch import sample
+from hnas.errors import HnasError
+from latency.build import build
+from latency.items import items_for_space
+from latency.lut import Lut
+from latency.predict import LatencyPredictor
+from tests.test_build import FAST, CountingDevice
+from tests.tiny import tiny_space
+
+
+@pytest.fixture(scope="module")
+def tiny_lut(tmp_path_factory, exporter):
+    path = tmp_path_factory.mktemp("lut") / "tiny.json"
+    build(CountingDevice(), items_for_space(tiny_space()), path, FAST, exporter)
+    return path
+
+
+def test_predictor_is_the_sum_of_entries(tiny_lut):
+    sp, lut = tiny_space(), Lut.load(tiny_lut)
+    pred = LatencyPredictor(lut, sp)
+    archs = sample(sp, 40, np.random.default_rng(0))
+    batch = pred.predict(np.stack([a.to_vector() for a in archs]))
+    for arch, got in zip(archs, batch, strict=True):
+        want = sum(lut.latency_ms(p.key) for p in sp.skeleton.fixed_parts)
+        want += sum(0.0 if op.is_identity else lut.latency_ms(key) for op, key in zip(arch.ops, arch.keys()))
+        assert got == pytest.approx(want, rel=1e-12)
+        assert pred.predict_arch(arch) == pytest.approx(got)
+        assert sum(ms for _, ms in pred.breakdown(arch)) == pytest.approx(got)
+
+
+def test_missing_entries_name_keys_and_the_refresh_command(tiny_lut, tmp_path):
+    data = json.loads(tiny_lut.read_text())
+    del data["entries"]["IBConv_K5_E6:8x8x16->8x8x16:s1"]
+    path = tmp_path / "holes.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(HnasError) as err:
+        LatencyPredictor(Lut.load(path), tiny_space(), lut_name=str(path))
+    msg = str(err.value)
+    assert "IBConv_K5_E6:8x8x16->8x8x16:s1" in msg and f"hnas lut refresh --lut {path} --space tiny" in msg
