@@ -176,12 +176,14 @@ class AdbDevice(Device):
         from adb_shell import exceptions as ex
 
         dev = self._open()
+        prompted = []  # adb-shell calls back when the phone must show the "Allow USB debugging?" prompt
         try:
             dev.connect(
                 rsa_keys=[load_signer(self.key_path)],
                 auth_timeout_s=self.timeout_s,
                 transport_timeout_s=self.timeout_s,
                 read_timeout_s=self.timeout_s,
+                auth_callback=lambda _dev: prompted.append(True),
             )
         except ConnectionRefusedError:
             raise PhoneGone(
@@ -195,7 +197,7 @@ class AdbDevice(Device):
             ) from None
         except (ex.TcpTimeoutException, ex.AdbTimeoutError, TimeoutError, OSError) as exc:
             msg = str(exc)
-            if "AUTH" in msg or isinstance(exc, ex.AdbTimeoutError):
+            if prompted or isinstance(exc, ex.AdbTimeoutError):
                 raise HnasError(
                     f"phone {self.spec} is unauthorized: unlock it and accept the 'Allow USB "
                     f"debugging?' prompt for key {self.key_path or default_key_path()}, then rerun"

@@ -156,6 +156,11 @@ def lut_build(
     performance: Annotated[
         bool, typer.Option("--performance", help="Phones, root only: performance governor while measuring.")
     ] = False,
+    cooldown: Annotated[
+        float, typer.Option("--cooldown", help="Phones: seconds to cool after a throttled run.")
+    ] = 30.0,
+    retries: Annotated[int, typer.Option("--retries", help="Phones: reconnect attempts after a dropped link.")] = 4,
+    backoff: Annotated[float, typer.Option("--backoff", help="Phones: first reconnect wait, doubling.")] = 1.0,
 ) -> None:
     """Measure every entry the spaces need on one or more devices; rerun to continue after an interruption."""
     from latency.build import default_lut_path
@@ -164,7 +169,14 @@ def lut_build(
     if out and len(specs) > 1:
         raise HnasError("--out names one file; with several --device each phone gets lut/<device>.json")
     spaces = [load_space(s) for s in (space or ["basic"])]
-    adb = {"cool_s": cool, "max_temp_c": max_temp, "min_freq_fraction": min_freq}
+    adb = {
+        "cool_s": cool,
+        "max_temp_c": max_temp,
+        "min_freq_fraction": min_freq,
+        "cooldown_s": cooldown,
+        "retries": retries,
+        "backoff_s": backoff,
+    }
     devs = [_device(d, core, benchmark_binary, **({} if d == "local" else adb)) for d in specs]
     items = _dedupe([it for sp in spaces for it in items_for_space(sp)])
     jobs = [(d, Path(out) if out else default_lut_path(d.describe())) for d in devs]

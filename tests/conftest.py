@@ -17,10 +17,15 @@ os.environ.setdefault("HNAS_CACHE", str(TEST_CACHE))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run `hnas ARGS...` in a fresh interpreter, as a user would."""
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None):
+    """Run `hnas ARGS...` in a fresh interpreter, as a user would (`env` adds variables)."""
     return subprocess.run(
-        [sys.executable, "-m", "hnas.cli", *args], capture_output=True, text=True, cwd=cwd or ROOT, timeout=timeout
+        [sys.executable, "-m", "hnas.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -64,8 +64,10 @@ def _sysfs(root, temps=(35000, 41000)):
 def _fake_getprop(bindir):
     bindir.mkdir()
     g = bindir / "getprop"
-    g.write_text('#!/bin/sh\ncase "$1" in ro.product.model) echo "Pixel 3";; ro.board.platform) echo sdm845;; '
-                 'ro.product.cpu.abi) echo arm64-v8a;; *) echo "";; esac\n')
+    g.write_text(
+        '#!/bin/sh\ncase "$1" in ro.product.model) echo "Pixel 3";; ro.board.platform) echo sdm845;; '
+        'ro.product.cpu.abi) echo arm64-v8a;; *) echo "";; esac\n'
+    )
     g.chmod(0o755)
 
 
@@ -73,8 +75,12 @@ def test_probe_script_reads_a_sysfs_tree(tmp_path):
     _sysfs(tmp_path / "sys")
     _fake_getprop(tmp_path / "bin")
     env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}
-    out = subprocess.run(["sh", str(ROOT / "device_scripts" / "probe.sh"), str(tmp_path / "sys")],
-                         capture_output=True, text=True, env=env)
+    out = subprocess.run(
+        ["sh", str(ROOT / "device_scripts" / "probe.sh"), str(tmp_path / "sys")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     facts = parse_probe(out.stdout)
     assert facts["model"] == "Pixel 3" and facts["platform"] == "sdm845" and facts["probe"] == "done"
@@ -85,13 +91,26 @@ def test_probe_script_reads_a_sysfs_tree(tmp_path):
 def test_batch_script_frames_runs_and_reads_conditions(tmp_path):
     _sysfs(tmp_path / "sys", temps=(35000, 52000))
     fake = tmp_path / "benchmark_model"
-    fake.write_text('#!/bin/sh\necho "INFO: count=3 curr=10 (all same)"\n'
-                    'case "$1" in *bad*) echo "ERROR: boom"; exit 3;; esac\n')
+    fake.write_text(
+        '#!/bin/sh\necho "INFO: count=3 curr=10 (all same)"\ncase "$1" in *bad*) echo "ERROR: boom"; exit 3;; esac\n'
+    )
     fake.chmod(0o755)
     listing = tmp_path / "list.txt"
     listing.write_text("/data/a.tflite\n/data/bad.tflite\n")
-    out = subprocess.run(["sh", str(ROOT / "device_scripts" / "batch.sh"), str(fake), "1", str(tmp_path / "sys"),
-                          "0", str(listing), "--num_threads=1"], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            "sh",
+            str(ROOT / "device_scripts" / "batch.sh"),
+            str(fake),
+            "1",
+            str(tmp_path / "sys"),
+            "0",
+            str(listing),
+            "--num_threads=1",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     a, bad = list(split_batch(out.stdout.splitlines()))
     assert (a.model, a.rc, bad.model, bad.rc) == ("/data/a.tflite", 0, "/data/bad.tflite", 3)
