@@ -33,6 +33,8 @@ arch_app = typer.Typer(help="Inspect architectures.", no_args_is_help=True)
 app.add_typer(space_app, name="space")
 app.add_typer(arch_app, name="arch")
 app.add_typer(lut_app, name="lut")
+supernet_app = typer.Typer(help="Train and evaluate single-path one-shot supernets.", no_args_is_help=True)
+app.add_typer(supernet_app, name="supernet")
 app.command("profile")(profile)
 app.command("devices")(devices)
 
@@ -166,6 +168,102 @@ def arch_info(
     if latency_ms is not None:
         table.add_row("predicted latency", f"{latency_ms:.3f} ms")
         table.add_row("LUT", lut)
+    console.print(table)
+
+
+def parse_band(text: str | None) -> tuple[float | None, float | None]:
+    """`60:70` -> (60.0, 70.0); either side may be empty."""
+    if text is None:
+        return None, None
+    lo, sep, hi = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return (float(lo) if lo else None, float(hi) if hi else None)
+    except ValueError:
+        raise HnasError(f"latency band {text!r}: write MIN:MAX in ms, e.g. 60:70") from None
+
+
+@supernet_app.command("train")
+def supernet_train(
+    out: Annotated[str, typer.Option("--out", help="Run folder; an existing run resumes.")],
+    space: Annotated[str, typer.Option("--space", help="Preset or space file.")] = "basic",
+    data: Annotated[str, typer.Option("--data", help="digits, cifar10:PATH, imagenet:PATH.")] = "digits",
+    epochs: Annotated[int, typer.Option(help="Epochs.")] = 120,
+    lr: Annotated[float, typer.Option(help="Initial learning rate (linear decay to 0).")] = 0.5,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size (per process).")] = 1024,
+    label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = 0.0,
+    resolution: Annotated[int, typer.Option(help="Proxy input resolution for training.")] = 224,
+    width: Annotated[float, typer.Option(help="Proxy width multiplier for training.")] = 1.0,
+    per_class: Annotated[int | None, typer.Option("--per-class", help="Proxy: training images per class.")] = None,
+    lut: Annotated[str | None, typer.Option("--lut", help="LUT for latency-banded path sampling.")] = None,
+    lat: Annotated[str | None, typer.Option("--lat", help="Sample only paths with latency MIN:MAX ms.")] = None,
+    workers: Annotated[int, typer.Option(help="Data loader workers.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Train a SPOS supernet (uniform single paths); rerun with the same --out to resume."""
+    from hnas.runs import ProxySettings, RunConfig, SupernetRun
+    from hnas.train import TrainConfig, init_distributed
+
+    init_distributed()
+    lo, hi = parse_band(lat)
+    run_dir = Path(out)
+    if (run_dir / "config.json").is_file():
+        console.print(f"resuming {run_dir} with the settings in its config.json")
+        run = SupernetRun(run_dir)
+    else:
+        cfg = RunConfig(
+            space=load_space(space).to_dict(),
+            data=data,
+            proxy=ProxySettings(resolution=resolution, width=width, per_class=per_class),
+            train=TrainConfig(
+                epochs=epochs,
+                lr=lr,
+                batch_size=batch_size,
+                label_smoothing=label_smoothing,
+                seed=seed,
+                workers=workers,
+                lat_min=lo,
+                lat_max=hi,
+            ),
+            lut=lut,
+        )
+        run = SupernetRun(run_dir, cfg)
+    history = run.train()
+    for h in history:
+        acc = "-" if h.val_acc is None else f"{h.val_acc:.3f}"
+        console.print(f"epoch {h.epoch + 1}: loss {h.loss:.3f}  train acc {h.train_acc:.3f}  supernet val acc {acc}")
+
+
+@supernet_app.command("eval")
+def supernet_eval(
+    run: Annotated[str, typer.Argument(help="Run folder of `hnas supernet train`.")],
+    arch: Annotated[list[str], typer.Option("--arch", help="Architecture string or JSON file; repeatable.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """One-shot top-1 (after exact BN recalibration) of architectures on a trained supernet."""
+    from hnas.runs import SupernetRun
+
+    r = SupernetRun(run)
+    supernet = r.build_supernet()
+    space = SearchSpace.from_dict(r.config.space) if not r.checkpoint.is_file() else None
+    from hnas.train import load_checkpoint
+
+    if space is None:
+        space = SearchSpace.from_dict(load_checkpoint(r.checkpoint)["deploy_space"])
+    ev = r.evaluator(supernet, tag="cli")
+    rows = []
+    for a in arch:
+        parsed = load_arch(a, space)
+        rows.append({"arch": str(parsed), "top1": ev.accuracy(parsed), "macs": arch_cost(parsed).macs})
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table(title=f"one-shot top-1 on {r.config.data} val ({len(ev.val_loader.dataset)} images)")
+    for col in ("arch", "top-1", "MACs"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(row["arch"], f"{row['top1']:.4f}", f"{row['macs'] / 1e6:.1f} M")
     console.print(table)
 
 

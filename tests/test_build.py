@@ -103,10 +103,27 @@ def test_cli_build_killed_halfway_loses_nothing(tmp_path, exporter):
     for it in items_for_space(tiny_space()):  # models are in the cache: the build starts measuring at once
         exporter.export(it.build(), it.input_shape)
     out = tmp_path / "lut.json"
-    args = ["lut", "build", "--device", "local", "--space", str(space_file), "--out", str(out),
-            "--repeats", "3", "--runs", "1500", "--warmup", "1", "--core", "0"]
-    proc = subprocess.Popen([sys.executable, "-m", "hnas.cli", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    args = [
+        "lut",
+        "build",
+        "--device",
+        "local",
+        "--space",
+        str(space_file),
+        "--out",
+        str(out),
+        "--repeats",
+        "3",
+        "--runs",
+        "1500",
+        "--warmup",
+        "1",
+        "--core",
+        "0",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hnas.cli", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     done = {}
     while time.time() < deadline and proc.poll() is None:

@@ -27,10 +27,12 @@ def test_show_diff_and_arch_info_with_lut(tiny_lut, tmp_path):  # noqa: F811
     diff = json.loads(run_cli("lut", "diff", str(tiny_lut), str(other), "--json").stdout)
     assert diff["summary"]["common"] == 9 and abs(diff["summary"]["median_ratio"] - 2) < 1e-9
     arch = str(sample(tiny_space(), 1, np.random.default_rng(0))[0])
-    info = json.loads(run_cli("arch", "info", arch, "--space", str(space_file), "--lut", str(tiny_lut),
-                              "--json").stdout)
-    want = LatencyPredictor(Lut.load(tiny_lut), tiny_space()).predict_arch(sample(tiny_space(), 1,
-                                                                                  np.random.default_rng(0))[0])
+    info = json.loads(
+        run_cli("arch", "info", arch, "--space", str(space_file), "--lut", str(tiny_lut), "--json").stdout
+    )
+    want = LatencyPredictor(Lut.load(tiny_lut), tiny_space()).predict_arch(
+        sample(tiny_space(), 1, np.random.default_rng(0))[0]
+    )
     assert abs(info["latency_ms"] - want) < 1e-9
 
 
@@ -42,7 +44,8 @@ def test_import_proxylessnas_table_predicts_the_proxyless_space(shared_reference
     assert "72 entries mapped" in out.stdout and "not mapped (0)" in out.stdout and "(0): none" in out.stdout
     lut = Lut.load(out_path)
     assert lut.device["model"] == "Google Pixel 1" and lut.entries["Stem_K3:224x224x3->112x112x32:s2"]["source"] == (
-        "imported:proxylessnas")
+        "imported:proxylessnas"
+    )
     pred = LatencyPredictor(lut, proxyless())
     lat = pred.predict(np.stack([a.to_vector() for a in sample(proxyless(), 100, np.random.default_rng(0))]))
     assert lat.min() > 30 and lat.max() < 300  # Pixel 1 phones: tens to hundreds of ms
@@ -58,8 +61,24 @@ def test_import_lists_what_did_not_map(shared_reference, tmp_path):
 
 
 def test_profile_an_op_and_a_model(exporter):
-    out = run_cli("profile", "--device", "local", "--op", "IBConv_K5_E6", "--in", "8x8x16", "--out-ch", "16",
-                  "--stride", "1", "--runs", "5", "--repeats", "2", "--json")
+    out = run_cli(
+        "profile",
+        "--device",
+        "local",
+        "--op",
+        "IBConv_K5_E6",
+        "--in",
+        "8x8x16",
+        "--out-ch",
+        "16",
+        "--stride",
+        "1",
+        "--runs",
+        "5",
+        "--repeats",
+        "2",
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["model"] == "IBConv_K5_E6:8x8x16->8x8x16:s1" and len(data["repeats"]) == 2

@@ -16,8 +16,9 @@ def _model(exporter, i=3):
 def test_runner_prints_benchmark_model_format_that_the_parser_reads(exporter):
     path = _model(exporter)
     argv = benchmark_command("-", str(path), BenchSettings(warmup_runs=2, num_runs=7))[1:]
-    out = subprocess.run([sys.executable, "-m", "latency.runner", *argv, "--core=0"], cwd=ROOT,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "latency.runner", *argv, "--core=0"], cwd=ROOT, capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "INFO: count=7 " in out.stdout and "median=" in out.stdout
     res = parse_benchmark_output(out.stdout)
@@ -40,8 +41,20 @@ def test_local_device_batch_frames_each_model_and_reports_failures(exporter, tmp
 def test_runner_is_pinned_to_one_core(exporter):
     path = _model(exporter)
     for core in (0, 1):
-        out = subprocess.run([sys.executable, "-m", "latency.runner", f"--graph={path}", "--num_runs=2",
-                              "--min_secs=0", f"--core={core}"], cwd=ROOT, capture_output=True, text=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "latency.runner",
+                f"--graph={path}",
+                "--num_runs=2",
+                "--min_secs=0",
+                f"--core={core}",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         assert f"INFO: CPU affinity: [{core}]" in out.stdout, out.stdout
     desc = LocalDevice(core=0).describe()
     assert desc["core"] == 0 and desc["cpu"] and desc["kernel"]

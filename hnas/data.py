@@ -1,0 +1,224 @@
+"""Datasets: ImageNet folder layout, CIFAR-10 python batches, and the embedded default (scikit-learn's digits).
+
+Splits follow the paper: `train` is what the supernet learns from, `val` is held out of the training set for
+the search (50 images per class on ImageNet), `test` is the original validation/test set for final numbers.
+
+    digits                      scikit-learn's 1,797 real 8x8 handwritten digits (shipped with the package)
+    cifar10:PATH                the python batches (data_batch_1..5, test_batch) in PATH
+    imagenet:PATH               PATH/train/<class>/*.JPEG and PATH/val/<class>/*.JPEG
+    PATH                        recognised by its layout (CIFAR batches or train/ + val/ folders)
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset, TensorDataset
+
+from hnas.errors import HnasError
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+@dataclass
+class DataBundle:
+    """Train / val / test datasets and what they hold."""
+
+    name: str
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    num_classes: int
+    resolution: int
+
+
+def _split_per_class(labels: np.ndarray, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (rest, held_out) with `per_class` items of each class held out, chosen with `seed`."""
+    rng = np.random.default_rng(seed)
+    held = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        held.extend(rng.choice(idx, size=min(per_class, max(1, len(idx) // 5)), replace=False))
+    held = np.sort(np.array(held))
+    rest = np.setdiff1d(np.arange(len(labels)), held)
+    return rest, held
+
+
+def _subset(idx: np.ndarray, labels: np.ndarray, per_class: int | None, seed: int) -> np.ndarray:
+    if per_class is None:
+        return idx
+    rng = np.random.default_rng(seed + 1)
+    keep = []
+    for c in np.unique(labels[idx]):
+        cls = idx[labels[idx] == c]
+        keep.extend(rng.choice(cls, size=min(per_class, len(cls)), replace=False))
+    return np.sort(np.array(keep))
+
+
+def _tensor_images(x: np.ndarray, resolution: int) -> torch.Tensor:
+    """uint8/float NHWC or NCHW images -> normalized float NCHW at `resolution` (bilinear)."""
+    t = torch.as_tensor(x, dtype=torch.float32)
+    if t.dim() == 3:
+        t = t[:, None]
+    if t.shape[1] not in (1, 3):
+        t = t.permute(0, 3, 1, 2)
+    t = t / (255.0 if t.max() > 1.5 else 1.0)
+    if t.shape[1] == 1:
+        t = t.repeat(1, 3, 1, 1)
+    if t.shape[-1] != resolution:
+        t = F.interpolate(t, size=(resolution, resolution), mode="bilinear", align_corners=False)
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+    return ((t - mean) / std).contiguous()
+
+
+def digits(resolution: int = 32, seed: int = 0, per_class: int | None = None) -> DataBundle:
+    """scikit-learn's digits: 1,797 real 8x8 images, 10 classes; 60 % train, 20 % val, 20 % test."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = d.images.astype(np.float32) / 16.0
+    labels = d.target.astype(np.int64)
+    rest, test = _split_per_class(labels, 36, seed)
+    train_idx, val_idx = _split_per_class(labels[rest], 36, seed + 1)
+    train_idx, val_idx = rest[train_idx], rest[val_idx]
+    train_idx = _subset(train_idx, labels, per_class, seed)
+    x = _tensor_images(images, resolution)
+    y = torch.as_tensor(labels)
+
+    def ds(idx):
+        return TensorDataset(x[idx], y[idx])
+
+    return DataBundle("digits", ds(train_idx), ds(val_idx), ds(test), 10, resolution)
+
+
+def cifar10(path: str | Path, resolution: int = 32, seed: int = 0, per_class: int | None = None) -> DataBundle:
+    """CIFAR-10 python batches: 500 images per class of the training batches as val, test_batch as test."""
+    root = Path(path)
+    files = [root / f"data_batch_{i}" for i in range(1, 6)]
+    if not all(f.is_file() for f in files) or not (root / "test_batch").is_file():
+        raise HnasError(f"{root} is not a CIFAR-10 python folder (data_batch_1..5 and test_batch expected)")
+
+    def load(fs):
+        xs, ys = [], []
+        for f in fs:
+            with open(f, "rb") as fh:
+                batch = pickle.load(fh, encoding="bytes")
+            xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
+        return np.concatenate(xs), np.concatenate(ys)
+
+    xtr, ytr = load(files)
+    xte, yte = load([root / "test_batch"])
+    train_idx, val_idx = _split_per_class(ytr, 500, seed)
+    train_idx = _subset(train_idx, ytr, per_class, seed)
+    xt = _tensor_images(xtr, resolution)
+    return DataBundle(
+        "cifar10",
+        TensorDataset(xt[train_idx], torch.as_tensor(ytr[train_idx])),
+        TensorDataset(xt[val_idx], torch.as_tensor(ytr[val_idx])),
+        TensorDataset(_tensor_images(xte, resolution), torch.as_tensor(yte)),
+        10,
+        resolution,
+    )
+
+
+class ImageFiles(Dataset):
+    """(path, label) pairs decoded with PIL; random-resized-crop + flip for training, centre crop otherwise."""
+
+    def __init__(self, items: list[tuple[Path, int]], resolution: int, train: bool):
+        self.items, self.resolution, self.train = items, resolution, train
+        self.mean = np.array(MEAN, dtype=np.float32)
+        self.std = np.array(STD, dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        path, label = self.items[i]
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            r = self.resolution
+            if self.train:
+                rng = np.random.default_rng()
+                w, h = im.size
+                for _ in range(10):
+                    area = w * h * rng.uniform(0.08, 1.0)
+                    ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+                    cw, ch = int(round((area * ratio) ** 0.5)), int(round((area / ratio) ** 0.5))
+                    if 0 < cw <= w and 0 < ch <= h:
+                        x0, y0 = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
+                        im = im.crop((x0, y0, x0 + cw, y0 + ch))
+                        break
+                im = im.resize((r, r), Image.BILINEAR)
+                if rng.random() < 0.5:
+                    im = im.transpose(Image.FLIP_LEFT_RIGHT)
+            else:
+                short = int(round(r / 0.875))
+                w, h = im.size
+                s = short / min(w, h)
+                im = im.resize((max(r, round(w * s)), max(r, round(h * s))), Image.BILINEAR)
+                w, h = im.size
+                x0, y0 = (w - r) // 2, (h - r) // 2
+                im = im.crop((x0, y0, x0 + r, y0 + r))
+            a = (np.asarray(im, dtype=np.float32) / 255.0 - self.mean) / self.std
+        return torch.from_numpy(a.transpose(2, 0, 1).copy()), label
+
+
+def _scan(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
+    items = []
+    for c, name in enumerate(classes):
+        d = folder / name
+        if d.is_dir():
+            items += [(p, c) for p in sorted(d.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+    return items
+
+
+def imagenet(
+    path: str | Path, resolution: int = 224, seed: int = 0, per_class: int | None = None, val_per_class: int = 50
+) -> DataBundle:
+    """ImageNet layout: `val_per_class` train images per class held out as val; the original val as test."""
+    root = Path(path)
+    if not (root / "train").is_dir() or not (root / "val").is_dir():
+        raise HnasError(f"{root} needs train/<class>/ and val/<class>/ folders (ImageNet layout)")
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    if not classes:
+        raise HnasError(f"{root / 'train'} has no class folders")
+    items = _scan(root / "train", classes)
+    labels = np.array([c for _, c in items])
+    train_idx, val_idx = _split_per_class(labels, val_per_class, seed)
+    train_idx = _subset(train_idx, labels, per_class, seed)
+    return DataBundle(
+        "imagenet",
+        ImageFiles([items[i] for i in train_idx], resolution, train=True),
+        ImageFiles([items[i] for i in val_idx], resolution, train=False),
+        ImageFiles(_scan(root / "val", classes), resolution, train=False),
+        len(classes),
+        resolution,
+    )
+
+
+def load_data(spec: str, resolution: int, seed: int = 0, per_class: int | None = None) -> DataBundle:
+    """`digits`, `cifar10:PATH`, `imagenet:PATH`, or a PATH recognised by its layout."""
+    if spec == "digits":
+        return digits(resolution, seed, per_class)
+    kind, _, rest = spec.partition(":")
+    if kind == "cifar10" and rest:
+        return cifar10(rest, resolution, seed, per_class)
+    if kind == "imagenet" and rest:
+        return imagenet(rest, resolution, seed, per_class)
+    path = Path(spec)
+    if (path / "data_batch_1").is_file():
+        return cifar10(path, resolution, seed, per_class)
+    if (path / "train").is_dir():
+        return imagenet(path, resolution, seed, per_class)
+    raise HnasError(f"unknown data {spec!r}: use digits, cifar10:PATH, imagenet:PATH or a folder of either layout")

@@ -1,0 +1,91 @@
+"""One-shot evaluation: exact BatchNorm recalibration, then top-1 on the validation split, memoized.
+
+The subnet is extracted from the supernet (weights copied), its BatchNorm statistics are recomputed as the
+exact cumulative mean and variance over N training images (momentum=None, not a moving average), and top-1 is
+measured on `val`. Results are memoized per (supernet state tag, architecture string), so the search never
+pays twice for the same architecture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from hnas.arch import Architecture
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, images: Sequence[torch.Tensor], device: torch.device) -> None:
+    """Reset every BatchNorm and recompute its statistics as the exact average over `images` batches."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average = exact mean over batches
+    was = model.training
+    model.train()
+    for x in images:
+        model(x.to(device, non_blocking=True))
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    model.train(was)
+
+
+@torch.no_grad()
+def top1(model: nn.Module, loader: DataLoader, device: torch.device) -> float:
+    """Top-1 accuracy in [0, 1]."""
+    model.eval()
+    correct = seen = 0
+    for x, y in loader:
+        out = model(x.to(device, non_blocking=True))
+        correct += int((out.argmax(1).cpu() == y).sum())
+        seen += len(y)
+    return correct / max(1, seen)
+
+
+def calibration_batches(train_set: Dataset, n_images: int, batch_size: int, seed: int = 0) -> list[torch.Tensor]:
+    """A fixed set of `n_images` training images, as batches (the same for every architecture)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(train_set), size=min(n_images, len(train_set)), replace=False)
+    loader = DataLoader(Subset(train_set, idx.tolist()), batch_size=batch_size, shuffle=False)
+    return [x for x, _ in loader]
+
+
+class OneShotEvaluator:
+    """Accuracy source for the search: architectures -> one-shot top-1 from a supernet."""
+
+    def __init__(
+        self,
+        supernet,
+        val_set: Dataset,
+        train_set: Dataset,
+        bn_images: int = 1000,
+        batch_size: int = 256,
+        device: torch.device | None = None,
+        state_tag: str = "",
+        workers: int = 0,
+    ):
+        self.supernet = supernet
+        self.device = device or next(supernet.parameters()).device
+        self.calib = calibration_batches(train_set, bn_images, batch_size)
+        self.val_loader = DataLoader(val_set, batch_size=batch_size, shuffle=False, num_workers=workers)
+        self.state_tag = state_tag
+        self.cache: dict[tuple[str, str], float] = {}
+        self.evaluated = 0
+
+    def accuracy(self, arch: Architecture) -> float:
+        """One-shot top-1 of `arch` (memoized)."""
+        key = (self.state_tag, str(arch))
+        if key not in self.cache:
+            net = self.supernet.extract(arch)
+            recalibrate_bn(net, self.calib, self.device)
+            self.cache[key] = top1(net, self.val_loader, self.device)
+            self.evaluated += 1
+        return self.cache[key]
+
+    def __call__(self, archs: Sequence[Architecture]) -> np.ndarray:
+        return np.array([self.accuracy(a) for a in archs])

@@ -1,0 +1,297 @@
+"""Training: SPOS uniform single-path supernet training and stand-alone training, resumable, DDP-aware.
+
+Every step samples one op per layer uniformly from the layer's current candidates (optionally only paths whose
+LUT latency lies in [lat_min, lat_max], by rejection, as SPOS does with FLOPs). SGD with momentum 0.9, weight
+decay 4e-5, learning rate decayed linearly per step to zero, optional label smoothing, AMP on CUDA.
+A checkpoint (model, optimizer, scheduler, every RNG, history) is written atomically after each epoch; a rerun
+resumes from it. Under `torchrun`, ranks draw the same path each step (same seed), and gradients are averaged.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from hnas.arch import Architecture, from_vector
+from hnas.errors import HnasError
+from hnas.io import atomic_write_bytes
+from hnas.space import SearchSpace
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (paper defaults where it gives them)."""
+
+    epochs: int = 120
+    lr: float = 0.5
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    batch_size: int = 1024
+    label_smoothing: float = 0.0
+    seed: int = 0
+    workers: int = 0
+    amp: bool = True
+    lat_min: float | None = None
+    lat_max: float | None = None
+    max_reject: int = 1000
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.epochs < 0 or self.lr <= 0 or self.batch_size < 1:
+            raise HnasError("epochs must be >= 0, lr > 0 and batch size >= 1")
+
+
+# --- distributed ----------------------------------------------------------------------------------
+
+
+def dist_info() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def init_distributed() -> bool:
+    """Join the process group when launched by torchrun (nccl on GPUs, gloo on CPUs)."""
+    import torch.distributed as dist
+
+    _, world, local = dist_info()
+    if world <= 1 or dist.is_initialized():
+        return dist.is_initialized()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+    dist.init_process_group(backend)
+    return True
+
+
+def default_device() -> torch.device:
+    """This rank's GPU when there is one, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", dist_info()[2])
+    return torch.device("cpu")
+
+
+# --- path sampling --------------------------------------------------------------------------------
+
+
+class PathSampler:
+    """Uniform single-path sampling over a layer-wise space, optionally inside a latency band."""
+
+    def __init__(self, space: SearchSpace, seed: int, predictor=None, lat_min=None, lat_max=None, max_reject=1000):
+        self.space = space
+        self.rng = np.random.default_rng(seed)
+        self.counts = np.array([len(c) for c in space.candidates])
+        self.predictor, self.lat_min, self.lat_max, self.max_reject = predictor, lat_min, lat_max, max_reject
+        if predictor is None and (lat_min is not None or lat_max is not None):
+            raise HnasError("a latency band for sampling needs a LUT (--lut)")
+
+    def _feasible(self, vec: np.ndarray) -> bool:
+        if self.predictor is None:
+            return True
+        lat = float(self.predictor.predict(vec)[0])
+        return (self.lat_min is None or lat >= self.lat_min) and (self.lat_max is None or lat <= self.lat_max)
+
+    def sample(self) -> Architecture:
+        """One path; rejection-sampled into the latency band when one is set."""
+        for _ in range(self.max_reject):
+            vec = (self.rng.random(self.counts.size) * self.counts).astype(np.int64)
+            if self._feasible(vec):
+                return from_vector(self.space, vec)
+        raise HnasError(
+            f"no path inside latency [{self.lat_min}, {self.lat_max}] ms in {self.max_reject} draws: widen --lat"
+        )
+
+
+# --- checkpoints ----------------------------------------------------------------------------------
+
+
+def rng_state() -> dict:
+    """Every RNG the training touches."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what `rng_state` saved."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """torch.save into memory, then an atomic file write."""
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Read a checkpoint written by `save_checkpoint` (CPU tensors)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a damaged file is a user-facing problem
+        raise HnasError(f"checkpoint {path} cannot be read ({exc}); delete it to start that step again") from None
+
+
+# --- the loop -------------------------------------------------------------------------------------
+
+
+@dataclass
+class EpochStats:
+    """One epoch's figures."""
+
+    epoch: int
+    loss: float
+    train_acc: float
+    lr: float
+    seconds: float
+    val_acc: float | None = None
+
+
+def _loader(ds: Dataset, batch: int, shuffle: bool, seed: int, epoch: int, workers: int, world: int, rank: int):
+    if world > 1:
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=True)
+        sampler.set_epoch(epoch)
+        return DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=workers, drop_last=True)
+    gen = torch.Generator().manual_seed(seed * 1000 + epoch)
+    return DataLoader(
+        ds, batch_size=batch, shuffle=shuffle, generator=gen, num_workers=workers, drop_last=shuffle and len(ds) > batch
+    )
+
+
+def train(
+    model: nn.Module,
+    train_set: Dataset,
+    cfg: TrainConfig,
+    checkpoint: Path,
+    sampler: PathSampler | None = None,
+    progress: Callable[[str, int], object] | None = None,
+    on_epoch: Callable[[EpochStats], float | None] | None = None,
+    extra_state: Callable[[], dict] | None = None,
+    device: torch.device | None = None,
+) -> list[EpochStats]:
+    """Train `model` (a Supernet when `sampler` draws paths, else a stand-alone Network), resuming from
+    `checkpoint` when it exists. `on_epoch` may return a validation accuracy to record. Returns the history."""
+    import torch.distributed as dist
+
+    device = device or default_device()
+    rank, world, _ = dist_info()
+    distributed = world > 1 and dist.is_initialized()
+    torch.manual_seed(cfg.seed)
+    model.to(device)
+    params_decay = [p for n, p in model.named_parameters() if p.dim() > 1]
+    params_no = [p for n, p in model.named_parameters() if p.dim() <= 1]
+    opt = torch.optim.SGD(
+        [{"params": params_decay, "weight_decay": cfg.weight_decay}, {"params": params_no, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=False,
+    )
+    steps_per_epoch = max(1, len(_loader(train_set, cfg.batch_size, True, cfg.seed, 0, 0, world, rank)))
+    total = max(1, cfg.epochs * steps_per_epoch)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / total))
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    crit = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    history: list[EpochStats] = []
+    start = 0
+    if checkpoint.is_file():
+        ck = load_checkpoint(checkpoint)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        scaler.load_state_dict(ck["scaler"])
+        set_rng_state(ck["rng"])
+        if sampler is not None and ck.get("path_rng") is not None:
+            sampler.rng.bit_generator.state = ck["path_rng"]
+        history = [EpochStats(**h) for h in ck["history"]]
+        start = ck["epoch"] + 1
+    net = model
+    if distributed:
+        net = nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=sampler is not None,
+        )
+    for epoch in range(start, cfg.epochs):
+        model.train()
+        loader = _loader(train_set, cfg.batch_size, True, cfg.seed, epoch, cfg.workers, world, rank)
+        t0 = time.perf_counter()
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = progress(f"epoch {epoch + 1}/{cfg.epochs}", len(loader)) if progress and rank == 0 else None
+        advance = bar.__enter__() if bar is not None else None
+        try:
+            for x, y in loader:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with torch.autocast(device.type, enabled=use_amp):
+                    out = net(x, sampler.sample()) if sampler is not None else net(x)
+                    loss = crit(out, y)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                loss_sum += float(loss.detach()) * len(y)
+                correct += int((out.argmax(1) == y).sum())
+                seen += len(y)
+                if advance is not None:
+                    advance(loss=loss_sum / seen, acc=correct / seen)
+        finally:
+            if bar is not None:
+                bar.__exit__(None, None, None)
+        stats = EpochStats(
+            epoch, loss_sum / max(1, seen), correct / max(1, seen), opt.param_groups[0]["lr"], time.perf_counter() - t0
+        )
+        if on_epoch is not None:
+            stats.val_acc = on_epoch(stats)
+        history.append(stats)
+        if rank == 0:
+            payload = {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": rng_state(),
+                "path_rng": sampler.rng.bit_generator.state if sampler is not None else None,
+                "epoch": epoch,
+                "history": [asdict(h) for h in history],
+                "config": asdict(cfg),
+                **(extra_state() if extra_state else {}),
+            }
+            save_checkpoint(checkpoint, payload)
+        if distributed:
+            dist.barrier()
+    return history
+
+
+def write_json(path: Path, data) -> None:
+    """Atomic JSON (history and configs beside checkpoints)."""
+    from hnas.io import atomic_write_json
+
+    atomic_write_json(path, data)
+
+
+def read_json(path: Path):
+    """JSON or a one-line error."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise HnasError(f"{path} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise HnasError(f"{path} is not valid JSON ({exc})") from None

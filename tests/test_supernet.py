@@ -1,0 +1,150 @@
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from hnas.arch import Architecture, sample
+from hnas.evaluate import OneShotEvaluator, calibration_batches, recalibrate_bn, top1
+from hnas.network import Network
+from hnas.space import basic
+from hnas.supernet import Supernet, proxy_space
+from hnas.train import PathSampler, TrainConfig, train
+from tests.tiny import tiny_space
+
+
+def _data(n=64, res=32, classes=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return TensorDataset(torch.randn(n, 3, res, res, generator=g), torch.randint(0, classes, (n,), generator=g))
+
+
+def test_supernet_layers_hold_the_same_module_classes_as_networks():
+    sp = proxy_space(basic(), resolution=32, width=0.25, num_classes=10)
+    net = Supernet(sp)
+    assert [len(layer.ops) for layer in net.layers] == [len(c) for c in sp.candidates]
+    arch = sample(sp, 1, np.random.default_rng(0))[0]
+    standalone = Network(arch)
+    for block, layer, op in zip(standalone.blocks, net.layers, arch.ops, strict=True):
+        assert type(block) is type(layer.ops[op.name])
+        assert [p.shape for p in block.parameters()] == [p.shape for p in layer.ops[op.name].parameters()]
+
+
+def test_proxy_keeps_candidates_and_scales_widths():
+    sp = proxy_space(basic(), resolution=64, width=0.5, num_classes=10)
+    assert sp.candidates == basic().candidates
+    assert sp.skeleton.stem_channels == 16 and sp.skeleton.stages[-1].out_channels == 160
+    assert sp.layers[0].shape.in_size == 32 and sp.skeleton.num_classes == 10
+
+
+def test_extracted_subnet_matches_the_supernet_path_after_recalibration():
+    torch.manual_seed(0)
+    sp = tiny_space()
+    net = Supernet(sp)
+    for m in net.modules():  # make BN statistics non-trivial
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    data = _data()
+    for arch in sample(sp, 4, np.random.default_rng(1)):
+        sub = net.extract(arch).eval()
+        net.eval()
+        x = data.tensors[0][:8]
+        with torch.no_grad():
+            assert torch.allclose(sub(x), net(x, arch), atol=1e-6)
+        # exact recalibration of the copy: cumulative statistics equal the plain mean over the images
+        calib = calibration_batches(data, 32, 8)
+        recalibrate_bn(sub, calib, torch.device("cpu"))
+        stem_bn = sub.stem[1]
+        with torch.no_grad():
+            conv_out = torch.cat([sub.stem[0](b) for b in calib])
+        assert torch.allclose(stem_bn.running_mean, conv_out.mean(dim=(0, 2, 3)), atol=1e-5)
+        assert stem_bn.momentum == 0.1  # restored
+
+
+def test_pruning_keeps_inherited_weights():
+    torch.manual_seed(0)
+    sp = tiny_space()
+    net = Supernet(sp)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    keep = [c[:1] if j == 1 else c for j, c in enumerate(sp.candidates)]
+    pruned = sp.with_candidates(keep, "tiny-pruned")
+    net.prune(pruned)
+    assert list(net.layers[1].ops) == [keep[1][0].name]
+    after = net.state_dict()
+    assert set(after) < set(before)
+    for k, v in after.items():
+        assert torch.equal(v, before[k]), k
+    dropped = [k for k in before if k not in after]
+    assert dropped and all(k.startswith("layers.1.") for k in dropped)
+    arch = sample(pruned, 1, np.random.default_rng(0))[0]
+    assert net(torch.randn(2, 3, 32, 32), arch).shape == (2, 10)
+
+
+def test_path_sampler_is_uniform_and_respects_a_latency_band():
+    sp = tiny_space()
+    sampler = PathSampler(sp, seed=3)
+    vecs = np.stack([sampler.sample().to_vector() for _ in range(600)])
+    for j, c in enumerate(sp.candidates):
+        counts = np.bincount(vecs[:, j], minlength=len(c))
+        assert counts.min() > 600 / len(c) * 0.7
+
+    class FakePredictor:  # latency = number of non-identity ops, to check the band logic alone
+        def predict(self, v):
+            return np.array([float(sum(sp.layers[j].candidates[i].kernel > 0 for j, i in enumerate(v)))])
+
+    banded = PathSampler(sp, seed=3, predictor=FakePredictor(), lat_min=3, lat_max=3)
+    for _ in range(20):
+        assert all(not op.is_identity for op in banded.sample().ops)
+
+
+def test_training_resumes_exactly(tmp_path):
+    sp = tiny_space()
+    data = _data(96)
+    cfg = TrainConfig(epochs=3, lr=0.05, batch_size=16, seed=0)
+
+    def run(ckpt, epochs_first=None):
+        torch.manual_seed(0)
+        net = Supernet(sp)
+        sampler = PathSampler(sp, seed=0)
+        if epochs_first is not None:
+            train(
+                net,
+                data,
+                TrainConfig(**{**cfg.__dict__, "epochs": 3}),
+                ckpt,
+                sampler,
+                on_epoch=lambda s: _stop_after(s, epochs_first),
+            )
+        return net
+
+    full = run(tmp_path / "full.pt", None)
+    train(full, data, cfg, tmp_path / "full.pt", PathSampler(sp, seed=0))
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "part.pt", epochs_first=1)
+    torch.manual_seed(123)  # a different process state: everything must come from the checkpoint
+    resumed = Supernet(sp)
+    hist = train(resumed, data, cfg, tmp_path / "part.pt", PathSampler(sp, seed=0))
+    assert [h.epoch for h in hist] == [0, 1, 2]
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), k
+
+
+def _stop_after(stats, n):
+    if stats.epoch + 1 >= n + 1:
+        raise KeyboardInterrupt
+    return None
+
+
+def test_one_shot_evaluator_memoizes():
+    torch.manual_seed(0)
+    sp = tiny_space()
+    net = Supernet(sp)
+    ev = OneShotEvaluator(net, _data(40, seed=1), _data(64), bn_images=32, batch_size=16, state_tag="s0")
+    archs = sample(sp, 3, np.random.default_rng(0))
+    first = ev(archs)
+    again = ev(archs + archs[:1])
+    assert ev.evaluated == len({str(a) for a in archs}) and np.array_equal(again[:3], first)
+    assert all(0 <= a <= 1 for a in first)
+    sub = net.extract(archs[0])
+    recalibrate_bn(sub, ev.calib, torch.device("cpu"))
+    assert top1(sub, ev.val_loader, torch.device("cpu")) == first[0]
+    assert isinstance(archs[0], Architecture)
