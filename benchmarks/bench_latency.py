@@ -60,8 +60,13 @@ def bench_refresh(lut: Path, cache: Path) -> float:
     import os
 
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "hnas.cli", "lut", "refresh", "--lut", str(lut)], cwd=ROOT,
-                         capture_output=True, text=True, env={**os.environ, **env_cache})
+    out = subprocess.run(
+        [sys.executable, "-m", "hnas.cli", "lut", "refresh", "--lut", str(lut)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env_cache},
+    )
     dt = time.perf_counter() - t0
     if out.returncode != 0 or "measured 0 entries" not in out.stdout:
         raise SystemExit(f"refresh did not find everything fresh:\n{out.stdout}\n{out.stderr}")
@@ -90,15 +95,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hnas-bench-") as tmp:
         tmp = Path(tmp)
         results = [bench_build(s, tmp) for s in args.spaces]
-        print(f"{'space':8s} {'entries':>7s} {'build s':>8s} {'export s/e':>10s} {'convert s/e':>11s} "
-              f"{'measure s/e':>11s} {'extra reps':>10s}")
+        print(
+            f"{'space':8s} {'entries':>7s} {'build s':>8s} {'export s/e':>10s} {'convert s/e':>11s} "
+            f"{'measure s/e':>11s} {'extra reps':>10s}"
+        )
         for r in results:
-            print(f"{r['space']:8s} {r['entries']:7d} {r['total_s']:8.1f} {r['export_s_per_entry']:10.3f} "
-                  f"{r['convert_s_per_entry']:11.3f} {r['measure_s_per_entry']:11.3f} {r['remeasured']:10d}")
+            print(
+                f"{r['space']:8s} {r['entries']:7d} {r['total_s']:8.1f} {r['export_s_per_entry']:10.3f} "
+                f"{r['convert_s_per_entry']:11.3f} {r['measure_s_per_entry']:11.3f} {r['remeasured']:10d}"
+            )
         last = results[-1]
         refresh = [bench_refresh(last["lut"], last["cache"]) for _ in range(3)]
-        print(f"refresh with nothing stale ({last['space']}, fresh process): median {statistics.median(refresh):.2f} s "
-              f"of {[round(x, 2) for x in refresh]}")
+        print(
+            f"refresh with nothing stale ({last['space']}, fresh process): median {statistics.median(refresh):.2f} s "
+            f"of {[round(x, 2) for x in refresh]}"
+        )
         rate = bench_predictor(last["lut"], last["space"])
         print(f"predictor ({last['space']}, 1e6 random architectures, median of 5): {rate:.3g} architectures/s")
 

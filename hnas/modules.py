@@ -53,3 +53,15 @@ class PoolFC(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x.mean(dim=(2, 3)))
+
+
+def zero_init_residuals(model: nn.Module) -> nn.Module:
+    """Start every residual IBConv as the identity (last BN scale = 0), for training only.
+
+    Deep stacks, and single-path supernets whose depth changes every step, train more stably from the first
+    step. Exported (latency) modules keep the default initialisation.
+    """
+    for m in model.modules():
+        if isinstance(m, IBConv) and m.residual:
+            nn.init.zeros_(m.project[1].weight)
+    return model

@@ -17,6 +17,7 @@ from hnas.arch import sample
 from hnas.data import DataBundle, load_data
 from hnas.errors import HnasError
 from hnas.evaluate import OneShotEvaluator
+from hnas.modules import zero_init_residuals
 from hnas.space import SearchSpace
 from hnas.supernet import Supernet, proxy_space
 from hnas.train import PathSampler, TrainConfig, default_device, load_checkpoint, read_json, train, write_json
@@ -103,10 +104,12 @@ class SupernetRun:
             raise HnasError(f"{self.path} is not a supernet run (no config.json): train one with `hnas supernet train`")
         else:
             self.config = config
-            self.path.mkdir(parents=True, exist_ok=True)
-            write_json(cfg_path, config.to_dict())
         self.deploy_space = SearchSpace.from_dict(self.config.space)
         self._data: DataBundle | None = None
+        if not cfg_path.is_file():
+            self.data()  # a bad data spec fails before anything is written
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_json(cfg_path, self.config.to_dict())
 
     @property
     def checkpoint(self) -> Path:
@@ -163,7 +166,7 @@ class SupernetRun:
         """Train (or resume) the supernet; returns the per-epoch history."""
         cfg = cfg or self.config.train
         deploy = deploy_space or self.deploy_space
-        supernet = supernet or Supernet(self.proxy(deploy))
+        supernet = supernet or zero_init_residuals(Supernet(self.proxy(deploy)))
         pred = self.predictor() if (cfg.lat_min is not None or cfg.lat_max is not None) else None
         if pred is not None and deploy != self.deploy_space:
             from latency.lut import Lut
