@@ -267,6 +267,136 @@ def supernet_eval(
     console.print(table)
 
 
+def _floats(text: str | None, what: str, cast=float) -> list | None:
+    if text is None:
+        return None
+    try:
+        return [cast(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise HnasError(f"{what} {text!r}: write comma-separated numbers, e.g. 120,80,40") from None
+
+
+@app.command("search")
+def search(
+    out: Annotated[str, typer.Option("--out", help="Run folder; an existing run resumes.")],
+    lut: Annotated[str | None, typer.Option("--lut", help="Latency table of the target device.")] = None,
+    space: Annotated[str, typer.Option("--space", help="Preset or space file.")] = "basic",
+    data: Annotated[str, typer.Option("--data", help="digits, cifar10:PATH, imagenet:PATH.")] = "digits",
+    stages: Annotated[int, typer.Option("--stages", help="M: 2 = I-Supernet, 3 = P-Supernet, 4 = HNAS.")] = 4,
+    lat: Annotated[str | None, typer.Option("--lat", help="Latency band MIN:MAX in ms.")] = None,
+    lat_rel: Annotated[str | None, typer.Option("--lat-rel", help="Band relative to --ref, e.g. 0.98:1.15.")] = None,
+    ref: Annotated[str | None, typer.Option("--ref", help="Reference architecture for --lat-rel.")] = None,
+    epochs: Annotated[str | None, typer.Option("--epochs", help="Per training stage, e.g. 120,80,40.")] = None,
+    lrs: Annotated[str | None, typer.Option("--lr", help="Per training stage, e.g. 0.5,0.1,0.1.")] = None,
+    population: Annotated[int, typer.Option("--population", help="CES population.")] = 64,
+    generations: Annotated[int, typer.Option("--generations", help="CES generations.")] = 40,
+    p_th: Annotated[float, typer.Option("--p-th", help="Pruning threshold P_th.")] = 0.01,
+    max_rank: Annotated[int, typer.Option("--max-rank", help="R: ranks < R estimate the distribution.")] = 10,
+    max_macs: Annotated[float | None, typer.Option("--max-macs", help="Also cap MACs.")] = None,
+    max_params: Annotated[float | None, typer.Option("--max-params", help="Also cap parameters.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 1024,
+    resolution: Annotated[int, typer.Option(help="Proxy input resolution for the supernet.")] = 224,
+    width: Annotated[float, typer.Option(help="Proxy width multiplier for the supernet.")] = 1.0,
+    per_class: Annotated[int | None, typer.Option("--per-class", help="Proxy: training images per class.")] = None,
+    bn_images: Annotated[int, typer.Option("--bn-images", help="Images for BN recalibration.")] = 2000,
+    label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = 0.1,
+    workers: Annotated[int, typer.Option(help="Data loader workers.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Run HNAS (Algorithm 1): train, search, prune and fine-tune over M stages under a latency band."""
+    from hnas.pipeline import Pipeline, SearchSettings, default_schedule, resolve_band
+    from hnas.runs import ProxySettings, RunConfig
+    from hnas.train import TrainConfig, init_distributed
+
+    init_distributed()
+    run_dir = Path(out)
+    if (run_dir / "config.json").is_file():
+        console.print(f"resuming {run_dir} with the settings in its config.json")
+        pipe = Pipeline(run_dir)
+    else:
+        if lut is None:
+            raise HnasError("--lut is needed: the latency table of the target device (`hnas lut build`)")
+        sp = load_space(space)
+        ep, lr = default_schedule(stages)
+        ep = _floats(epochs, "--epochs", int) or ep
+        lr = _floats(lrs, "--lr") or lr
+        ref_ms = None
+        if ref is not None:
+            from latency.lut import Lut
+            from latency.predict import LatencyPredictor
+
+            ref_ms = LatencyPredictor(Lut.load(lut), sp, lut).predict_arch(load_arch(ref, sp))
+        lo, hi = resolve_band(parse_band(lat), parse_band(lat_rel) if lat_rel else None, ref_ms)
+        settings = SearchSettings(
+            stages=stages,
+            epochs=ep,
+            lrs=lr,
+            p_th=p_th,
+            max_rank=max_rank,
+            population=population,
+            generations=generations,
+            lat_min=lo,
+            lat_max=hi,
+            max_macs=max_macs,
+            max_params=max_params,
+            seed=seed,
+            lat_rel=list(parse_band(lat_rel)) if lat_rel else None,
+            ref=ref,
+        )
+        run = RunConfig(
+            space=sp.to_dict(),
+            data=data,
+            proxy=ProxySettings(resolution=resolution, width=width, per_class=per_class, bn_images=bn_images),
+            train=TrainConfig(
+                epochs=ep[0],
+                lr=lr[0],
+                batch_size=batch_size,
+                label_smoothing=label_smoothing,
+                seed=seed,
+                workers=workers,
+            ),
+            lut=lut,
+        )
+        if ref_ms is not None:
+            console.print(f"reference {ref}: {ref_ms:.3f} ms on {lut} -> band [{lo:.3f}, {hi:.3f}] ms")
+        pipe = Pipeline(run_dir, run, settings, log=console.print)
+    pipe.log = console.print
+    results = pipe.run()
+    print_results(results)
+
+
+def print_results(results: dict) -> None:
+    """Per-stage table and the best architectures."""
+    t = Table(title="HNAS stages")
+    for col in (
+        "stage",
+        "space size",
+        "supernet val acc",
+        "searched",
+        "best one-shot acc",
+        "latency ms",
+        "best architecture",
+    ):
+        t.add_column(col)
+    for s in results["stages"]:
+        size = s.get("space_size") or s.get("searched_size")
+        acc = s.get("supernet_val_acc")
+        t.add_row(
+            str(s["stage"]),
+            fmt_size(int(size)) if size else "-",
+            "-" if acc is None else f"{acc:.3f}",
+            str(s.get("evaluated", "-")),
+            "-" if s.get("best_accuracy") is None else f"{s['best_accuracy']:.3f}",
+            "-" if s.get("best_latency_ms") is None else f"{s['best_latency_ms']:.2f}",
+            s.get("best_arch") or "-",
+        )
+    console.print(t)
+    band = results["latency_band_ms"]
+    console.print(f"latency band {band} ms on {results['lut']}; Pareto set: {len(results['pareto'])} architectures")
+    for r in results["best"]:
+        console.print(f"  {r['accuracy']:.3f}  {r['latency_ms']:.2f} ms  {r['macs'] / 1e6:.0f} MMACs  {r['arch']}")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:

@@ -1,0 +1,337 @@
+"""The M-stage HNAS pipeline (paper Algorithm 1), resumable step by step.
+
+    stage 1        train the initial supernet on the full layer-wise space
+    stage k        (2 <= k <= M-1) CES on the stage k-1 supernet -> operation distribution over the
+                   architectures of nondomination rank < R -> prune ops with p < P_th -> fine-tune the pruned
+                   supernet from the weights it inherits
+    stage M        CES on the stage M-1 supernet -> the most accurate architectures inside the latency band,
+                   and the final Pareto set
+
+Run folder:
+
+    RUN/config.json                 space, data, proxy, LUT, latency band, schedule, search settings
+    RUN/stageK/checkpoint.pt        supernet training checkpoint (written every epoch; training resumes)
+    RUN/stageK/trained.json         training finished: per-epoch history
+    RUN/stageK/evals.json           one-shot accuracies measured so far (the search never pays twice)
+    RUN/stageK/search.json          CES archive (arch, accuracy, latency, MACs, params, rank), distribution,
+                                    pruned space and its size
+    RUN/results.json                per-stage summary, best architectures, final Pareto set
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hnas.ces import Constraints, ces
+from hnas.errors import HnasError
+from hnas.modules import zero_init_residuals
+from hnas.prune import estimate, prune, select_by_rank
+from hnas.runs import RunConfig, SupernetRun, training_progress
+from hnas.space import SearchSpace
+from hnas.supernet import Supernet
+from hnas.train import TrainConfig, default_device, load_checkpoint, read_json, train, write_json
+
+
+def default_schedule(stages: int) -> tuple[list[int], list[float]]:
+    """The paper's 240 supernet epochs split over the M-1 training stages (120/80/40 for M = 4)."""
+    if stages < 2:
+        raise HnasError("--stages must be at least 2 (2 = I-Supernet, 3 = P-Supernet, 4 = HNAS)")
+    if stages == 2:
+        return [240], [0.5]
+    if stages == 3:
+        return [160, 80], [0.5, 0.1]
+    if stages == 4:
+        return [120, 80, 40], [0.5, 0.1, 0.1]
+    first = 120
+    rest = [max(1, round(120 / (stages - 2)))] * (stages - 2)
+    return [first, *rest], [0.5] + [0.1] * (stages - 2)
+
+
+@dataclass
+class SearchSettings:
+    """Algorithm 1's numbers (paper defaults) and the latency band."""
+
+    stages: int = 4
+    epochs: list[int] = field(default_factory=lambda: [120, 80, 40])
+    lrs: list[float] = field(default_factory=lambda: [0.5, 0.1, 0.1])
+    p_th: float = 0.01
+    max_rank: int = 10
+    population: int = 64
+    generations: int = 40
+    lat_min: float | None = None
+    lat_max: float | None = None
+    max_macs: float | None = None
+    max_params: float | None = None
+    top: int = 5
+    seed: int = 0
+    lat_rel: list[float] | None = None
+    ref: str | None = None
+
+    def __post_init__(self):
+        if len(self.epochs) != self.stages - 1 or len(self.lrs) != self.stages - 1:
+            raise HnasError(
+                f"{self.stages} stages train {self.stages - 1} supernets: give that many --epochs and "
+                f"--lr values (got {len(self.epochs)} and {len(self.lrs)})"
+            )
+
+    @property
+    def constraints(self) -> Constraints:
+        return Constraints(self.lat_min, self.lat_max, self.max_macs, self.max_params)
+
+
+AccuracyFactory = Callable[[Supernet, int], Callable]
+
+
+class Pipeline:
+    """An HNAS run in a folder."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        run: RunConfig | None = None,
+        search: SearchSettings | None = None,
+        accuracy_factory: AccuracyFactory | None = None,
+        log: Callable[[str], None] = print,
+        progress: bool = True,
+    ):
+        self.path = Path(path)
+        cfg_file = self.path / "config.json"
+        if cfg_file.is_file():
+            data = read_json(cfg_file)
+            run, search = RunConfig.from_dict(data["run"]), SearchSettings(**data["search"])
+        elif run is None or search is None:
+            raise HnasError(f"{self.path} is not an HNAS run (no config.json): start one with `hnas search`")
+        self.search = search
+        if not run.lut:
+            raise HnasError("a search needs a latency table: pass --lut (build one with `hnas lut build`)")
+        self.sn = _attach(self.path, run)
+        if not cfg_file.is_file():
+            self.sn.data()  # a bad data spec fails before anything is written
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_json(cfg_file, {"run": run.to_dict(), "search": asdict(search)})
+        self.accuracy_factory = accuracy_factory
+        self.log = log
+        self.progress = progress
+        from latency.lut import Lut
+
+        self.lut = Lut.load(run.lut)
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    def stage_dir(self, k: int) -> Path:
+        d = self.path / f"stage{k}"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def space_of(self, k: int) -> SearchSpace:
+        """The layer-wise space trained in stage k (stage 1: the initial space; k > 1: pruned in stage k)."""
+        if k == 1:
+            return self.sn.deploy_space
+        return SearchSpace.from_dict(read_json(self.stage_dir(k) / "search.json")["pruned_space"])
+
+    def predictor(self, space: SearchSpace):
+        from latency.predict import LatencyPredictor
+
+        return LatencyPredictor(self.lut, space, self.sn.config.lut)
+
+    def _supernet_after(self, k: int) -> Supernet:
+        """The trained supernet of stage k (from its checkpoint)."""
+        ck = load_checkpoint(self.stage_dir(k) / "checkpoint.pt")
+        net = Supernet(self.sn.proxy(SearchSpace.from_dict(ck["deploy_space"])))
+        net.load_state_dict(ck["model"])
+        return net.to(default_device())
+
+    # --- steps ------------------------------------------------------------------------------------
+
+    def _train(self, k: int, supernet: Supernet, space: SearchSpace) -> None:
+        d = self.stage_dir(k)
+        if (d / "trained.json").is_file():
+            return
+        base = self.sn.config.train
+        cfg = TrainConfig(**{**asdict(base), "epochs": self.search.epochs[k - 1], "lr": self.search.lrs[k - 1]})
+        self.log(
+            f"stage {k}: training the supernet on {space.size():.3g} architectures for {cfg.epochs} epochs "
+            f"(lr {cfg.lr:g})" + (", weights inherited" if k > 1 else "")
+        )
+        from hnas.train import PathSampler
+
+        sampler = PathSampler(supernet.space, cfg.seed + k)
+        fixed = _fixed_archs(space, self.sn.config.proxy.val_archs)
+
+        def on_epoch(stats):
+            if not fixed:
+                return None
+            return float(np.mean(self.sn.evaluator(supernet, tag=f"s{k}e{stats.epoch}")(fixed)))
+
+        prog, factory = training_progress() if self.progress else (None, None)
+        with prog if prog is not None else contextlib.nullcontext():
+            history = train(
+                supernet,
+                self.sn.data().train,
+                cfg,
+                d / "checkpoint.pt",
+                sampler,
+                factory,
+                on_epoch,
+                extra_state=lambda: {"deploy_space": space.to_dict()},
+            )
+        write_json(d / "trained.json", [asdict(h) for h in history])
+
+    def _search(self, k: int, trained_stage: int) -> dict:
+        """CES on the supernet trained in `trained_stage`; cached in stage k's search.json."""
+        d = self.stage_dir(k)
+        out = d / "search.json"
+        if out.is_file():
+            return read_json(out)
+        space = self.space_of(trained_stage)
+        supernet = self._supernet_after(trained_stage)
+        evals_file = d / "evals.json"
+        if self.accuracy_factory is not None:
+            acc_fn = self.accuracy_factory(supernet, k)
+            cache = None
+        else:
+            acc_fn = self.sn.evaluator(supernet, tag=f"stage{trained_stage}")
+            cache = acc_fn.cache
+            if evals_file.is_file():
+                cache.update({(f"stage{trained_stage}", a): v for a, v in read_json(evals_file).items()})
+        pred = self.predictor(space)
+        s = self.search
+        self.log(
+            f"stage {k}: CES over {space.size():.3g} architectures, population {s.population}, "
+            f"{s.generations} generations, latency [{s.lat_min}, {s.lat_max}] ms"
+        )
+        bar = _bar(self.progress, f"stage {k} search", s.generations)
+        with bar as advance:
+
+            def on_generation(gen, problem):
+                if cache is not None:
+                    write_json(evals_file, {a: v for (_, a), v in cache.items()})
+                advance()
+
+            result = ces(
+                space, acc_fn, pred.predict, s.constraints, s.population, s.generations, s.seed + k, on_generation
+            )
+        archive = result.archive
+        selected = select_by_rank(np.array(archive.vectors), archive.ranks, s.max_rank)
+        dist = estimate(space, selected)
+        pruned = prune(dist, s.p_th, name=f"{space.name.split('@')[0]}@stage{k}")
+        record = {
+            "stage": k,
+            "searched_space": space.to_dict(),
+            "searched_size": str(space.size()),
+            "archive": archive.to_json(space),
+            "evaluated": len(archive),
+            "accuracy_calls": result.accuracy_calls,
+            "selected": int(len(selected)),
+            "distribution": dist.to_json(),
+            "pruned_space": pruned.to_dict(),
+            "pruned_size": str(pruned.size()),
+        }
+        write_json(out, record)
+        return record
+
+    def run(self) -> dict:
+        """Run (or resume) every stage; returns the results (also written to RUN/results.json)."""
+        M = self.search.stages
+        # stage 1
+        d1 = self.stage_dir(1)
+        if not (d1 / "trained.json").is_file():
+            s1 = self.space_of(1)
+            net = Supernet(self.sn.proxy(s1))
+            if not (d1 / "checkpoint.pt").is_file():
+                zero_init_residuals(net)
+            self._train(1, net.to(default_device()), s1)
+        # stages 2..M-1
+        for k in range(2, M):
+            self._search(k, trained_stage=k - 1)
+            pruned = self.space_of(k)
+            if not (self.stage_dir(k) / "trained.json").is_file():
+                if (self.stage_dir(k) / "checkpoint.pt").is_file():
+                    net = Supernet(self.sn.proxy(pruned)).to(default_device())  # train() loads the checkpoint
+                else:
+                    net = self._supernet_after(k - 1)
+                    net.prune(self.sn.proxy(pruned))
+                self._train(k, net, pruned)
+        final = self._search(M, trained_stage=M - 1)
+        return self._results(final)
+
+    def _results(self, final: dict) -> dict:
+        M = self.search.stages
+        rows = final["archive"]
+        best = sorted(rows, key=lambda r: -r["accuracy"])[: self.search.top]
+        pareto = sorted([r for r in rows if r["rank"] == 1], key=lambda r: r["latency_ms"])
+        stages = []
+        for k in range(1, M + 1):
+            d = self.stage_dir(k)
+            entry = {"stage": k}
+            if (d / "trained.json").is_file():
+                hist = read_json(d / "trained.json")
+                entry["space_size"] = str(self.space_of(k).size())
+                entry["supernet_val_acc"] = hist[-1]["val_acc"] if hist else None
+                entry["epochs"] = len(hist)
+            if (d / "search.json").is_file():
+                rec = read_json(d / "search.json")
+                srows = rec["archive"]
+                top = max(srows, key=lambda r: r["accuracy"]) if srows else None
+                entry.update(
+                    {
+                        "searched_size": rec["searched_size"],
+                        "pruned_size": rec["pruned_size"],
+                        "evaluated": rec["evaluated"],
+                        "best_arch": top["arch"] if top else None,
+                        "best_accuracy": top["accuracy"] if top else None,
+                        "best_latency_ms": top["latency_ms"] if top else None,
+                    }
+                )
+            stages.append(entry)
+        results = {
+            "stages": stages,
+            "best": best,
+            "pareto": pareto,
+            "latency_band_ms": [self.search.lat_min, self.search.lat_max],
+            "lut": self.sn.config.lut,
+        }
+        write_json(self.path / "results.json", results)
+        return results
+
+
+def _attach(path: Path, run: RunConfig) -> SupernetRun:
+    sn = SupernetRun.__new__(SupernetRun)
+    sn.path, sn.config = path, run
+    sn.deploy_space = SearchSpace.from_dict(run.space)
+    sn._data = None
+    return sn
+
+
+def _fixed_archs(space: SearchSpace, n: int):
+    from hnas.arch import sample
+
+    return sample(space, n, np.random.default_rng(12345)) if n else []
+
+
+@contextlib.contextmanager
+def _bar(enabled: bool, label: str, total: int):
+    if not enabled:
+        yield lambda: None
+        return
+    from latency.build import new_progress, progress_on
+
+    with new_progress() as prog, progress_on(prog)(label, total) as advance:
+        yield advance
+
+
+def resolve_band(
+    lat: tuple[float | None, float | None], lat_rel: tuple[float | None, float | None] | None, ref_ms: float | None
+) -> tuple[float | None, float | None]:
+    """Absolute band from `--lat`, or `--lat-rel` times the reference architecture's predicted latency."""
+    if lat_rel is not None and any(x is not None for x in lat_rel):
+        if ref_ms is None:
+            raise HnasError("--lat-rel needs --ref ARCH (a reference architecture priced on the same LUT)")
+        lo, hi = lat_rel
+        return (lo * ref_ms if lo is not None else None, hi * ref_ms if hi is not None else None)
+    return lat

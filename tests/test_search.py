@@ -1,0 +1,224 @@
+import itertools
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+from hnas.ces import Constraints, ces
+from hnas.ops import OpSpec
+from hnas.prune import estimate, prune, select_by_rank
+from hnas.space import SearchSpace, Skeleton, StageSpec, basic
+from hnas.spos_ea import spos_ea
+from tests.conftest import ROOT, run_cli
+from tests.test_predict import tiny_lut  # noqa: F401 - fixture
+from tests.tiny import tiny_space
+
+
+def enumerable_space() -> SearchSpace:
+    sk = Skeleton(
+        stages=(StageSpec(8, 1, 1, expand=1), StageSpec(16, 3, 2), StageSpec(24, 2, 2)),
+        stem_channels=8,
+        head_channels=32,
+        resolution=32,
+        num_classes=10,
+    )
+    return SearchSpace.from_ops("enum", sk, [OpSpec(3, 3), OpSpec(5, 6), OpSpec(7, 3), OpSpec()])
+
+
+class Table:
+    """Table-driven accuracy and latency: known figures per (layer, op), summed."""
+
+    def __init__(self, space, seed=0):
+        rng = np.random.default_rng(seed)
+        w = max(len(c) for c in space.candidates)
+        self.acc = rng.random((space.num_layers, w))
+        self.lat = rng.random((space.num_layers, w)) * 3
+        self.rows = np.arange(space.num_layers)
+        self.calls = 0
+
+    def accuracy(self, archs):
+        self.calls += len(archs)
+        return np.array([self.acc[self.rows, a.to_vector()].sum() for a in archs])
+
+    def latency(self, vecs):
+        return self.lat[self.rows, np.atleast_2d(vecs)].sum(1)
+
+
+def test_ces_finds_the_true_pareto_front_and_only_feasible_archs():
+    sp = enumerable_space()
+    t = Table(sp)
+    band = Constraints(lat_min=4.0, lat_max=8.0)
+    res = ces(sp, t.accuracy, t.latency, band, pop_size=64, generations=40, seed=0)
+    lat = np.array(res.archive.latency)
+    assert lat.min() >= 4.0 and lat.max() <= 8.0
+    assert t.calls == len(res.archive) == res.accuracy_calls  # accuracy only for feasible, never twice
+    allv = np.array(list(itertools.product(*[range(len(c)) for c in sp.candidates])))
+    L, A = t.latency(allv), t.acc[t.rows, allv].sum(1)
+    ok = (L >= 4.0) & (L <= 8.0)
+    front = NonDominatedSorting().do(np.column_stack([-A[ok], L[ok]]), only_non_dominated_front=True)
+    truth = {tuple(v) for v in allv[ok][front]}
+    found = {tuple(v) for v, r in zip(res.archive.vectors, res.archive.ranks, strict=True) if r == 1}
+    assert found == truth
+    assert len({v.tobytes() for v in res.archive.vectors}) == len(res.archive)  # duplicates eliminated
+    assert res.archive.ranks.min() == 1 and res.archive.ranks.max() > 3  # poor ones kept and ranked
+
+
+def test_ces_respects_macs_and_params_caps():
+    sp = basic()
+    t = Table(sp, seed=2)
+    from hnas.ces import CostTable
+
+    caps = Constraints(max_macs=300e6, max_params=3.0e6)
+    res = ces(sp, t.accuracy, t.latency, caps, pop_size=32, generations=10, seed=1)
+    macs, params = CostTable(sp)(np.array(res.archive.vectors))
+    assert macs.max() <= 300e6 and params.max() <= 3.0e6
+    with pytest.raises(Exception, match="widen"):
+        ces(sp, t.accuracy, t.latency, Constraints(lat_max=-1.0), pop_size=8, generations=2)
+
+
+def test_pruning_removes_exactly_the_ops_under_the_threshold():
+    sp = enumerable_space()
+    counts = [len(c) for c in sp.candidates]
+    # 200 architectures: layer 2 uses op 0 190 times, op 1 9 times, op 2 once (0.5 %), op 3 never
+    vecs = np.zeros((200, sp.num_layers), dtype=int)
+    vecs[:9, 1], vecs[9, 1] = 1, 2
+    vecs[:, 3] = np.arange(200) % counts[3]
+    dist = estimate(sp, vecs)
+    assert dist.p[1].tolist() == [0.95, 0.045, 0.005, 0.0][: counts[1]]
+    pruned = prune(dist, threshold=0.01)
+    assert [o.name for o in pruned.candidates[1]] == ["IBConv_K3_E3", "IBConv_K5_E6"]
+    assert pruned.candidates[3] == sp.candidates[3]  # uniform layer untouched
+    assert all(len(c) == 1 for j, c in enumerate(pruned.candidates) if j not in (1, 3))
+    assert pruned.size() < sp.size() and pruned.skeleton == sp.skeleton
+    assert select_by_rank(vecs, np.r_[np.ones(100), np.full(100, 10)], 10).shape[0] == 100
+
+
+def test_spos_ea_baseline_stays_feasible():
+    sp = enumerable_space()
+    t = Table(sp)
+    archive, top = spos_ea(sp, t.accuracy, t.latency, Constraints(4.0, 8.0), population=32, generations=10)
+    assert len(top) == 10 and np.all((np.array(archive.latency) >= 4) & (np.array(archive.latency) <= 8))
+
+
+def test_search_runs_all_stages_prunes_and_resumes_after_a_kill(tiny_lut, tmp_path):  # noqa: F811
+    space = tmp_path / "tiny.json"
+    tiny_space().save(space)
+    out = tmp_path / "run"
+    args = [
+        "search",
+        "--lut",
+        str(tiny_lut),
+        "--space",
+        str(space),
+        "--data",
+        "digits",
+        "--stages",
+        "4",
+        "--lat",
+        "0:1000",
+        "--epochs",
+        "2,6,2",
+        "--lr",
+        "0.05,0.02,0.02",
+        "--population",
+        "8",
+        "--generations",
+        "3",
+        "--batch-size",
+        "64",
+        "--resolution",
+        "16",
+        "--bn-images",
+        "64",
+        "--p-th",
+        "0.2",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hnas.cli", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    ck = out / "stage2" / "checkpoint.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not ck.is_file():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ck.is_file() and not (out / "stage2" / "trained.json").is_file(), "finished before the kill"
+    stage1 = (out / "stage1" / "trained.json").read_text()
+    search2 = (out / "stage2" / "search.json").read_text()
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert "resuming" in again.stdout and "stage 1: training" not in again.stdout
+    assert "stage 2: CES" not in again.stdout  # the finished search was not redone
+    assert (out / "stage1" / "trained.json").read_text() == stage1
+    assert (out / "stage2" / "search.json").read_text() == search2
+    results = json.loads((out / "results.json").read_text())
+    sizes = [int(s.get("space_size") or s["searched_size"]) for s in results["stages"]]
+    assert sizes[0] == tiny_space().size() and sizes[1] <= sizes[0] and sizes[2] <= sizes[1]
+    rec2 = json.loads(search2)
+    assert int(rec2["pruned_size"]) == sizes[1] and rec2["distribution"]["n_archs"] > 0
+    assert results["best"] and all(0 <= r["latency_ms"] <= 1000 for r in results["best"])
+    assert len(json.loads((out / "stage2" / "trained.json").read_text())) == 6
+
+
+def test_relative_latency_band(tiny_lut, tmp_path):  # noqa: F811
+    space = tmp_path / "tiny.json"
+    tiny_space().save(space)
+    out = run_cli(
+        "search",
+        "--lut",
+        str(tiny_lut),
+        "--space",
+        str(space),
+        "--stages",
+        "2",
+        "--lat-rel",
+        "1.5:2",
+        "--out",
+        str(tmp_path / "r"),
+    )
+    assert out.returncode == 2 and "--lat-rel needs --ref" in out.stderr
+    ref = "K3E1|K3E3-ID"
+    out = run_cli(
+        "search",
+        "--lut",
+        str(tiny_lut),
+        "--space",
+        str(space),
+        "--stages",
+        "2",
+        "--lat-rel",
+        "0.9:1.2",
+        "--ref",
+        ref,
+        "--epochs",
+        "1",
+        "--lr",
+        "0.02",
+        "--population",
+        "4",
+        "--generations",
+        "2",
+        "--batch-size",
+        "128",
+        "--resolution",
+        "16",
+        "--bn-images",
+        "32",
+        "--out",
+        str(tmp_path / "r"),
+    )
+    assert out.returncode == 0, out.stderr
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())["search"]
+    from hnas.arch import parse_arch
+    from latency.lut import Lut
+    from latency.predict import LatencyPredictor
+
+    ref_ms = LatencyPredictor(Lut.load(tiny_lut), tiny_space()).predict_arch(parse_arch(ref, tiny_space()))
+    assert cfg["lat_min"] == pytest.approx(0.9 * ref_ms) and cfg["lat_max"] == pytest.approx(1.2 * ref_ms)
