@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import sys
@@ -395,6 +396,383 @@ def print_results(results: dict) -> None:
     console.print(f"latency band {band} ms on {results['lut']}; Pareto set: {len(results['pareto'])} architectures")
     for r in results["best"]:
         console.print(f"  {r['accuracy']:.3f}  {r['latency_ms']:.2f} ms  {r['macs'] / 1e6:.0f} MMACs  {r['arch']}")
+
+
+def run_verify(
+    arch: archmod.Architecture,
+    lut: str,
+    device: str = "local",
+    op_profile: bool = False,
+    benchmark_binary: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Predicted (LUT) against measured (whole network on the device, the LUT's settings) latency."""
+    from latency.build import new_progress, progress_on
+    from latency.devices import open_device
+    from latency.export import Exporter, tflite_ops
+    from latency.items import LutItem
+    from latency.lut import Lut
+    from latency.predict import LatencyPredictor
+    from latency.verify import check_device, map_op_profile, measure_networks
+
+    table = Lut.load(lut)
+    sp = arch.space
+    pred = LatencyPredictor(table, sp, lut)
+    raw = LatencyPredictor(table, sp, lut, calibrated=False)
+    dev = open_device(device, core=table.device.get("core"), benchmark_binary=benchmark_binary)
+    check_device(table, dev, lut)
+    cm = new_progress() if progress else None
+    with cm if cm is not None else contextlib.nullcontext():
+        (row,) = measure_networks(dev, [arch], table, progress=progress_on(cm) if cm else None, op_profile=op_profile)
+    measured = row["measured_ms"]
+    predicted = pred.predict_arch(arch)
+    result = {
+        "arch": str(arch),
+        "space": sp.name,
+        "lut": lut,
+        "device": dev.describe(),
+        "predicted_ms": predicted,
+        "predicted_raw_ms": raw.predict_arch(arch),
+        "calibrated": pred.calibration is not None,
+        "measured_ms": measured,
+        "repeat_medians_ms": row["repeat_medians_ms"],
+        "error": (predicted - measured) / measured,
+        "model_sha256": row["model_sha256"],
+    }
+    if op_profile:
+        ex = Exporter()
+        parts = [LutItem(part=p) for p in sp.skeleton.fixed_parts]
+        layers = (
+            [("stem", parts[0])]
+            + [
+                (f"layer {L.index} {op.short}", None if op.is_identity else LutItem(op=op, shape=L.shape))
+                for L, op in zip(sp.layers, arch.ops)
+            ]
+            + [("conv1x1", parts[1]), ("pool+fc", parts[2])]
+        )
+        seqs = [(name, tflite_ops(ex.export(it.build(), it.input_shape).path) if it else []) for name, it in layers]
+        mapped = map_op_profile(row["op_profile"], seqs)
+        b = raw.breakdown(arch)  # stem, conv1x1, pool+fc, then the layers
+        lut_in_network_order = [b[0][1]] + [ms for _, ms in b[3:]] + [b[1][1], b[2][1]]
+        result["op_profile"] = [{**m, "lut_ms": ms} for m, ms in zip(mapped, lut_in_network_order)]
+    return result
+
+
+@app.command("verify")
+def verify(
+    run: Annotated[str | None, typer.Argument(help="A search run folder: verifies its best architecture.")] = None,
+    arch: Annotated[str | None, typer.Option("--arch", help="An architecture instead of a run's best.")] = None,
+    space: Annotated[str, typer.Option("--space", help="Space of --arch.")] = "basic",
+    lut: Annotated[str | None, typer.Option("--lut", help="LUT (default: the run's).")] = None,
+    device: Annotated[str, typer.Option("--device", help="local or a phone; must be the LUT's device.")] = "local",
+    op_profile: Annotated[bool, typer.Option("--op-profile", help="Per-layer times next to the LUT entries.")] = False,
+    benchmark_binary: Annotated[str | None, typer.Option("--benchmark-binary")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure the chosen network end to end with the LUT's settings; print predicted against measured."""
+    from hnas.io import atomic_write_json
+
+    if (run is None) == (arch is None):
+        raise HnasError("give a search RUN folder or --arch ARCH (with --space and --lut)")
+    if run is not None:
+        from hnas.train import read_json
+
+        cfg = read_json(Path(run) / "config.json")
+        results = read_json(Path(run) / "results.json")
+        if not results.get("best"):
+            raise HnasError(f"{run} has no architecture inside the latency band to verify")
+        sp = SearchSpace.from_dict(cfg["run"]["space"])
+        a = archmod.parse_arch(results["best"][0]["arch"], sp)
+        lut = lut or cfg["run"]["lut"]
+    else:
+        if lut is None:
+            raise HnasError("--lut is needed with --arch")
+        sp = load_space(space)
+        a = load_arch(arch, sp)
+    result = run_verify(a, lut, device, op_profile, benchmark_binary, progress=not as_json)
+    if run is not None:
+        atomic_write_json(Path(run) / "verify.json", result)
+    if as_json:
+        emit_json(result)
+        return
+    print_verify(result)
+
+
+def print_verify(result: dict) -> None:
+    """Predicted against measured, and the per-layer table when there is one."""
+    t = Table(title=f"{result['arch']} on {result['device'].get('model')} core {result['device'].get('core')}")
+    t.add_column("quantity")
+    t.add_column("ms", justify="right")
+    t.add_row(
+        "predicted (LUT sum" + (", calibrated)" if result["calibrated"] else ")"), f"{result['predicted_ms']:.3f}"
+    )
+    if result["calibrated"]:
+        t.add_row("predicted (raw LUT sum)", f"{result['predicted_raw_ms']:.3f}")
+    t.add_row("measured end to end (median of repeat medians)", f"{result['measured_ms']:.3f}")
+    t.add_row("error", f"{result['error'] * 100:+.2f} %")
+    console.print(t)
+    if result.get("op_profile"):
+        p = Table(title="per layer: op profile of the whole network against the LUT entry")
+        for col in ("layer", "TFLite ops", "in network ms", "LUT ms"):
+            p.add_column(col)
+        for r in result["op_profile"]:
+            p.add_row(r["layer"], " ".join(r["ops"]) or "-", f"{r['ms']:.3f}", f"{r['lut_ms']:.3f}")
+        console.print(p)
+
+
+@app.command("report")
+def report(run: Annotated[str, typer.Argument(help="A search run folder.")]) -> None:
+    """Write RUN/report/index.html with the Pareto fronts, operation heatmaps, space sizes and latency check."""
+    from hnas.report import build_report
+
+    console.print(f"report: {build_report(run)}")
+
+
+@app.command("train")
+def train_cmd(
+    arch: Annotated[str, typer.Argument(help="Architecture string or JSON file.")],
+    out: Annotated[str, typer.Option("--out", help="Folder; an existing one resumes.")],
+    space: Annotated[str, typer.Option("--space", help="Preset or space file.")] = "basic",
+    data: Annotated[str, typer.Option("--data", help="digits, cifar10:PATH, imagenet:PATH.")] = "digits",
+    epochs: Annotated[int, typer.Option(help="Epochs (paper: 240).")] = 240,
+    lr: Annotated[float, typer.Option(help="Initial learning rate, linear decay (paper: 0.5).")] = 0.5,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size (paper: 1024).")] = 1024,
+    label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = 0.1,
+    resolution: Annotated[int, typer.Option(help="Input resolution.")] = 224,
+    width: Annotated[float, typer.Option(help="Width multiplier (1.0 = the architecture as searched).")] = 1.0,
+    per_class: Annotated[int | None, typer.Option("--per-class", help="Training images per class.")] = None,
+    workers: Annotated[int, typer.Option(help="Data loader workers.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Train one architecture from scratch (SGD 0.9, wd 4e-5, linear decay); resumable; top-1 on val and test."""
+    from hnas.data import load_data
+    from hnas.rank import train_standalone
+    from hnas.runs import ProxySettings, training_progress
+    from hnas.train import TrainConfig, init_distributed
+
+    init_distributed()
+    sp = load_space(space)
+    a = load_arch(arch, sp)
+    proxy = ProxySettings(resolution=resolution, width=width, per_class=per_class)
+    cfg = TrainConfig(
+        epochs=epochs, lr=lr, batch_size=batch_size, label_smoothing=label_smoothing, seed=seed, workers=workers
+    )
+    d = load_data(data, resolution, seed, per_class)
+    prog, factory = training_progress()
+    with prog:
+        res = train_standalone(a, d, proxy, cfg, Path(out), factory)
+    console.print(
+        f"{res.arch}: val top-1 {res.val_top1:.4f}, test top-1 {res.test_top1:.4f} after {res.epochs} "
+        f"epochs ({out}/result.json)"
+    )
+
+
+@app.command("rank")
+def rank_cmd(
+    run: Annotated[str | None, typer.Argument(help="A finished search run.")] = None,
+    k: Annotated[int, typer.Option("--k", help="Architectures along the final Pareto front.")] = 11,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", help="Stand-alone epochs (default: the run's total).")
+    ] = None,
+    study: Annotated[str | None, typer.Option("--study", help="Study folder: run M = 2, 3, 4 and rank each.")] = None,
+    lut: Annotated[str | None, typer.Option("--lut", help="Study: latency table.")] = None,
+    space: Annotated[str, typer.Option("--space", help="Study: space.")] = "basic",
+    data: Annotated[str, typer.Option("--data", help="Study: data.")] = "digits",
+    total_epochs: Annotated[int, typer.Option("--total-epochs", help="Study: supernet epochs for every M.")] = 240,
+    lr: Annotated[float, typer.Option("--lr", help="Study: first-stage learning rate (later stages / 5).")] = 0.5,
+    lat_rel: Annotated[str, typer.Option("--lat-rel", help="Study: band relative to --ref.")] = "0.9:1.1",
+    ref: Annotated[str | None, typer.Option("--ref", help="Study: reference architecture.")] = None,
+    population: Annotated[int, typer.Option("--population")] = 64,
+    generations: Annotated[int, typer.Option("--generations")] = 40,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 1024,
+    resolution: Annotated[int, typer.Option(help="Proxy resolution.")] = 224,
+    width: Annotated[float, typer.Option(help="Proxy width.")] = 1.0,
+    bn_images: Annotated[int, typer.Option("--bn-images")] = 2000,
+) -> None:
+    """Kendall tau and Spearman rho between one-shot and stand-alone top-1 (Table 4, Fig. 5)."""
+    from hnas.pipeline import Pipeline, SearchSettings, resolve_band
+    from hnas.rank import rank_run, scatter
+    from hnas.runs import ProxySettings, RunConfig, training_progress
+    from hnas.train import TrainConfig
+
+    prog, factory = training_progress()
+    if study is None:
+        if run is None:
+            raise HnasError("give a search RUN folder, or --study FOLDER to run M = 2, 3, 4 first")
+        with prog:
+            res = rank_run(run, k, epochs, log=console.print, progress=factory)
+        console.print(
+            f"{run}: Kendall tau {res['kendall_tau']:.3f}, Spearman rho {res['spearman_rho']:.3f} over "
+            f"{res['k']} architectures ({run}/rank/rank.json, rank.png)"
+        )
+        return
+    if lut is None:
+        raise HnasError("--study needs --lut (the latency table the searches use)")
+    sp = load_space(space)
+    from latency.lut import Lut
+    from latency.predict import LatencyPredictor
+
+    ref_arch = load_arch(ref or DEMO_REF, sp)
+    ref_ms = LatencyPredictor(Lut.load(lut), sp, lut).predict_arch(ref_arch)
+    lo, hi = resolve_band((None, None), parse_band(lat_rel), ref_ms)
+    from hnas.pipeline import split_epochs
+
+    schedules = {m: split_epochs(total_epochs, m) for m in (2, 3, 4)}
+    results = []
+    for M, ep in schedules.items():
+        folder = Path(study) / f"M{M}"
+        console.rule(f"M = {M}: supernet epochs {ep}")
+        settings = SearchSettings(
+            stages=M,
+            epochs=ep,
+            lrs=[lr] + [lr / 5] * (M - 2),
+            population=population,
+            generations=generations,
+            lat_min=lo,
+            lat_max=hi,
+            lat_rel=list(parse_band(lat_rel)),
+            ref=str(ref_arch),
+        )
+        rc = RunConfig(
+            space=sp.to_dict(),
+            data=data,
+            proxy=ProxySettings(resolution=resolution, width=width, bn_images=bn_images, val_archs=2),
+            train=TrainConfig(epochs=ep[0], lr=lr, batch_size=batch_size, label_smoothing=0.1),
+            lut=lut,
+        )
+        pipe = (
+            Pipeline(folder, rc, settings, log=console.print)
+            if not (folder / "config.json").is_file()
+            else Pipeline(folder, log=console.print)
+        )
+        pipe.run()
+        with prog:
+            results.append(rank_run(folder, k, epochs or total_epochs, lr=lr, log=console.print, progress=factory))
+    from hnas.io import atomic_write_json
+
+    table = [
+        {
+            "M": r["stages"],
+            "kendall_tau": r["kendall_tau"],
+            "spearman_rho": r["spearman_rho"],
+            "space_size": r["space_size"],
+            "k": r["k"],
+        }
+        for r in results
+    ]
+    atomic_write_json(Path(study) / "study.json", {"table": table, "runs": results})
+    scatter(Path(study) / "study.png", results)
+    t = Table(title="ranking consistency (paper Table 4)")
+    for col in ("M", "tau", "rho", "size of the searched space", "K"):
+        t.add_column(col)
+    for r in table:
+        t.add_row(
+            str(r["M"]),
+            f"{r['kendall_tau']:.3f}",
+            f"{r['spearman_rho']:.3f}",
+            fmt_size(int(r["space_size"])),
+            str(r["k"]),
+        )
+    console.print(t)
+
+
+DEMO_REF = "K3E1|K3E6-K3E6-ID-ID|K3E6-K3E6-K3E6-ID|K3E6-K3E6-K3E6-K3E6|K3E6-K3E6-K3E6-ID|K3E6-K3E6-K3E6-ID|K3E6"
+
+
+@app.command("demo")
+def demo(
+    out: Annotated[str, typer.Option("--out", help="Run folder (an existing one resumes).")] = "runs/demo",
+    space: Annotated[str, typer.Option("--space", help="Preset or space file.")] = "basic",
+    lut: Annotated[str | None, typer.Option("--lut", help="Host LUT (default lut/local-<cpu>.json).")] = None,
+    epochs: Annotated[str, typer.Option("--epochs", help="Supernet epochs per training stage.")] = "12,6,4",
+    population: Annotated[int, typer.Option("--population", help="CES population.")] = 24,
+    generations: Annotated[int, typer.Option("--generations", help="CES generations.")] = 10,
+) -> None:
+    """The main job on embedded defaults: host LUT, proxy supernet on the bundled digits, four-stage HNAS with
+    pruning, end-to-end latency check of the result on this CPU, and the HTML report."""
+    import time
+
+    from hnas.pipeline import Pipeline, SearchSettings, resolve_band
+    from hnas.report import build_report
+    from hnas.runs import ProxySettings, RunConfig
+    from hnas.train import TrainConfig
+    from latency.build import default_lut_path
+    from latency.cli import _run_build
+    from latency.devices import LocalDevice
+    from latency.items import items_for_space
+    from latency.lut import Lut
+    from latency.predict import LatencyPredictor
+
+    t0 = time.perf_counter()
+    sp = load_space(space)
+    dev = LocalDevice()
+    lut_path = Path(lut) if lut else default_lut_path(dev.describe())
+    if lut_path.is_file() and Lut.load(lut_path).device.get("id") == "local":
+        dev = LocalDevice(core=Lut.load(lut_path).device.get("core"))  # measure where the table was measured
+    console.rule("1/4 host latency table")
+    console.print(
+        f"{lut_path}: building or reusing the entries of space {sp.name} on {dev.describe()['cpu']} core {dev.core}"
+    )
+    from latency.bench import BenchSettings
+
+    settings, repeats = BenchSettings(), 5
+    if lut_path.is_file():
+        from latency.verify import lut_settings
+
+        settings, repeats = lut_settings(Lut.load(lut_path))
+    _run_build(dev, items_for_space(sp), lut_path, settings, repeats, 0.10, None, None)
+    run_dir = Path(out)
+    console.rule("2/4 HNAS: supernet, search, pruning (M = 4)")
+    if (run_dir / "config.json").is_file():
+        console.print(f"resuming {run_dir}")
+        pipe = Pipeline(run_dir, log=console.print)
+    else:
+        ref = (
+            archmod.parse_arch(DEMO_REF, sp)
+            if sp.name in ("basic", "proxyless")
+            else archmod.sample(sp, 1, np.random.default_rng(0))[0]
+        )
+        ref_ms = LatencyPredictor(Lut.load(lut_path), sp, str(lut_path)).predict_arch(ref)
+        lo, hi = resolve_band((None, None), (0.9, 1.1), ref_ms)
+        console.print(
+            f"latency band: 0.9-1.1 x the MobileNetV2-like reference ({ref_ms:.2f} ms) = "
+            f"[{lo:.2f}, {hi:.2f}] ms on this CPU"
+        )
+        settings_s = SearchSettings(
+            stages=4,
+            epochs=_floats(epochs, "--epochs", int),
+            lrs=[0.05, 0.02, 0.02],
+            population=population,
+            generations=generations,
+            lat_min=lo,
+            lat_max=hi,
+            lat_rel=[0.9, 1.1],
+            ref=str(ref),
+        )
+        run = RunConfig(
+            space=sp.to_dict(),
+            data="digits",
+            proxy=ProxySettings(resolution=16, width=0.5, bn_images=256, eval_batch=512, val_archs=2),
+            train=TrainConfig(epochs=12, lr=0.05, batch_size=32, label_smoothing=0.1),
+            lut=str(lut_path),
+        )
+        pipe = Pipeline(run_dir, run, settings_s, log=console.print)
+    results = pipe.run()
+    print_results(results)
+    console.rule("3/4 end-to-end latency of the found network on this CPU")
+    if results["best"]:
+        best = archmod.parse_arch(results["best"][0]["arch"], pipe.sn.deploy_space)
+        from hnas.io import atomic_write_json
+
+        result = run_verify(best, str(lut_path), "local")
+        atomic_write_json(run_dir / "verify.json", result)
+        print_verify(result)
+    else:
+        console.print("no architecture inside the latency band: nothing to verify")
+    console.rule("4/4 report")
+    page = build_report(run_dir)
+    console.print(f"report: {page}  (open it in a browser)")
+    console.print(f"total {time.perf_counter() - t0:.0f} s")
 
 
 def main() -> None:

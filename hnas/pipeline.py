@@ -52,6 +52,21 @@ def default_schedule(stages: int) -> tuple[list[int], list[float]]:
     return [first, *rest], [0.5] + [0.1] * (stages - 2)
 
 
+def split_epochs(total: int, stages: int) -> list[int]:
+    """`total` supernet epochs over M-1 training stages in the paper's 3:2:1-like proportions (120/80/40 for
+    M = 4, 160/80 for M = 3), at least one epoch each."""
+    if total < stages - 1:
+        raise HnasError(f"{total} epochs cannot be split over {stages - 1} training stages: give at least {stages - 1}")
+    weights = np.array([3.0, 2.0, 1.0][: stages - 1] if stages <= 4 else [1.0] * (stages - 1))
+    if stages == 3:
+        weights = np.array([2.0, 1.0])
+    raw = np.maximum(1, np.round(total * weights / weights.sum())).astype(int)
+    raw[0] += total - raw.sum()
+    if raw[0] < 1:
+        raise HnasError(f"{total} epochs are too few for {stages} stages")
+    return raw.tolist()
+
+
 @dataclass
 class SearchSettings:
     """Algorithm 1's numbers (paper defaults) and the latency band."""

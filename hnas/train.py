@@ -229,6 +229,22 @@ def train(
             device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=sampler is not None,
         )
+    if rank == 0 and cfg.epochs == 0 and not checkpoint.is_file():
+        save_checkpoint(
+            checkpoint,
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": rng_state(),
+                "path_rng": None,
+                "epoch": -1,
+                "history": [],
+                "config": asdict(cfg),
+                **(extra_state() if extra_state else {}),
+            },
+        )
     for epoch in range(start, cfg.epochs):
         model.train()
         loader = _loader(train_set, cfg.batch_size, True, cfg.seed, epoch, cfg.workers, world, rank)

@@ -111,7 +111,7 @@ def build(
     # 1. plan: export (cached) every item and decide which need measuring
     report = BuildReport(path, {}, [], [], 0)
     exported = {}
-    with _bar(progress, "check", len(items)) as advance:
+    with phase(progress, "check", len(items)) as advance:
         for it in items:
             module = it.build()
             ex = exporter.export(module, it.input_shape)
@@ -165,7 +165,7 @@ def build(
     # 3. measure round-robin until every entry has its repeats
     t0 = time.perf_counter()
     total = sum(max(0, target[k] - len(pending_repeats(k))) for k in report.planned if k not in report.measured)
-    with _bar(progress, "measure", total) as advance:
+    with phase(progress, "measure", total) as advance:
         while True:
             todo = [k for k in report.planned if k not in report.measured]
             if not todo:
@@ -235,7 +235,7 @@ def _finish(lut: Lut, item: LutItem, reps: list[dict], ex, sid: str, extra: int)
     lut.pending.pop(item.key, None)
 
 
-class _bar:
+class phase:
     """A progress context: `progress(label, total)` returns a context manager yielding `advance`."""
 
     def __init__(self, progress: Callable | None, label: str, total: int):

@@ -474,3 +474,90 @@ def devices(
     for r in rows:
         t.add_row(r["serial"], r.get("model") or "-", r["state"], r["transport"])
     console.print(t)
+
+
+@lut_app.command("validate")
+def lut_validate(
+    lut: Annotated[str, typer.Option("--lut", help="The LUT to check (its calibration is refitted).")],
+    device: DeviceOpt = "local",
+    space: Annotated[str, typer.Option("--space", help="Space to draw architectures from.")] = "basic",
+    n: Annotated[int, typer.Option("-n", min=4, help="Random architectures measured end to end.")] = 50,
+    fit: Annotated[int, typer.Option("--fit", min=2, help="Of those, how many fit the calibration.")] = 10,
+    out: Annotated[str | None, typer.Option("--out", help="Folder for validate.json and the plot.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    benchmark_binary: BinaryOpt = None,
+    cache: CacheOpt = None,
+) -> None:
+    """Predicted against measured end-to-end latency of N random architectures, before and after calibration."""
+    import numpy as np
+
+    from hnas.arch import sample
+    from latency.build import new_progress, progress_on
+    from latency.predict import LatencyPredictor
+    from latency.verify import (
+        check_device,
+        error_stats,
+        fit_calibration,
+        measure_networks,
+        scatter_plot,
+        store_calibration,
+    )
+
+    if fit >= n:
+        raise HnasError(f"--fit {fit} leaves no held-out architecture of -n {n}: use --fit < -n")
+    table = Lut.load(lut)
+    sp = load_space(space)
+    raw = LatencyPredictor(table, sp, lut, calibrated=False)
+    dev = _device(device, table.device.get("core"), benchmark_binary)
+    check_device(table, dev, lut)
+    archs = sample(sp, n, np.random.default_rng(seed))
+    with new_progress() as prog:
+        rows = measure_networks(dev, archs, table, _exporter(cache), progress_on(prog))
+    pred = np.array([raw.predict_arch(a) for a in archs])
+    meas = np.array([r["measured_ms"] for r in rows])
+    cal = fit_calibration(pred[:fit], meas[:fit])
+    held = slice(fit, n)
+    stats_raw, stats_cal = error_stats(pred[held], meas[held]), error_stats(cal.apply(pred[held]), meas[held])
+    store_calibration(table, cal, sp.name, fit, stats_raw, stats_cal)
+    folder = Path(out) if out else Path(lut).with_suffix("").parent / (Path(lut).stem + "-validate")
+    from hnas.io import atomic_write_json
+
+    report = {
+        "lut": lut,
+        "space": sp.name,
+        "device": dev.describe(),
+        "n": n,
+        "fit": fit,
+        "calibration": {"offset_ms": cal.offset_ms, "scale": cal.scale},
+        "held_out_raw": stats_raw,
+        "held_out_calibrated": stats_cal,
+        "networks": [
+            {**r, "predicted_raw_ms": float(p), "predicted_calibrated_ms": float(cal.apply(p)), "used_for_fit": i < fit}
+            for i, (r, p) in enumerate(zip(rows, pred))
+        ],
+    }
+    atomic_write_json(folder / "validate.json", report)
+    scatter_plot(
+        folder / "validate.png",
+        pred,
+        meas,
+        cal.apply(pred),
+        title=f"{sp.name} on {table.device.get('model')}: {n} networks",
+    )
+    t = Table(title=f"{n - fit} held-out networks ({fit} fitted the calibration)")
+    for col in ("prediction", "MAPE", "within 5 %", "within 10 %", "max error", "Kendall tau"):
+        t.add_column(col, justify="right")
+    for name, st in (("raw LUT sum", stats_raw), ("calibrated", stats_cal)):
+        t.add_row(
+            name,
+            f"{st['mape'] * 100:.2f} %",
+            f"{st['within_5'] * 100:.0f} %",
+            f"{st['within_10'] * 100:.0f} %",
+            f"{st['max_abs_error'] * 100:.1f} %",
+            f"{st['kendall_tau']:.3f}",
+        )
+    console.print(t)
+    console.print(
+        f"calibration: measured = {cal.offset_ms:.3f} ms + {cal.scale:.4f} x LUT sum (stored in {lut}); "
+        f"report {folder / 'validate.json'}, plot {folder / 'validate.png'}"
+    )

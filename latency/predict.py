@@ -19,8 +19,11 @@ from latency.lut import Lut
 class LatencyPredictor:
     """Predicts end-to-end latency (ms) of architectures of one space from one LUT."""
 
-    def __init__(self, lut: Lut, space: SearchSpace, lut_name: str = "LUT"):
+    def __init__(self, lut: Lut, space: SearchSpace, lut_name: str = "LUT", calibrated: bool = True):
         self.space = space
+        cal = lut.data.get("calibration")
+        # the end-to-end correction fitted by `hnas lut validate`, when it belongs to these settings
+        self.calibration = cal if calibrated and cal and cal.get("settings_id") == lut.settings_id else None
         missing = [it.key for it in items_for_space(space) if lut.latency_ms(it.key) is None]
         if missing:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -43,7 +46,10 @@ class LatencyPredictor:
         v = np.asarray(vectors)
         if v.ndim == 1:
             v = v[None, :]
-        return self.table[self._rows, v].sum(axis=1) + self.fixed_ms
+        raw = self.table[self._rows, v].sum(axis=1) + self.fixed_ms
+        if self.calibration is None:
+            return raw
+        return self.calibration["offset_ms"] + self.calibration["scale"] * raw
 
     def predict_arch(self, arch: Architecture) -> float:
         """Latency in ms of one architecture."""

@@ -1,0 +1,302 @@
+"""`hnas report RUN`: an HTML page with PNG figures of a search run, numbers in tables beside them.
+
+Figures: the Pareto front of every searched stage (one-shot accuracy against predicted latency), the
+per-layer operation probability heatmap of every stage (paper Figs. 3 and 7), the search-space size per
+stage (Table 4's "Size"), the supernet validation accuracy per epoch (Fig. 6), and predicted against
+measured end-to-end latency (`hnas verify`).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from hnas.errors import HnasError
+from hnas.io import atomic_write_text
+from hnas.space import SearchSpace
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> str:
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    tmp.replace(path)
+    return path.name
+
+
+def _read(path: Path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def pareto_figure(searches: dict[int, dict], band, out: Path) -> str:
+    plt = _plt()
+    n = len(searches)
+    fig, axes = plt.subplots(1, n, figsize=(4.4 * n, 3.8), squeeze=False, constrained_layout=True)
+    for ax, (k, rec) in zip(axes[0], sorted(searches.items())):
+        rows = rec["archive"]
+        lat = np.array([r["latency_ms"] for r in rows])
+        acc = np.array([r["accuracy"] for r in rows])
+        rank = np.array([r["rank"] for r in rows])
+        ax.scatter(lat, acc, s=8, c="0.7", label=f"evaluated ({len(rows)})")
+        sel = rank < 10
+        ax.scatter(lat[sel], acc[sel], s=10, c="tab:blue", label="rank < 10")
+        front = np.argsort(lat[rank == 1])
+        ax.plot(lat[rank == 1][front], acc[rank == 1][front], "o-", c="tab:red", ms=4, label="Pareto front")
+        for b in band:
+            if b is not None:
+                ax.axvline(b, c="k", ls="--", lw=0.8)
+        ax.set_title(f"stage {k}: search on stage {k - 1} supernet")
+        ax.set_xlabel("predicted latency (ms)")
+        ax.set_ylabel("one-shot top-1")
+        ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, out / "pareto.png")
+
+
+def heatmap_figure(searches: dict[int, dict], out: Path) -> str:
+    plt = _plt()
+    n = len(searches)
+    fig, axes = plt.subplots(n, 1, figsize=(10, 3.1 * n), squeeze=False, constrained_layout=True)
+    for ax, (k, rec) in zip(axes[:, 0], sorted(searches.items())):
+        layers = rec["distribution"]["layers"]
+        ops = sorted({o for layer in layers for o in layer}, key=lambda o: (o == "Identity", o))
+        m = np.full((len(ops), len(layers)), np.nan)
+        for j, layer in enumerate(layers):
+            for o, p in layer.items():
+                m[ops.index(o), j] = p
+        im = ax.imshow(m, aspect="auto", cmap="viridis", vmin=0, vmax=1)
+        ax.set_yticks(range(len(ops)), [o.replace("IBConv_", "") for o in ops], fontsize=6)
+        ax.set_xticks(range(len(layers)), [str(j + 1) for j in range(len(layers))], fontsize=7)
+        ax.set_title(f"stage {k}: operation probability per layer (blank: op not a candidate)", fontsize=9)
+        ax.set_xlabel("layer")
+        fig.colorbar(im, ax=ax, fraction=0.02)
+    return _save(fig, out / "op_distribution.png")
+
+
+def size_figure(sizes: list[tuple[str, int]], out: Path) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.bar([s for s, _ in sizes], [np.log10(float(v)) for _, v in sizes], color="tab:green")
+    ax.set_ylabel("log10(space size)")
+    ax.set_title("search-space size per stage")
+    return _save(fig, out / "space_size.png")
+
+
+def training_figure(histories: dict[int, list], out: Path) -> str | None:
+    if not histories:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    offset = 0
+    for k, hist in sorted(histories.items()):
+        xs = [offset + h["epoch"] + 1 for h in hist]
+        ax.plot(xs, [h["val_acc"] for h in hist], "o-", ms=3, label=f"stage {k} supernet")
+        ax.plot(xs, [h["train_acc"] for h in hist], ":", lw=1, c=ax.lines[-1].get_color())
+        offset = xs[-1] if xs else offset
+    ax.set_xlabel("supernet epoch (cumulative)")
+    ax.set_ylabel("top-1 (solid: val, dotted: train)")
+    ax.set_title("supernet accuracy across stages")
+    ax.legend(fontsize=7)
+    return _save(fig, out / "supernet_accuracy.png")
+
+
+def latency_figure(verify: dict, validate: dict | None, out: Path) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    pts = []
+    if validate:
+        m = [r["measured_ms"] for r in validate["networks"]]
+        p = [r["predicted_calibrated_ms"] for r in validate["networks"]]
+        ax.scatter(m, p, s=10, c="0.6", label=f"LUT validation ({len(m)} random networks)")
+        pts += m + p
+    ax.scatter(
+        [verify["measured_ms"]], [verify["predicted_ms"]], s=60, c="tab:red", marker="*", label="searched architecture"
+    )
+    pts += [verify["measured_ms"], verify["predicted_ms"]]
+    lo, hi = min(pts) * 0.9, max(pts) * 1.1
+    xs = np.linspace(lo, hi, 5)
+    ax.plot(xs, xs, "k-", lw=0.8)
+    ax.fill_between(xs, xs * 0.95, xs * 1.05, color="0.9", label="+-5 %")
+    ax.set_xlabel("measured end-to-end latency (ms)")
+    ax.set_ylabel("predicted latency (ms)")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title("predicted against measured")
+    return _save(fig, out / "latency.png")
+
+
+def _table(headers: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def build_report(run: str | Path) -> Path:
+    """Write RUN/report/index.html and its figures; returns the page's path."""
+    run = Path(run)
+    cfg = _read(run / "config.json")
+    results = _read(run / "results.json")
+    if cfg is None or results is None:
+        raise HnasError(f"{run} is not a finished search run (config.json and results.json are needed)")
+    out = run / "report"
+    out.mkdir(exist_ok=True)
+    stages = cfg["search"]["stages"]
+    searches = {k: rec for k in range(2, stages + 1) if (rec := _read(run / f"stage{k}" / "search.json"))}
+    histories = {k: h for k in range(1, stages) if (h := _read(run / f"stage{k}" / "trained.json"))}
+    space = SearchSpace.from_dict(cfg["run"]["space"])
+    sizes = [("stage 1", space.size())] + [
+        (f"stage {k}", int(r["pruned_size"])) for k, r in sorted(searches.items()) if k < stages
+    ]
+    band = results["latency_band_ms"]
+    sections = []
+    stage_rows = [
+        [
+            s["stage"],
+            s.get("space_size") or s.get("searched_size", "-"),
+            "-" if s.get("supernet_val_acc") is None else f"{s['supernet_val_acc']:.3f}",
+            s.get("evaluated", "-"),
+            "-" if s.get("best_accuracy") is None else f"{s['best_accuracy']:.3f}",
+            "-" if s.get("best_latency_ms") is None else f"{s['best_latency_ms']:.2f}",
+            s.get("best_arch", "-"),
+        ]
+        for s in results["stages"]
+    ]
+    sections.append(
+        (
+            "Stages",
+            None,
+            _table(
+                [
+                    "stage",
+                    "space size",
+                    "supernet val acc",
+                    "evaluated",
+                    "best one-shot acc",
+                    "latency ms",
+                    "best architecture",
+                ],
+                stage_rows,
+            ),
+        )
+    )
+    if searches:
+        sections.append(
+            (
+                "Pareto front per stage",
+                pareto_figure(searches, band, out),
+                _table(
+                    ["stage", "evaluated", "rank < 10", "Pareto set"],
+                    [
+                        [k, r["evaluated"], r["selected"], sum(1 for a in r["archive"] if a["rank"] == 1)]
+                        for k, r in sorted(searches.items())
+                    ],
+                ),
+            )
+        )
+        last = searches[max(searches)]["distribution"]["layers"]
+        sections.append(
+            (
+                "Operation probability per layer",
+                heatmap_figure(searches, out),
+                _table(
+                    ["layer", f"stage {max(searches)}: ops with p >= 1 %"],
+                    [
+                        [
+                            j + 1,
+                            ", ".join(
+                                f"{o.replace('IBConv_', '')} {p:.2f}"
+                                for o, p in sorted(layer.items(), key=lambda kv: -kv[1])
+                                if p >= 0.01
+                            ),
+                        ]
+                        for j, layer in enumerate(last)
+                    ],
+                ),
+            )
+        )
+    sections.append(
+        ("Search-space size", size_figure(sizes, out), _table(["stage", "size"], [[s, f"{v:.3e}"] for s, v in sizes]))
+    )
+    fig = training_figure(histories, out)
+    if fig:
+        sections.append(
+            (
+                "Supernet accuracy",
+                fig,
+                _table(
+                    ["stage", "epochs", "last train acc", "last val acc"],
+                    [
+                        [
+                            k,
+                            len(h),
+                            f"{h[-1]['train_acc']:.3f}",
+                            "-" if h[-1]["val_acc"] is None else f"{h[-1]['val_acc']:.3f}",
+                        ]
+                        for k, h in sorted(histories.items())
+                        if h
+                    ],
+                ),
+            )
+        )
+    verify = _read(run / "verify.json")
+    if verify:
+        lut_path = Path(cfg["run"]["lut"])
+        validate = _read(lut_path.parent / (lut_path.stem + "-validate") / "validate.json")
+        rows = [
+            ["predicted (LUT" + (", calibrated)" if verify["calibrated"] else ")"), f"{verify['predicted_ms']:.3f}"],
+            ["measured end to end", f"{verify['measured_ms']:.3f}"],
+            ["error", f"{verify['error'] * 100:+.2f} %"],
+        ]
+        if validate:
+            c = validate["held_out_calibrated"]
+            rows.append(
+                [
+                    "LUT validation (calibrated, held out)",
+                    f"MAPE {c['mape'] * 100:.2f} %, {c['within_5'] * 100:.0f} % within 5 %",
+                ]
+            )
+        sections.append(
+            ("Predicted against measured latency", latency_figure(verify, validate, out), _table(["", "value"], rows))
+        )
+    best_rows = [
+        [
+            f"{r['accuracy']:.3f}",
+            f"{r['latency_ms']:.2f}",
+            f"{r['macs'] / 1e6:.0f}",
+            f"{r['params'] / 1e6:.2f}",
+            r["arch"],
+        ]
+        for r in results["best"]
+    ]
+    sections.append(
+        (
+            "Best architectures inside the latency band",
+            None,
+            _table(["one-shot top-1", "latency ms", "MMACs", "M params", "architecture"], best_rows),
+        )
+    )
+    body = "".join(
+        f"<section><h2>{html.escape(title)}</h2><div class='row'>"
+        + (f"<img src='{img}' alt='{html.escape(title)}'>" if img else "")
+        + f"<div>{tab}</div></div></section>"
+        for title, img, tab in sections
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>HNAS run {html.escape(run.name)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1400px}} .row{{display:flex;gap:2em;align-items:flex-start;
+flex-wrap:wrap}} img{{max-width:900px}} table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} h2{{border-bottom:1px solid #888}}</style></head>
+<body><h1>HNAS run {html.escape(run.name)}</h1>
+<p>space {html.escape(space.name)} ({space.size():.3e} architectures), data {html.escape(cfg["run"]["data"])},
+LUT {html.escape(cfg["run"]["lut"])}, latency band {band} ms, M = {stages}.</p>{body}</body></html>"""
+    atomic_write_text(out / "index.html", page)
+    return out / "index.html"

@@ -1,0 +1,189 @@
+"""End-to-end checks of a LUT: measure whole networks with exactly the LUT's settings and compare.
+
+`measure_networks` exports each architecture's whole network (stem, blocks, head) at the deployment
+resolution, pushes it, and measures it round-robin with the LUT's benchmark settings and repeats, on the LUT's
+device and core. `validate` does that for N random architectures, fits a per-device end-to-end correction
+(measured = offset + scale x LUT sum) on a few of them, stores it in the LUT, and reports raw and calibrated
+errors on the others.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hnas.arch import Architecture
+from hnas.errors import HnasError
+from latency.bench import BenchSettings, parse_benchmark_output
+from latency.build import _same_device, phase
+from latency.devices import Device
+from latency.export import Exporter, export_network
+from latency.lut import Lut, now_iso
+
+
+def lut_settings(lut: Lut) -> tuple[BenchSettings, int]:
+    """The benchmark settings and repeats a LUT was measured with."""
+    stored = dict(lut.data["settings"])
+    repeats = int(stored.pop("repeats", 5))
+    stored.pop("core", None)
+    if "imported_from" in stored:
+        raise HnasError("this LUT is a published table: there is no device here to measure it against")
+    return BenchSettings.from_dict(stored), repeats
+
+
+def check_device(lut: Lut, device: Device, lut_name: str) -> None:
+    """Refuse to compare a LUT with measurements from another device or core."""
+    desc = device.describe()
+    if not _same_device(lut.device, desc):
+        raise HnasError(
+            f"{lut_name} was measured on {lut.device.get('model')} / {lut.device.get('cpu')} core "
+            f"{lut.device.get('core')}, not on this device ({desc.get('model')} / {desc.get('cpu')} core "
+            f"{desc.get('core')}): verify with the LUT of this device"
+        )
+
+
+def measure_networks(
+    device: Device,
+    archs: list[Architecture],
+    lut: Lut,
+    exporter: Exporter | None = None,
+    progress=None,
+    op_profile: bool = False,
+) -> list[dict]:
+    """Median of repeat medians (ms) per architecture's whole network, plus its op profile if asked."""
+    exporter = exporter or Exporter()
+    settings, repeats = lut_settings(lut)
+    if op_profile:
+        settings = BenchSettings(**{**settings.to_dict(), "enable_op_profiling": True})
+    exported = []
+    with phase(progress, "export", len(archs)) as advance:
+        for a in archs:
+            exported.append(export_network(a, exporter))
+            advance()
+    remotes = device.push_many([e.path for e in exported])
+    index = {r: i for i, r in enumerate(remotes)}
+    medians: list[list[float]] = [[] for _ in archs]
+    profiles: list[list] = [[] for _ in archs]
+    with phase(progress, "measure", repeats * len(archs)) as advance:
+        for _ in range(repeats):
+            for out in device.benchmark_batch(remotes, settings):
+                i = index[out.model]
+                if out.rc != 0:
+                    tail = "\n".join(out.text.splitlines()[-15:])
+                    raise HnasError(f"benchmark of network {archs[i]} failed (exit {out.rc}); last lines:\n{tail}")
+                res = parse_benchmark_output(out.text)
+                medians[i].append(res.runs.median_or_avg_ms)
+                if res.op_profile:
+                    profiles[i].append(res.op_profile)
+                advance()
+    return [
+        {
+            "arch": str(a),
+            "measured_ms": statistics.median(m),
+            "repeat_medians_ms": m,
+            "model_sha256": e.sha256,
+            "op_profile": p[-1] if p else None,
+        }
+        for a, m, e, p in zip(archs, medians, exported, profiles)
+    ]
+
+
+@dataclass
+class Calibration:
+    """measured ~= offset_ms + scale * LUT sum, fitted by least squares."""
+
+    offset_ms: float
+    scale: float
+
+    def apply(self, predicted):
+        return self.offset_ms + self.scale * np.asarray(predicted)
+
+
+def fit_calibration(predicted, measured) -> Calibration:
+    """Least-squares line through (LUT sum, measured)."""
+    p, m = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
+    if len(p) < 2 or np.ptp(p) == 0:
+        return Calibration(0.0, float(np.mean(m / p)) if len(p) else 1.0)
+    scale, offset = np.polyfit(p, m, 1)
+    return Calibration(float(offset), float(scale))
+
+
+def error_stats(predicted, measured) -> dict:
+    """MAPE, share within +-5 % and +-10 %, Kendall tau."""
+    from scipy.stats import kendalltau
+
+    p, m = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
+    rel = (p - m) / m
+    tau = kendalltau(p, m).statistic if len(p) > 1 else float("nan")
+    return {
+        "n": int(len(p)),
+        "mape": float(np.mean(np.abs(rel))),
+        "within_5": float(np.mean(np.abs(rel) <= 0.05)),
+        "within_10": float(np.mean(np.abs(rel) <= 0.10)),
+        "max_abs_error": float(np.max(np.abs(rel))),
+        "kendall_tau": float(tau),
+    }
+
+
+def store_calibration(
+    lut: Lut, cal: Calibration, space_name: str, n_fit: int, stats_raw: dict, stats_cal: dict
+) -> None:
+    """Record the correction in the LUT, with how it was fitted."""
+    lut.data["calibration"] = {
+        "offset_ms": cal.offset_ms,
+        "scale": cal.scale,
+        "method": "least squares: measured whole-network latency = offset_ms + scale * sum of LUT entries",
+        "space": space_name,
+        "fitted_on": n_fit,
+        "fitted_at": now_iso(),
+        "settings_id": lut.settings_id,
+        "held_out_raw": stats_raw,
+        "held_out_calibrated": stats_cal,
+    }
+    lut.save()
+
+
+def scatter_plot(path: Path, predicted, measured, calibrated=None, title: str = "") -> None:
+    """Predicted against measured latency, with the identity line and +-10 % band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    m = np.asarray(measured)
+    lo, hi = float(min(m.min(), np.min(predicted))) * 0.9, float(max(m.max(), np.max(predicted))) * 1.1
+    xs = np.linspace(lo, hi, 10)
+    ax.plot(xs, xs, "k-", lw=1, label="predicted = measured")
+    ax.fill_between(xs, xs * 0.9, xs * 1.1, color="0.9", label="+-10 %")
+    ax.scatter(m, predicted, s=18, label="LUT sum (raw)")
+    if calibrated is not None:
+        ax.scatter(m, calibrated, s=18, marker="x", label="calibrated")
+    ax.set_xlabel("measured end-to-end latency (ms)")
+    ax.set_ylabel("predicted latency (ms)")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def map_op_profile(op_profile, layer_ops: list[tuple[str, list[str]]]) -> list[dict]:
+    """Assign a network's op-profile rows (in run order) to its layers, given each layer's TFLite op sequence
+    (from the layer's own exported graph: the same conversion). Returns [{layer, ops, ms}]."""
+    rows = list(op_profile)
+    out, i = [], 0
+    for name, ops in layer_ops:
+        take = rows[i : i + len(ops)]
+        got = [r.node_type for r in take]
+        if got != ops:
+            raise HnasError(f"op profile does not follow the network's layers at {name}: expected {ops}, got {got}")
+        out.append({"layer": name, "ops": ops, "ms": float(sum(r.avg_ms for r in take))})
+        i += len(ops)
+    return out
