@@ -19,9 +19,13 @@ from hnas.arch import Architecture
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, images: Sequence[torch.Tensor], device: torch.device) -> None:
-    """Reset every BatchNorm and recompute its statistics as the exact average over `images` batches."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+def recalibrate_bn(
+    model: nn.Module, images: Sequence[torch.Tensor], device: torch.device, within: Sequence[nn.Module] | None = None
+) -> None:
+    """Reset every BatchNorm (of `within`, default all of `model`) and recompute its statistics as the exact
+    average over `images` batches."""
+    scope = within if within is not None else [model]
+    bns = [m for part in scope for m in part.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
@@ -78,14 +82,27 @@ class OneShotEvaluator:
         self.evaluated = 0
 
     def accuracy(self, arch: Architecture) -> float:
-        """One-shot top-1 of `arch` (memoized)."""
+        """One-shot top-1 of `arch` (memoized): the path runs inside the supernet, its own BatchNorms are
+        recalibrated in place (each op has its own, so no other path is touched), nothing is copied."""
         key = (self.state_tag, str(arch))
         if key not in self.cache:
-            net = self.supernet.extract(arch)
-            recalibrate_bn(net, self.calib, self.device)
-            self.cache[key] = top1(net, self.val_loader, self.device)
+            path = _Path(self.supernet, arch)
+            recalibrate_bn(path, self.calib, self.device, within=self.supernet.path_modules(arch))
+            self.cache[key] = top1(path, self.val_loader, self.device)
             self.evaluated += 1
         return self.cache[key]
 
     def __call__(self, archs: Sequence[Architecture]) -> np.ndarray:
         return np.array([self.accuracy(a) for a in archs])
+
+
+class _Path(nn.Module):
+    """One architecture's path through a supernet, as a module taking only the input."""
+
+    def __init__(self, supernet, arch: Architecture):
+        super().__init__()
+        self.supernet = supernet
+        self.arch = arch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.supernet(x, self.arch)

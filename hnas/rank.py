@@ -148,12 +148,9 @@ def rank_run(
 
 def scatter(path: Path, results: list[dict]) -> None:
     """One-shot against stand-alone top-1 (Fig. 5), one colour per run."""
-    import matplotlib
+    from hnas.plots import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig, ax = pyplot().subplots(figsize=(5.5, 4.5))
     for res in results:
         xs = [r["one_shot"] for r in res["architectures"]]
         ys = [r["standalone_test"] for r in res["architectures"]]
@@ -162,9 +159,4 @@ def scatter(path: Path, results: list[dict]) -> None:
     ax.set_ylabel("stand-alone top-1 (test)")
     ax.set_title("ranking consistency")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_png(fig, path)

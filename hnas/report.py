@@ -16,24 +16,9 @@ import numpy as np
 
 from hnas.errors import HnasError
 from hnas.io import atomic_write_text
+from hnas.plots import pyplot as _plt
+from hnas.plots import save_png as _save
 from hnas.space import SearchSpace
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> str:
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    _plt().close(fig)
-    tmp.replace(path)
-    return path.name
 
 
 def _read(path: Path):
@@ -133,6 +118,10 @@ def latency_figure(verify: dict, validate: dict | None, out: Path) -> str:
     ax.legend(fontsize=7, loc="upper left")
     ax.set_title("predicted against measured")
     return _save(fig, out / "latency.png")
+
+
+def _band(band) -> str:
+    return "[" + ", ".join("-" if b is None else f"{b:.2f}" for b in band) + "]"
 
 
 def _table(headers: list[str], rows: list[list]) -> str:

@@ -83,6 +83,11 @@ class Supernet(nn.Module):
             x = layer(x, op)
         return self.pool_fc(self.final_conv(x))
 
+    def path_modules(self, arch: Architecture | Sequence[OpSpec]) -> list[nn.Module]:
+        """The modules one path runs: stem, the chosen op of every layer, final conv, pool + fc."""
+        chosen = [layer.ops[op.name] for layer, op in zip(self.layers, self._ops(arch))]
+        return [self.stem, *chosen, self.final_conv, self.pool_fc]
+
     def prune(self, space: SearchSpace) -> None:
         """Shrink to `space` (same skeleton, candidates a subset per layer), keeping the kept ops' weights."""
         if space.skeleton != self.space.skeleton:

@@ -148,12 +148,9 @@ def store_calibration(
 
 def scatter_plot(path: Path, predicted, measured, calibrated=None, title: str = "") -> None:
     """Predicted against measured latency, with the identity line and +-10 % band."""
-    import matplotlib
+    from hnas.plots import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig, ax = pyplot().subplots(figsize=(5.5, 5))
     m = np.asarray(measured)
     lo, hi = float(min(m.min(), np.min(predicted))) * 0.9, float(max(m.max(), np.max(predicted))) * 1.1
     xs = np.linspace(lo, hi, 10)
@@ -166,12 +163,7 @@ def scatter_plot(path: Path, predicted, measured, calibrated=None, title: str = 
     ax.set_ylabel("predicted latency (ms)")
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_png(fig, path)
 
 
 def map_op_profile(op_profile, layer_ops: list[tuple[str, list[str]]]) -> list[dict]:

@@ -29,6 +29,21 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict
     )
 
 
+def kill_cli_when(args: list[str], ready, timeout: float = 300, poll: float = 0.02) -> None:
+    """Start `hnas ARGS`, and SIGKILL it the moment `ready()` is true (as a crash or a pulled plug would)."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hnas.cli", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and not ready():
+        time.sleep(poll)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 @pytest.fixture
 def shared_reference() -> Path:
     """../shared/reference, or skip when this checkout has no shared folder beside it."""

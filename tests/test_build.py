@@ -1,8 +1,4 @@
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -12,7 +8,7 @@ from latency.build import BuildOptions, build
 from latency.devices import LocalDevice
 from latency.items import items_for_space
 from latency.lut import Lut
-from tests.conftest import ROOT, run_cli
+from tests.conftest import kill_cli_when, run_cli
 from tests.tiny import tiny_space
 
 FAST = BuildOptions(settings=BenchSettings(warmup_runs=1, num_runs=3), repeats=2, extra_repeats=1)
@@ -121,21 +117,15 @@ def test_cli_build_killed_halfway_loses_nothing(tmp_path, exporter):
         "--core",
         "0",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hnas.cli", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.time() + 120
-    done = {}
-    while time.time() < deadline and proc.poll() is None:
+
+    def entries():
         try:
-            done = json.loads(out.read_text())["entries"]
+            return json.loads(out.read_text())["entries"]
         except (FileNotFoundError, json.JSONDecodeError):
-            done = {}
-        if len(done) >= 2:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+            return {}
+
+    kill_cli_when(args, lambda: len(entries()) >= 2)
+    done = entries()
     assert 2 <= len(done) < 9, "the build finished before it could be killed; raise --runs"
     killed = json.loads(out.read_text())
     again = run_cli(*args)

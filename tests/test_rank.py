@@ -1,15 +1,11 @@
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
 from hnas.arch import sample
 from hnas.rank import correlations, pick_along_front
-from tests.conftest import ROOT, run_cli
+from tests.conftest import kill_cli_when, run_cli
 from tests.test_predict import tiny_lut  # noqa: F401 - fixture
 from tests.tiny import tiny_space
 
@@ -51,14 +47,7 @@ def test_standalone_training_resumes(tmp_path):
         "--resolution",
         "16",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hnas.cli", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and not (out / "checkpoint.pt").is_file():
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_cli_when(args, lambda: (out / "checkpoint.pt").is_file())
     assert not (out / "result.json").is_file()
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr

@@ -1,9 +1,5 @@
 import itertools
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -14,7 +10,7 @@ from hnas.ops import OpSpec
 from hnas.prune import estimate, prune, select_by_rank
 from hnas.space import SearchSpace, Skeleton, StageSpec, basic
 from hnas.spos_ea import spos_ea
-from tests.conftest import ROOT, run_cli
+from tests.conftest import kill_cli_when, run_cli
 from tests.test_predict import tiny_lut  # noqa: F401 - fixture
 from tests.tiny import tiny_space
 
@@ -140,15 +136,8 @@ def test_search_runs_all_stages_prunes_and_resumes_after_a_kill(tiny_lut, tmp_pa
         "--out",
         str(out),
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hnas.cli", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
     ck = out / "stage2" / "checkpoint.pt"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and not ck.is_file():
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_cli_when(args, ck.is_file)
     assert ck.is_file() and not (out / "stage2" / "trained.json").is_file(), "finished before the kill"
     stage1 = (out / "stage1" / "trained.json").read_text()
     search2 = (out / "stage2" / "search.json").read_text()

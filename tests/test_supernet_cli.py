@@ -1,13 +1,9 @@
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 
 from hnas.arch import sample
-from tests.conftest import ROOT, run_cli
+from tests.conftest import kill_cli_when, run_cli
 from tests.tiny import tiny_space
 
 
@@ -33,15 +29,8 @@ def test_supernet_trains_on_the_embedded_data_is_killed_and_resumes(tmp_path):
         "--resolution",
         "16",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hnas.cli", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
     ck = run / "checkpoint.pt"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and not ck.is_file():
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_cli_when(args, ck.is_file)
     assert ck.is_file() and not (run / "history.json").is_file(), "finished before the kill; raise --epochs"
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr
