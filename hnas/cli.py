@@ -211,7 +211,7 @@ def supernet_train(
     run_dir = Path(out)
     if (run_dir / "config.json").is_file():
         console.print(f"resuming {run_dir} with the settings in its config.json")
-        run = SupernetRun(run_dir)
+        run = SupernetRun.open(run_dir)
     else:
         cfg = RunConfig(
             space=load_space(space).to_dict(),
@@ -229,7 +229,7 @@ def supernet_train(
             ),
             lut=lut,
         )
-        run = SupernetRun(run_dir, cfg)
+        run = SupernetRun.open(run_dir, cfg)
     history = run.train()
     for h in history:
         acc = "-" if h.val_acc is None else f"{h.val_acc:.3f}"
@@ -245,7 +245,7 @@ def supernet_eval(
     """One-shot top-1 (after exact BN recalibration) of architectures on a trained supernet."""
     from hnas.runs import SupernetRun
 
-    r = SupernetRun(run)
+    r = SupernetRun.open(run)
     supernet = r.build_supernet()
     space = SearchSpace.from_dict(r.config.space) if not r.checkpoint.is_file() else None
     from hnas.train import load_checkpoint

@@ -124,7 +124,7 @@ class Pipeline:
         self.search = search
         if not run.lut:
             raise HnasError("a search needs a latency table: pass --lut (build one with `hnas lut build`)")
-        self.sn = _attach(self.path, run)
+        self.sn = SupernetRun(self.path, run)  # its config lives inside this run's config.json
         if not cfg_file.is_file():
             self.sn.data()  # a bad data spec fails before anything is written
             self.path.mkdir(parents=True, exist_ok=True)
@@ -220,8 +220,9 @@ class Pipeline:
             f"stage {k}: CES over {space.size():.3g} architectures, population {s.population}, "
             f"{s.generations} generations, latency [{s.lat_min}, {s.lat_max}] ms"
         )
-        bar = _bar(self.progress, f"stage {k} search", s.generations)
-        with bar as advance:
+        from latency.build import phase, rich_progress
+
+        with phase(rich_progress if self.progress else None, f"stage {k} search", s.generations) as advance:
 
             def on_generation(gen, problem):
                 if cache is not None:
@@ -315,29 +316,10 @@ class Pipeline:
         return results
 
 
-def _attach(path: Path, run: RunConfig) -> SupernetRun:
-    sn = SupernetRun.__new__(SupernetRun)
-    sn.path, sn.config = path, run
-    sn.deploy_space = SearchSpace.from_dict(run.space)
-    sn._data = None
-    return sn
-
-
 def _fixed_archs(space: SearchSpace, n: int):
     from hnas.arch import sample
 
     return sample(space, n, np.random.default_rng(12345)) if n else []
-
-
-@contextlib.contextmanager
-def _bar(enabled: bool, label: str, total: int):
-    if not enabled:
-        yield lambda: None
-        return
-    from latency.build import new_progress, progress_on
-
-    with new_progress() as prog, progress_on(prog)(label, total) as advance:
-        yield advance
 
 
 def resolve_band(

@@ -95,21 +95,27 @@ def training_progress():
 class SupernetRun:
     """A supernet training run in a folder."""
 
-    def __init__(self, path: str | Path, config: RunConfig | None = None):
+    def __init__(self, path: str | Path, config: RunConfig):
+        """A run of `config` in `path` (nothing is read or written; see `open`)."""
         self.path = Path(path)
-        cfg_path = self.path / "config.json"
-        if cfg_path.is_file():
-            self.config = RunConfig.from_dict(read_json(cfg_path))
-        elif config is None:
-            raise HnasError(f"{self.path} is not a supernet run (no config.json): train one with `hnas supernet train`")
-        else:
-            self.config = config
-        self.deploy_space = SearchSpace.from_dict(self.config.space)
+        self.config = config
+        self.deploy_space = SearchSpace.from_dict(config.space)
         self._data: DataBundle | None = None
-        if not cfg_path.is_file():
-            self.data()  # a bad data spec fails before anything is written
-            self.path.mkdir(parents=True, exist_ok=True)
-            write_json(cfg_path, self.config.to_dict())
+
+    @classmethod
+    def open(cls, path: str | Path, config: RunConfig | None = None) -> SupernetRun:
+        """The run in `path` (its config.json wins), or a new one of `config`, whose config.json is written once
+        the data spec has loaded."""
+        cfg_path = Path(path) / "config.json"
+        if cfg_path.is_file():
+            return cls(path, RunConfig.from_dict(read_json(cfg_path)))
+        if config is None:
+            raise HnasError(f"{path} is not a supernet run (no config.json): train one with `hnas supernet train`")
+        run = cls(path, config)
+        run.data()  # a bad data spec fails before anything is written
+        run.path.mkdir(parents=True, exist_ok=True)
+        write_json(cfg_path, config.to_dict())
+        return run
 
     @property
     def checkpoint(self) -> Path:
