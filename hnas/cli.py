@@ -451,10 +451,18 @@ def run_verify(
             + [("conv1x1", parts[1]), ("pool+fc", parts[2])]
         )
         seqs = [(name, tflite_ops(ex.export(it.build(), it.input_shape).path) if it else []) for name, it in layers]
+        if not row["op_profile"]:
+            raise HnasError(f"the benchmark on {device} printed no op profile (was --enable_op_profiling ignored?)")
         mapped = map_op_profile(row["op_profile"], seqs)
         b = raw.breakdown(arch)  # stem, conv1x1, pool+fc, then the layers
         lut_in_network_order = [b[0][1]] + [ms for _, ms in b[3:]] + [b[1][1], b[2][1]]
         result["op_profile"] = [{**m, "lut_ms": ms} for m, ms in zip(mapped, lut_in_network_order)]
+        result["op_profile_total_ms"] = sum(m["ms"] for m in mapped)
+        result["op_profile_method"] = (
+            "host runner: each op of the network run as its own graph, in order (latency.opprofile)"
+            if device == "local" and not benchmark_binary
+            else "benchmark_model --enable_op_profiling=true"
+        )
     return result
 
 
@@ -512,11 +520,21 @@ def print_verify(result: dict) -> None:
     t.add_row("error", f"{result['error'] * 100:+.2f} %")
     console.print(t)
     if result.get("op_profile"):
-        p = Table(title="per layer: op profile of the whole network against the LUT entry")
-        for col in ("layer", "TFLite ops", "in network ms", "LUT ms"):
-            p.add_column(col)
+        p = Table(
+            title="per layer: op profile of the whole network against the LUT entry",
+            caption=f"op profile: {result['op_profile_method']}",
+        )
+        for col, just in (("layer", "left"), ("TFLite ops", "left"), ("in network ms", "right"), ("LUT ms", "right")):
+            p.add_column(col, justify=just)
+        p.add_column("network - LUT", justify="right")
         for r in result["op_profile"]:
-            p.add_row(r["layer"], " ".join(r["ops"]) or "-", f"{r['ms']:.3f}", f"{r['lut_ms']:.3f}")
+            d = r["ms"] - r["lut_ms"]
+            p.add_row(r["layer"], " ".join(r["ops"]) or "-", f"{r['ms']:.3f}", f"{r['lut_ms']:.3f}", f"{d:+.3f}")
+        lut_total = sum(r["lut_ms"] for r in result["op_profile"])
+        tot = result["op_profile_total_ms"]
+        p.add_section()
+        p.add_row("sum", "", f"{tot:.3f}", f"{lut_total:.3f}", f"{tot - lut_total:+.3f}")
+        p.add_row("measured end to end", "", f"{result['measured_ms']:.3f}", "", "")
         console.print(p)
 
 
@@ -764,7 +782,7 @@ def demo(
         best = archmod.parse_arch(results["best"][0]["arch"], pipe.sn.deploy_space)
         from hnas.io import atomic_write_json
 
-        result = run_verify(best, str(lut_path), "local")
+        result = run_verify(best, str(lut_path), "local", op_profile=True)
         atomic_write_json(run_dir / "verify.json", result)
         print_verify(result)
     else:

@@ -2,8 +2,9 @@
 
 Figures: the Pareto front of every searched stage (one-shot accuracy against predicted latency), the
 per-layer operation probability heatmap of every stage (paper Figs. 3 and 7), the search-space size per
-stage (Table 4's "Size"), the supernet validation accuracy per epoch (Fig. 6), and predicted against
-measured end-to-end latency (`hnas verify`).
+stage (Table 4's "Size"), the supernet validation accuracy per epoch (Fig. 6), predicted against
+measured end-to-end latency (`hnas verify`), and, when verify ran with an op profile, each layer's time inside
+the network against its LUT entry.
 """
 
 from __future__ import annotations
@@ -118,6 +119,25 @@ def latency_figure(verify: dict, validate: dict | None, out: Path) -> str:
     ax.legend(fontsize=7, loc="upper left")
     ax.set_title("predicted against measured")
     return _save(fig, out / "latency.png")
+
+
+def layer_profile_figure(verify: dict, out: Path) -> str:
+    """Per layer: time inside the whole network (op profile) against the LUT entry."""
+    plt = _plt()
+    rows = verify["op_profile"]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.36 * len(rows)), 3.8), constrained_layout=True)
+    ax.bar(x - 0.2, [r["lut_ms"] for r in rows], 0.4, label="LUT entry")
+    ax.bar(x + 0.2, [r["ms"] for r in rows], 0.4, label="in the network (op profile)")
+    ax.set_xticks(x, [r["layer"].replace("layer ", "L") for r in rows], rotation=70, fontsize=7)
+    ax.set_ylabel("ms")
+    total, lut_total = verify["op_profile_total_ms"], sum(r["lut_ms"] for r in rows)
+    ax.set_title(
+        f"per layer: profile sum {total:.2f} ms, LUT sum {lut_total:.2f} ms, measured {verify['measured_ms']:.2f} ms",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7)
+    return _save(fig, out / "layers.png")
 
 
 def _band(band) -> str:
@@ -257,6 +277,19 @@ def build_report(run: str | Path) -> Path:
         sections.append(
             ("Predicted against measured latency", latency_figure(verify, validate, out), _table(["", "value"], rows))
         )
+        if verify.get("op_profile"):
+            prof_rows = [
+                [r["layer"], " ".join(r["ops"]) or "-", f"{r['ms']:.3f}", f"{r['lut_ms']:.3f}"]
+                for r in verify["op_profile"]
+            ]
+            sections.append(
+                (
+                    "Where the time goes, layer by layer",
+                    layer_profile_figure(verify, out),
+                    f"<p>op profile: {html.escape(verify['op_profile_method'])}</p>"
+                    + _table(["layer", "TFLite ops", "in network ms", "LUT ms"], prof_rows),
+                )
+            )
     best_rows = [
         [
             f"{r['accuracy']:.3f}",

@@ -4,7 +4,9 @@
 
 It runs the model with ai-edge-litert's interpreter (XNNPACK unless `--use_xnnpack=false`) and prints the
 statistics lines of the current `benchmark_model` (`INFO: count=… avg=… std=… p5=… median=… p95=…`), so one
-parser reads the host and a phone alike. `--graph_list=FILE` benchmarks several models in one process,
+parser reads the host and a phone alike. `--enable_op_profiling=true` adds benchmark_model's "Run Order" table,
+measured after the timed runs by `latency.opprofile` (each op run as its own graph, in order).
+`--graph_list=FILE` benchmarks several models in one process,
 each between `=== hnas-begin NAME` and `=== hnas-end NAME rc=N` lines — the same framing the phone's batch
 script prints — so interpreter start-up is paid once per round, not once per model.
 """
@@ -87,9 +89,7 @@ def benchmark(graph: str, args: argparse.Namespace, out) -> int:
     log(f"Num threads: [{args.num_threads}]")
     log(f"Use xnnpack: [{int(args.use_xnnpack)}]")
     log(f"CPU affinity: {sorted(os.sched_getaffinity(0))}")
-    if args.enable_op_profiling:
-        out.write("ERROR: --enable_op_profiling is not supported by the host runner; use --benchmark-binary\n")
-        return 1
+    log(f"Enable op profiling: [{int(args.enable_op_profiling)}]")
     if not os.path.isfile(graph):
         out.write(f"ERROR: Model file doesn't exist: {graph}\n")
         return 1
@@ -101,8 +101,9 @@ def benchmark(graph: str, args: argparse.Namespace, out) -> int:
         return 1
     init_ms = (time.perf_counter() - t0) * 1000
     rng = np.random.default_rng(0)
-    for d in interp.get_input_details():
-        interp.set_tensor(d["index"], rng.standard_normal(d["shape"]).astype(d["dtype"]))
+    feeds = {d["index"]: rng.standard_normal(d["shape"]).astype(d["dtype"]) for d in interp.get_input_details()}
+    for index, value in feeds.items():
+        interp.set_tensor(index, value)
     log(f"Loaded model {graph}")
     log(f"The input model file size (MB): {os.path.getsize(graph) / 1e6:g}")
     log(f"Initialized session in {init_ms:.3f}ms.")
@@ -125,6 +126,18 @@ def benchmark(graph: str, args: argparse.Namespace, out) -> int:
         f"Inference timings in us: Init: {init_ms * 1000:.0f}, First inference: {first:.0f}, "
         f"Warmup (avg): {warm.mean() if warm.size else 0:g}, Inference (avg): {runs.mean() if runs.size else 0:g}"
     )
+    if args.enable_op_profiling:
+        # after the measured runs, so that profiling never touches the figures above
+        from latency.opprofile import OpChain, profile_table
+
+        try:
+            chain = OpChain(graph, num_threads=args.num_threads, use_xnnpack=args.use_xnnpack)
+        except Exception as exc:  # noqa: BLE001 - reported like the binary does
+            out.write(f"ERROR: op profiling of {graph} failed: {exc}\n")
+            return 1
+        times = chain.profile(feeds, runs=args.num_runs, warmup=max(1, args.warmup_runs))
+        for line in profile_table(chain, times):
+            out.write(line + "\n")
     return 0
 
 

@@ -56,8 +56,6 @@ def measure_networks(
     """Median of repeat medians (ms) per architecture's whole network, plus its op profile if asked."""
     exporter = exporter or Exporter()
     settings, repeats = lut_settings(lut)
-    if op_profile:
-        settings = BenchSettings(**{**settings.to_dict(), "enable_op_profiling": True})
     exported = []
     with phase(progress, "export", len(archs)) as advance:
         for a in archs:
@@ -67,25 +65,34 @@ def measure_networks(
     index = {r: i for i, r in enumerate(remotes)}
     medians: list[list[float]] = [[] for _ in archs]
     profiles: list[list] = [[] for _ in archs]
+
+    def batch(bench: BenchSettings, advance) -> None:
+        for out in device.benchmark_batch(remotes, bench):
+            i = index[out.model]
+            if out.rc != 0:
+                tail = "\n".join(out.text.splitlines()[-15:])
+                raise HnasError(f"benchmark of network {archs[i]} failed (exit {out.rc}); last lines:\n{tail}")
+            res = parse_benchmark_output(out.text)
+            if bench.enable_op_profiling:
+                profiles[i] = res.op_profile
+            else:
+                medians[i].append(res.runs.median_or_avg_ms)
+            advance()
+
     with phase(progress, "measure", repeats * len(archs)) as advance:
         for _ in range(repeats):
-            for out in device.benchmark_batch(remotes, settings):
-                i = index[out.model]
-                if out.rc != 0:
-                    tail = "\n".join(out.text.splitlines()[-15:])
-                    raise HnasError(f"benchmark of network {archs[i]} failed (exit {out.rc}); last lines:\n{tail}")
-                res = parse_benchmark_output(out.text)
-                medians[i].append(res.runs.median_or_avg_ms)
-                if res.op_profile:
-                    profiles[i].append(res.op_profile)
-                advance()
+            batch(settings, advance)
+    if op_profile:
+        # a separate pass: a profiler adds its own overhead, and must not touch the measured figures
+        with phase(progress, "op profile", len(archs)) as advance:
+            batch(BenchSettings(**{**settings.to_dict(), "enable_op_profiling": True}), advance)
     return [
         {
             "arch": str(a),
             "measured_ms": statistics.median(m),
             "repeat_medians_ms": m,
             "model_sha256": e.sha256,
-            "op_profile": p[-1] if p else None,
+            "op_profile": p or None,
         }
         for a, m, e, p in zip(archs, medians, exported, profiles)
     ]
@@ -166,16 +173,70 @@ def scatter_plot(path: Path, predicted, measured, calibrated=None, title: str = 
     save_png(fig, path)
 
 
+# XNNPACK's own operator names, as benchmark_model (TFLite >= 2.9.1) prints them for a delegated graph:
+# "<Operator> (<layout>, <type>) <microkernel>", e.g. "Convolution (NHWC, F32) IGEMM".
+_XNNPACK_FAMILIES = (
+    ("Convolution", "CONV"),
+    ("Add", "ADD"),
+    ("Global Average Pooling", "MEAN"),
+    ("Mean", "MEAN"),
+    ("Fully Connected", "FULLY_CONNECTED"),
+    ("Constant Pad", "PAD"),
+    ("Copy", "RESHAPE"),
+    ("Reshape", "RESHAPE"),
+)
+_BUILTIN_FAMILY = {"CONV_2D": "CONV", "DEPTHWISE_CONV_2D": "CONV"}
+# ops XNNPACK may fuse into a neighbour or elide, so that they have no row of their own
+_MAY_VANISH = {"PAD", "RESHAPE"}
+
+
+def _is_xnnpack_row(node_type: str) -> bool:
+    return "(" in node_type and ")" in node_type
+
+
+def _family(node_type: str) -> str:
+    if _is_xnnpack_row(node_type):
+        for prefix, family in _XNNPACK_FAMILIES:
+            if node_type.startswith(prefix):
+                return family
+        return node_type
+    return _BUILTIN_FAMILY.get(node_type, node_type)
+
+
 def map_op_profile(op_profile, layer_ops: list[tuple[str, list[str]]]) -> list[dict]:
     """Assign a network's op-profile rows (in run order) to its layers, given each layer's TFLite op sequence
-    (from the layer's own exported graph: the same conversion). Returns [{layer, ops, ms}]."""
+    (from the layer's own exported graph: the same conversion). Returns [{layer, ops, profiled, ms}].
+
+    Rows named by TFLite builtins (the host runner; benchmark_model with --use_xnnpack=false) must match the
+    sequence exactly. Rows named by XNNPACK operators (benchmark_model on a phone, XNNPACK on) are matched by
+    family (any convolution for CONV_2D and DEPTHWISE_CONV_2D), and a PAD or RESHAPE that XNNPACK fused away may
+    have no row."""
     rows = list(op_profile)
+    xnnpack = any(_is_xnnpack_row(r.node_type) for r in rows)
+    if xnnpack:
+        rows = [r for r in rows if _is_xnnpack_row(r.node_type)]  # the delegate's own summary row(s) go
+    elif any("Delegate" in r.node_type for r in rows):
+        raise HnasError(
+            "the op profile shows the XNNPACK delegate as one node: use a benchmark_model from TFLite 2.9.1 "
+            "or later, which profiles inside the delegate"
+        )
     out, i = [], 0
     for name, ops in layer_ops:
-        take = rows[i : i + len(ops)]
-        got = [r.node_type for r in take]
-        if got != ops:
-            raise HnasError(f"op profile does not follow the network's layers at {name}: expected {ops}, got {got}")
-        out.append({"layer": name, "ops": ops, "ms": float(sum(r.avg_ms for r in take))})
-        i += len(ops)
+        take, got = [], []
+        for op in ops:
+            row = rows[i] if i < len(rows) else None
+            if row is not None and (row.node_type == op or (xnnpack and _family(row.node_type) == _family(op))):
+                take.append(row)
+                got.append(row.node_type)
+                i += 1
+            elif xnnpack and op in _MAY_VANISH:
+                continue
+            else:
+                seen = [r.node_type for r in rows[i : i + len(ops)]]
+                raise HnasError(
+                    f"op profile does not follow the network's layers at {name}: expected {ops}, got {seen}"
+                )
+        out.append({"layer": name, "ops": ops, "profiled": got, "ms": float(sum(r.avg_ms for r in take))})
+    if i != len(rows):
+        raise HnasError(f"op profile has {len(rows) - i} rows after the network's last layer: {rows[i].node_type}")
     return out

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from latency.bench import BenchSettings, benchmark_command, parse_benchmark_output
 from latency.devices import LocalDevice, split_batch
 from latency.items import items_for_space
@@ -64,3 +66,41 @@ def test_split_batch_ignores_noise_outside_frames():
     text = ["noise\n", "=== hnas-begin a.tflite\n", "INFO: count=1 curr=5\n", "=== hnas-end a.tflite rc=0\n"]
     (one,) = list(split_batch(text))
     assert one.model == "a.tflite" and one.rc == 0 and one.text == "INFO: count=1 curr=5"
+
+
+def test_host_op_profile_runs_the_networks_own_ops_in_order_and_reproduces_its_output(exporter):
+    import numpy as np
+
+    from hnas.arch import from_vector
+    from latency.export import export_network, tflite_ops
+    from latency.opprofile import OpChain
+    from latency.runtime import load_interpreter
+
+    sp = tiny_space()
+    # the first op everywhere: a PAD before the strided depthwise conv, a residual ADD, and the head
+    arch = from_vector(sp, [0] * len(sp.layers))
+    path = export_network(arch, exporter).path
+    chain = OpChain(path)
+    assert chain.op_names == tflite_ops(path)
+    assert {"PAD", "ADD", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED"} <= set(chain.op_names)
+    full = load_interpreter(path)
+    (inp,) = full.get_input_details()
+    x = np.random.default_rng(0).standard_normal(inp["shape"]).astype(np.float32)
+    full.set_tensor(inp["index"], x)
+    full.invoke()
+    want = full.get_tensor(full.get_output_details()[0]["index"])
+    _, tensors = chain.run({inp["index"]: x})
+    np.testing.assert_array_equal(tensors[chain.graph_outputs[0]], want)
+
+    argv = benchmark_command("-", str(path), BenchSettings(num_runs=5, enable_op_profiling=True))[1:]
+    out = subprocess.run(
+        [sys.executable, "-m", "latency.runner", *argv, "--core=0"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    res = parse_benchmark_output(out.stdout)
+    assert [r.node_type for r in res.op_profile] == chain.op_names
+    assert all(r.avg_ms > 0 and r.times_called == 1 for r in res.op_profile)
+    starts = [r.start_ms for r in res.op_profile]
+    assert starts == sorted(starts) and starts[0] == 0
+    assert sum(r.percent for r in res.op_profile) == pytest.approx(100, abs=0.05)
+    assert res.runs.count == 5  # the timed runs are the ordinary ones: profiling comes after them

@@ -33,8 +33,27 @@ def test_verify_measures_the_whole_network_with_the_luts_settings(tiny_lut, spac
     assert r["measured_ms"] > 0 and r["predicted_ms"] > 0
     assert r["error"] == pytest.approx((r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"])
     assert r["device"]["core"] == settings["core"]
-    prof = run_cli("verify", "--arch", arch, "--space", str(space_file), "--lut", str(tiny_lut), "--op-profile")
-    assert prof.returncode == 2 and "--enable_op_profiling is not supported by the host runner" in prof.stderr
+    prof = run_cli(
+        "verify", "--arch", arch, "--space", str(space_file), "--lut", str(tiny_lut), "--op-profile", "--json"
+    )
+    assert prof.returncode == 0, prof.stderr
+    p = json.loads(prof.stdout)
+    assert len(p["repeat_medians_ms"]) == settings["repeats"]  # the profiling pass is not one of the repeats
+    rows = p["op_profile"]
+    sp = tiny_space()
+    assert [r["layer"] for r in rows] == ["stem"] + [
+        f"layer {L.index} {op.short}" for L, op in zip(sp.layers, sample(sp, 1, np.random.default_rng(4))[0].ops)
+    ] + [
+        "conv1x1",
+        "pool+fc",
+    ]
+    for r in rows:
+        assert r["profiled"] == r["ops"]  # host rows carry the builtin names: an exact match
+        assert (r["ms"] > 0) == bool(r["ops"]) and r["lut_ms"] >= 0
+    assert p["op_profile_total_ms"] == pytest.approx(sum(r["ms"] for r in rows))
+    assert "each op of the network run as its own graph" in p["op_profile_method"]
+    table = run_cli("verify", "--arch", arch, "--space", str(space_file), "--lut", str(tiny_lut), "--op-profile")
+    assert table.returncode == 0 and "network - LUT" in table.stdout and "measured end to end" in table.stdout
 
 
 def test_op_profile_maps_onto_layers_with_the_layers_own_op_sequences(exporter):
@@ -58,6 +77,46 @@ def test_op_profile_maps_onto_layers_with_the_layers_own_op_sequences(exporter):
     assert sum(m["ms"] for m in mapped) == pytest.approx(sum(r.avg_ms for r in rows))
     with pytest.raises(Exception, match="does not follow"):
         map_op_profile(rows[1:], seqs)
+    with pytest.raises(Exception, match="after the network's last layer"):
+        map_op_profile(rows + rows[-1:], seqs)
+
+
+# XNNPACK operator names in the form benchmark_model prints them for a delegated graph (TFLite >= 2.9.1)
+_XNN = {
+    "CONV_2D": "Convolution (NHWC, F32) IGEMM",
+    "DEPTHWISE_CONV_2D": "Convolution (NHWC, F32) DWConv",
+    "ADD": "Add (ND, F32)",
+    "MEAN": "Global Average Pooling (NWC, F32)",
+    "FULLY_CONNECTED": "Fully Connected (NC, F32) GEMM",
+    "PAD": "Constant Pad (ND, X32)",
+    "RESHAPE": "Copy (NC, X32)",
+}
+
+
+def test_op_profile_from_a_phone_with_xnnpack_maps_by_operator_family():
+    seqs = [
+        ("stem", ["PAD", "CONV_2D"]),
+        ("layer 1", ["CONV_2D", "PAD", "DEPTHWISE_CONV_2D", "CONV_2D"]),
+        ("layer 2", ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "ADD"]),
+        ("layer 3", []),
+        ("head", ["MEAN", "RESHAPE", "FULLY_CONNECTED"]),
+    ]
+    flat = [op for _, ops in seqs for op in ops]
+    # XNNPACK fused the stem's PAD into its convolution and elided the RESHAPE; the delegate's row is a summary
+    kept = [op for i, op in enumerate(flat) if i != 0 and op != "RESHAPE"]
+    rows = [OpTiming("TfLiteXNNPackDelegate", "delegate", 0.0, 0.0, 9.0, 0.0, 1)] + [
+        OpTiming(_XNN[op], f"Delegate/{_XNN[op]}:{i}", 0.0, 0.0, 0.5 + i, 0.0, 1) for i, op in enumerate(kept)
+    ]
+    mapped = map_op_profile(rows, seqs)
+    assert [len(m["profiled"]) for m in mapped] == [1, 4, 4, 0, 2]
+    assert [m["ms"] for m in mapped][3] == 0
+    assert sum(m["ms"] for m in mapped) == pytest.approx(sum(r.avg_ms for r in rows[1:]))
+    wrong = list(rows)
+    wrong[3] = OpTiming(_XNN["ADD"], "x", 0.0, 0.0, 1.0, 0.0, 1)  # an ADD where layer 1's PAD/depthwise must be
+    with pytest.raises(Exception, match="does not follow the network's layers at layer 1"):
+        map_op_profile(wrong, seqs)
+    with pytest.raises(Exception, match="XNNPACK delegate as one node"):
+        map_op_profile(rows[:1], seqs)
 
 
 def test_calibration_fit_and_error_figures():
@@ -131,6 +190,8 @@ def test_demo_runs_the_whole_job_and_writes_the_report(tiny_lut, space_file, tmp
     verify = json.loads((run / "verify.json").read_text())
     assert verify["arch"] == results["best"][0]["arch"] and verify["measured_ms"] > 0
     page = (run / "report" / "index.html").read_text()
-    for fig in ("pareto.png", "op_distribution.png", "space_size.png", "latency.png", "supernet_accuracy.png"):
+    assert [r["layer"] for r in verify["op_profile"]][0] == "stem" and verify["op_profile_total_ms"] > 0
+    figs = ("pareto.png", "op_distribution.png", "space_size.png", "latency.png", "supernet_accuracy.png", "layers.png")
+    for fig in figs:
         assert fig in page and (run / "report" / fig).stat().st_size > 1000
-    assert "Predicted against measured" in page and "stage 4" in page
+    assert "Predicted against measured" in page and "stage 4" in page and "layer by layer" in page
