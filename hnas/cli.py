@@ -199,6 +199,14 @@ def supernet_train(
     per_class: Annotated[int | None, typer.Option("--per-class", help="Proxy: training images per class.")] = None,
     lut: Annotated[str | None, typer.Option("--lut", help="LUT for latency-banded path sampling.")] = None,
     lat: Annotated[str | None, typer.Option("--lat", help="Sample only paths with latency MIN:MAX ms.")] = None,
+    warmup_epochs: Annotated[
+        int,
+        typer.Option(
+            "--warmup-epochs",
+            help="First epochs with each stage-first layer held at its smallest op, then all candidates start "
+            "from it (short budgets need it).",
+        ),
+    ] = 0,
     workers: Annotated[int, typer.Option(help="Data loader workers.")] = 0,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:
@@ -226,6 +234,7 @@ def supernet_train(
                 workers=workers,
                 lat_min=lo,
                 lat_max=hi,
+                warmup_epochs=warmup_epochs,
             ),
             lut=lut,
         )
@@ -301,6 +310,14 @@ def search(
     per_class: Annotated[int | None, typer.Option("--per-class", help="Proxy: training images per class.")] = None,
     bn_images: Annotated[int, typer.Option("--bn-images", help="Images for BN recalibration.")] = 2000,
     label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = 0.1,
+    warmup_epochs: Annotated[
+        int,
+        typer.Option(
+            "--warmup-epochs",
+            help="First epochs with each stage-first layer held at its smallest op, then all candidates start "
+            "from it (short budgets need it).",
+        ),
+    ] = 0,
     workers: Annotated[int, typer.Option(help="Data loader workers.")] = 0,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:
@@ -355,6 +372,7 @@ def search(
                 label_smoothing=label_smoothing,
                 seed=seed,
                 workers=workers,
+                warmup_epochs=warmup_epochs,
             ),
             lut=lut,
         )
@@ -655,7 +673,9 @@ def rank_cmd(
             space=sp.to_dict(),
             data=data,
             proxy=ProxySettings(resolution=resolution, width=width, bn_images=bn_images, val_archs=2),
-            train=TrainConfig(epochs=ep[0], lr=lr, batch_size=batch_size, label_smoothing=0.1),
+            train=TrainConfig(
+                epochs=ep[0], lr=lr, batch_size=batch_size, label_smoothing=0.1, warmup_epochs=ep[0] // 3
+            ),
             lut=lut,
         )
         pipe = (
@@ -771,7 +791,7 @@ def demo(
             space=sp.to_dict(),
             data="digits",
             proxy=ProxySettings(resolution=16, width=0.5, bn_images=256, eval_batch=512, val_archs=2),
-            train=TrainConfig(epochs=12, lr=0.05, batch_size=32, label_smoothing=0.1),
+            train=TrainConfig(epochs=12, lr=0.05, batch_size=32, label_smoothing=0.1, warmup_epochs=4),
             lut=str(lut_path),
         )
         pipe = Pipeline(run_dir, run, settings_s, log=console.print)

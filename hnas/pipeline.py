@@ -168,7 +168,15 @@ class Pipeline:
         if (d / "trained.json").is_file():
             return
         base = self.sn.config.train
-        cfg = TrainConfig(**{**asdict(base), "epochs": self.search.epochs[k - 1], "lr": self.search.lrs[k - 1]})
+        cfg = TrainConfig(
+            **{
+                **asdict(base),
+                "epochs": self.search.epochs[k - 1],
+                "lr": self.search.lrs[k - 1],
+                # a warm-up starts a supernet from scratch; later stages fine-tune what stage 1 trained
+                "warmup_epochs": max(0, min(base.warmup_epochs, self.search.epochs[0] - 1)) if k == 1 else 0,
+            }
+        )
         self.log(
             f"stage {k}: training the supernet on {space.size():.3g} architectures for {cfg.epochs} epochs "
             f"(lr {cfg.lr:g})" + (", weights inherited" if k > 1 else "")

@@ -115,7 +115,9 @@ def rank_run(
     proxy = ProxySettings(**cfg["run"]["proxy"])
     base = TrainConfig(**cfg["run"]["train"])
     total = sum(cfg["search"]["epochs"])
-    tcfg = TrainConfig(**{**asdict(base), "epochs": epochs or total, "lr": lr or cfg["search"]["lrs"][0]})
+    tcfg = TrainConfig(
+        **{**asdict(base), "epochs": epochs or total, "lr": lr or cfg["search"]["lrs"][0], "warmup_epochs": 0}
+    )
     data = load_data(cfg["run"]["data"], proxy.resolution, base.seed, proxy.per_class)
     rows = []
     for i, r in enumerate(picked):

@@ -1,7 +1,9 @@
 """Training: SPOS uniform single-path supernet training and stand-alone training, resumable, DDP-aware.
 
 Every step samples one op per layer uniformly from the layer's current candidates (optionally only paths whose
-LUT latency lies in [lat_min, lat_max], by rejection, as SPOS does with FLOPs). SGD with momentum 0.9, weight
+LUT latency lies in [lat_min, lat_max], by rejection, as SPOS does with FLOPs). With `warmup_epochs`, the first
+epochs hold every chain layer (no residual path) at its reference op, and at the end of the warm-up the other
+candidates are aligned to it (`Supernet.align_candidates`); see `hnas.supernet` for why. SGD with momentum 0.9, weight
 decay 4e-5, learning rate decayed linearly per step to zero, optional label smoothing, AMP on CUDA.
 A checkpoint (model, optimizer, scheduler, every RNG, history) is written atomically after each epoch; a rerun
 resumes from it. Under `torchrun`, ranks draw the same path each step (same seed), and gradients are averaged.
@@ -45,11 +47,14 @@ class TrainConfig:
     lat_min: float | None = None
     lat_max: float | None = None
     max_reject: int = 1000
+    warmup_epochs: int = 0
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.epochs < 0 or self.lr <= 0 or self.batch_size < 1:
             raise HnasError("epochs must be >= 0, lr > 0 and batch size >= 1")
+        if self.warmup_epochs and not 0 < self.warmup_epochs < self.epochs:
+            raise HnasError(f"--warmup-epochs must be 0 or fewer than the {self.epochs} epochs of training")
 
 
 # --- distributed ----------------------------------------------------------------------------------
@@ -101,10 +106,13 @@ class PathSampler:
         lat = float(self.predictor.predict(vec)[0])
         return (self.lat_min is None or lat >= self.lat_min) and (self.lat_max is None or lat <= self.lat_max)
 
-    def sample(self) -> Architecture:
-        """One path; rejection-sampled into the latency band when one is set."""
+    def sample(self, hold: dict[int, int] | None = None) -> Architecture:
+        """One path; rejection-sampled into the latency band when one is set. `hold` fixes some layers'
+        candidates ({layer index: candidate index})."""
         for _ in range(self.max_reject):
             vec = (self.rng.random(self.counts.size) * self.counts).astype(np.int64)
+            for j, i in (hold or {}).items():
+                vec[j] = i
             if self._feasible(vec):
                 return from_vector(self.space, vec)
         raise HnasError(
@@ -245,7 +253,11 @@ def train(
                 **(extra_state() if extra_state else {}),
             },
         )
+    hold = model.chain_layers() if sampler is not None and cfg.warmup_epochs > 0 else {}
     for epoch in range(start, cfg.epochs):
+        if hold and epoch == cfg.warmup_epochs:
+            model.align_candidates(hold)  # the warm-up ends: every candidate starts from its trained reference
+        warming = bool(hold) and epoch < cfg.warmup_epochs
         model.train()
         loader = _loader(train_set, cfg.batch_size, True, cfg.seed, epoch, cfg.workers, world, rank)
         t0 = time.perf_counter()
@@ -256,7 +268,7 @@ def train(
             for x, y in loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 with torch.autocast(device.type, enabled=use_amp):
-                    out = net(x, sampler.sample()) if sampler is not None else net(x)
+                    out = net(x, sampler.sample(hold if warming else None)) if sampler is not None else net(x)
                     loss = crit(out, y)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()

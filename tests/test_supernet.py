@@ -148,3 +148,82 @@ def test_one_shot_evaluator_memoizes():
     recalibrate_bn(sub, ev.calib, torch.device("cpu"))
     assert top1(sub, ev.val_loader, torch.device("cpu")) == first[0]
     assert isinstance(archs[0], Architecture)
+
+
+def test_chain_layers_and_aligned_candidates_compute_their_reference_exactly():
+    torch.manual_seed(0)
+    sp = proxy_space(basic(), resolution=32, width=0.25, num_classes=10)
+    net = Supernet(sp)
+    chain = net.chain_layers()
+    # the first SBS layer and each stage's first layer: no residual path, several convolutions
+    assert sorted(chain) == [j for j, L in enumerate(sp.layers) if L.position == 1]
+    assert all(str(sp.layers[j].candidates[i]) in ("IBConv_K3_E1", "IBConv_K3_E3") for j, i in chain.items())
+    x = torch.randn(6, 3, 32, 32)
+    rng = np.random.default_rng(1)
+    base = [int(rng.integers(len(c))) for c in sp.candidates]
+
+    def path(vec):
+        return Architecture(sp, tuple(sp.candidates[j][i] for j, i in enumerate(vec)))
+
+    ref = list(base)
+    for j, i in chain.items():
+        ref[j] = i
+    others = [list(base) for _ in range(3)]
+    for k, vec in enumerate(others):
+        for j in chain:
+            vec[j] = (chain[j] + 1 + k) % len(sp.candidates[j])
+    net.train()  # batch statistics: at initialisation, eval-mode signals fade to the classifier's bias
+    with torch.no_grad():
+        before = [net(x, path(v)) for v in others]
+        assert not any(torch.allclose(b, net(x, path(ref)), atol=1e-3) for b in before)
+        net.align_candidates(chain)
+        for mode in (net.eval, net.train):
+            mode()
+            want = net(x, path(ref))
+            for v in others:
+                torch.testing.assert_close(net(x, path(v)), want, atol=1e-5, rtol=1e-4)
+    # the extra channels are not a dead copy: their projection gets a gradient at once
+    net.train()
+    k7e6 = net.layers[max(chain)].ops["IBConv_K7_E6"]
+    v = list(ref)
+    v[max(chain)] = [str(c) for c in sp.candidates[max(chain)]].index("IBConv_K7_E6")
+    net(x, path(v)).sum().backward()
+    mid = k7e6.project[0].weight.shape[1] // 2
+    assert k7e6.project[0].weight.grad[:, mid:].abs().sum() > 0
+
+
+def test_warm_up_holds_chain_layers_then_aligns_once(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    sp = tiny_space()
+    net = Supernet(sp)
+    chain = net.chain_layers()
+    assert chain
+    seen: list[tuple[int, dict | None]] = []
+    aligned: list[int] = []
+    sampler = PathSampler(sp, 0)
+    orig_sample, orig_align = sampler.sample, net.align_candidates
+    epoch = {"now": 0}
+
+    def spy_sample(hold=None):
+        seen.append((epoch["now"], hold))
+        return orig_sample(hold)
+
+    def spy_align(layers):
+        aligned.append(epoch["now"])
+        orig_align(layers)
+
+    monkeypatch.setattr(sampler, "sample", spy_sample)
+    monkeypatch.setattr(net, "align_candidates", spy_align)
+    cfg = TrainConfig(epochs=3, lr=0.05, batch_size=16, amp=False, warmup_epochs=1)
+
+    def on_epoch(stats):
+        epoch["now"] = stats.epoch + 1
+
+    ck = tmp_path / "ck.pt"
+    train(net, _data(32), cfg, ck, sampler, on_epoch=on_epoch, device=torch.device("cpu"))
+    assert aligned == [1]
+    assert {str(h) for e, h in seen if e == 0} == {str(chain)} and all(h is None for e, h in seen if e > 0)
+    train(net, _data(32), cfg, ck, sampler, device=torch.device("cpu"))  # finished: resuming aligns nothing
+    assert aligned == [1]
+    with pytest.raises(Exception, match="warmup-epochs must be 0 or fewer than"):
+        TrainConfig(epochs=3, warmup_epochs=3)
