@@ -243,6 +243,11 @@ def supernet_train(
     for h in history:
         acc = "-" if h.val_acc is None else f"{h.val_acc:.3f}"
         console.print(f"epoch {h.epoch + 1}: loss {h.loss:.3f}  train acc {h.train_acc:.3f}  supernet val acc {acc}")
+    from hnas.train import chance_hint
+
+    hint = chance_hint(history, run.data().num_classes, run.config.train)
+    if hint:
+        console.print(hint)
 
 
 @supernet_app.command("eval")

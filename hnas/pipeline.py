@@ -34,7 +34,15 @@ from hnas.prune import estimate, prune, select_by_rank
 from hnas.runs import RunConfig, SupernetRun, training_progress
 from hnas.space import SearchSpace
 from hnas.supernet import Supernet
-from hnas.train import TrainConfig, default_device, load_checkpoint, read_json, train, write_json
+from hnas.train import (
+    TrainConfig,
+    chance_hint,
+    default_device,
+    load_checkpoint,
+    read_json,
+    train,
+    write_json,
+)
 
 
 def default_schedule(stages: int) -> tuple[list[int], list[float]]:
@@ -204,6 +212,9 @@ class Pipeline:
                 extra_state=lambda: {"deploy_space": space.to_dict()},
             )
         write_json(d / "trained.json", [asdict(h) for h in history])
+        hint = chance_hint(history, self.sn.data().num_classes, cfg)
+        if hint:
+            self.log(hint)
 
     def _search(self, k: int, trained_stage: int) -> dict:
         """CES on the supernet trained in `trained_stage`; cached in stage k's search.json."""

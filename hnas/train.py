@@ -268,7 +268,10 @@ def train(
             for x, y in loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 with torch.autocast(device.type, enabled=use_amp):
-                    out = net(x, sampler.sample(hold if warming else None)) if sampler is not None else net(x)
+                    if sampler is None:
+                        out = net(x)
+                    else:
+                        out = net(x, sampler.sample(hold) if warming else sampler.sample())
                     loss = crit(out, y)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -306,6 +309,21 @@ def train(
         if distributed:
             dist.barrier()
     return history
+
+
+def chance_hint(history: list[EpochStats], num_classes: int, cfg: TrainConfig) -> str | None:
+    """A line for the user when a supernet ended at chance accuracy (the short-budget stall of chain layers)."""
+    if not history or history[-1].train_acc > 1.5 / num_classes:
+        return None
+    fix = (
+        f"add --warmup-epochs {max(1, cfg.epochs // 3)} (see README, Supernet)"
+        if cfg.warmup_epochs == 0
+        else "train longer or lower --lr"
+    )
+    return (
+        f"warning: the supernet ended at chance accuracy (train top-1 {history[-1].train_acc:.3f} for "
+        f"{num_classes} classes): one-shot accuracies of this run rank nothing; {fix}"
+    )
 
 
 def write_json(path: Path, data) -> None:

@@ -227,3 +227,13 @@ def test_warm_up_holds_chain_layers_then_aligns_once(tmp_path, monkeypatch):
     assert aligned == [1]
     with pytest.raises(Exception, match="warmup-epochs must be 0 or fewer than"):
         TrainConfig(epochs=3, warmup_epochs=3)
+
+
+def test_a_supernet_at_chance_gets_a_hint_naming_the_fix():
+    from hnas.train import EpochStats, chance_hint
+
+    at_chance = [EpochStats(0, 2.4, 0.11, 0.05, 1.0)]
+    hint = chance_hint(at_chance, 10, TrainConfig(epochs=12))
+    assert "chance accuracy" in hint and "--warmup-epochs 4" in hint
+    assert "train longer" in chance_hint(at_chance, 10, TrainConfig(epochs=12, warmup_epochs=4))
+    assert chance_hint([EpochStats(0, 0.7, 0.9, 0.05, 1.0)], 10, TrainConfig(epochs=12)) is None
