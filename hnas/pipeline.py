@@ -110,6 +110,10 @@ class SearchSettings:
 AccuracyFactory = Callable[[Supernet, int], Callable]
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 class Pipeline:
     """An HNAS run in a folder."""
 
@@ -237,7 +241,7 @@ class Pipeline:
         s = self.search
         self.log(
             f"stage {k}: CES over {space.size():.3g} architectures, population {s.population}, "
-            f"{s.generations} generations, latency [{s.lat_min}, {s.lat_max}] ms"
+            f"{s.generations} generations, latency [{_ms(s.lat_min)}, {_ms(s.lat_max)}] ms"
         )
         from latency.build import phase, rich_progress
 

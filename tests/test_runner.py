@@ -81,8 +81,12 @@ def test_host_op_profile_runs_the_networks_own_ops_in_order_and_reproduces_its_o
     arch = from_vector(sp, [0] * len(sp.layers))
     path = export_network(arch, exporter).path
     chain = OpChain(path)
-    assert chain.op_names == tflite_ops(path)
-    assert {"PAD", "ADD", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED"} <= set(chain.op_names)
+    ops = tflite_ops(path)
+    assert {"PAD", "ADD", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED"} <= set(ops)
+    # every PAD runs in one graph with the convolution that reads it, as XNNPACK fuses it; the rest alone
+    assert chain.op_names == [o for o in ops if o != "PAD"]
+    assert [f for f in chain.fused if f] == [["PAD"]] * ops.count("PAD")
+    assert OpChain(path, use_xnnpack=False).op_names == ops
     full = load_interpreter(path)
     (inp,) = full.get_input_details()
     x = np.random.default_rng(0).standard_normal(inp["shape"]).astype(np.float32)
@@ -99,6 +103,7 @@ def test_host_op_profile_runs_the_networks_own_ops_in_order_and_reproduces_its_o
     assert out.returncode == 0, out.stdout + out.stderr
     res = parse_benchmark_output(out.stdout)
     assert [r.node_type for r in res.op_profile] == chain.op_names
+    assert sum("(+PAD fused)" in r.name for r in res.op_profile) == ops.count("PAD")
     assert all(r.avg_ms > 0 and r.times_called == 1 for r in res.op_profile)
     starts = [r.start_ms for r in res.op_profile]
     assert starts == sorted(starts) and starts[0] == 0
