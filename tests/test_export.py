@@ -87,3 +87,48 @@ def test_conversion_works_offline_for_three_channel_inputs(exporter, tmp_path, k
     else:
         ex = export_network(sample(tiny_space(), 1, np.random.default_rng(0))[0], fresh)
     assert not ex.cached and ex.path.is_file()
+
+
+def _graph(flatbuffer: bytes):
+    """A TFLite graph without TensorFlow's generated tensor names: ops with options, tensors, weights, I/O."""
+    from ai_edge_litert.tools import flatbuffer_utils as fbu
+
+    m = fbu.convert_bytearray_to_object(bytearray(flatbuffer))
+    (sg,) = m.subgraphs
+    ops = [
+        (fbu.opcode_to_name(m, o.opcodeIndex), list(o.inputs), list(o.outputs), repr(vars(o.builtinOptions or 0)))
+        for o in sg.operators
+    ]
+    tensors = [(list(t.shape), t.type, t.buffer) for t in sg.tensors]
+    weights = [None if b.data is None else np.asarray(b.data, dtype=np.uint8).tobytes() for b in m.buffers]
+    return ops, tensors, weights, list(sg.inputs), list(sg.outputs)
+
+
+def test_conversion_is_onnx2tfs_own_float32_graph(exporter, tmp_path, monkeypatch):
+    """The exporter skips onnx2tf's SavedModel and float16 outputs; the float32 graph must be the same."""
+    import onnx2tf
+
+    from latency.export import _CALIBRATION, _quiet
+
+    item = next(it for it in items_for_space(tiny_space()) if it.key.startswith("IBConv_K5_E6"))
+    wrapper = NHWC(item.build()).eval()
+    c, h, w = item.input_shape
+    onnx_path = tmp_path / "model.onnx"
+    with torch.no_grad(), _quiet():
+        torch.onnx.export(
+            wrapper, (torch.randn(1, h, w, c),), str(onnx_path), input_names=["input"], opset_version=13, dynamo=False
+        )
+    np.save(tmp_path / _CALIBRATION, np.zeros((20, 128, 128, 3), dtype=np.float32))
+    monkeypatch.chdir(tmp_path)
+    with _quiet():
+        onnx2tf.convert(
+            input_onnx_file_path=str(onnx_path),
+            output_folder_path=str(tmp_path / "full"),
+            non_verbose=True,
+            keep_nwc_or_nhwc_or_ndhwc_input_names=["input"],
+            not_use_onnxsim=True,
+        )
+    theirs = (tmp_path / "full" / "model_float32.tflite").read_bytes()
+    (tmp_path / "ours").mkdir()
+    ours = exporter._convert(onnx_path, tmp_path / "ours").read_bytes()  # noqa: SLF001 - the conversion step
+    assert _graph(ours) == _graph(theirs)
