@@ -44,6 +44,14 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 
 SpaceArg = Annotated[str, typer.Argument(help="Preset name (basic, large, proxyless) or a .json/.yaml space file.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+WarmupOpt = Annotated[
+    int,
+    typer.Option(
+        "--warmup-epochs",
+        help="First epochs with each stage-first layer held at its smallest op, then all candidates start from it "
+        "(short budgets need it).",
+    ),
+]
 
 
 def fmt_size(n: int) -> str:
@@ -199,14 +207,7 @@ def supernet_train(
     per_class: Annotated[int | None, typer.Option("--per-class", help="Proxy: training images per class.")] = None,
     lut: Annotated[str | None, typer.Option("--lut", help="LUT for latency-banded path sampling.")] = None,
     lat: Annotated[str | None, typer.Option("--lat", help="Sample only paths with latency MIN:MAX ms.")] = None,
-    warmup_epochs: Annotated[
-        int,
-        typer.Option(
-            "--warmup-epochs",
-            help="First epochs with each stage-first layer held at its smallest op, then all candidates start "
-            "from it (short budgets need it).",
-        ),
-    ] = 0,
+    warmup_epochs: WarmupOpt = 0,
     workers: Annotated[int, typer.Option(help="Data loader workers.")] = 0,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:
@@ -315,14 +316,7 @@ def search(
     per_class: Annotated[int | None, typer.Option("--per-class", help="Proxy: training images per class.")] = None,
     bn_images: Annotated[int, typer.Option("--bn-images", help="Images for BN recalibration.")] = 2000,
     label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = 0.1,
-    warmup_epochs: Annotated[
-        int,
-        typer.Option(
-            "--warmup-epochs",
-            help="First epochs with each stage-first layer held at its smallest op, then all candidates start "
-            "from it (short budgets need it).",
-        ),
-    ] = 0,
+    warmup_epochs: WarmupOpt = 0,
     workers: Annotated[int, typer.Option(help="Data loader workers.")] = 0,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:

@@ -28,6 +28,8 @@ def test_supernet_trains_on_the_embedded_data_is_killed_and_resumes(tmp_path):
         "64",
         "--resolution",
         "16",
+        "--warmup-epochs",
+        "2",  # killed inside the warm-up: the resumed run crosses into uniform sampling
     ]
     ck = run / "checkpoint.pt"
     kill_cli_when(args, ck.is_file)
@@ -37,6 +39,7 @@ def test_supernet_trains_on_the_embedded_data_is_killed_and_resumes(tmp_path):
     assert "resuming" in again.stdout
     history = json.loads((run / "history.json").read_text())
     assert [h["epoch"] for h in history] == list(range(8))
+    assert json.loads((run / "config.json").read_text())["train"]["warmup_epochs"] == 2
     assert all(h["val_acc"] is not None for h in history)
     arch = str(sample(tiny_space(), 1, np.random.default_rng(0))[0])
     ev = run_cli("supernet", "eval", str(run), "--arch", arch, "--json")
@@ -50,6 +53,7 @@ def test_supernet_cli_errors_are_one_line(tmp_path):
         ("supernet", "eval", str(tmp_path / "none"), "--arch", "K3E1"),
         ("supernet", "train", "--out", str(tmp_path / "r"), "--data", "mnist", "--epochs", "1"),
         ("supernet", "train", "--out", str(tmp_path / "r2"), "--lat", "60-70", "--epochs", "1"),
+        ("supernet", "train", "--out", str(tmp_path / "r3"), "--epochs", "2", "--warmup-epochs", "2"),
     ]
     for args in cases:
         out = run_cli(*args)
