@@ -140,6 +140,10 @@ def layer_profile_figure(verify: dict, out: Path) -> str:
     return _save(fig, out / "layers.png")
 
 
+def _size(n) -> str:
+    return "-" if n is None else f"{float(n):.3e}"
+
+
 def _band(band) -> str:
     return "[" + ", ".join("-" if b is None else f"{b:.2f}" for b in band) + "]"
 
@@ -166,12 +170,12 @@ def build_report(run: str | Path) -> Path:
     sizes = [("stage 1", space.size())] + [
         (f"stage {k}", int(r["pruned_size"])) for k, r in sorted(searches.items()) if k < stages
     ]
-    band = results["latency_band_ms"]
+    band = _band(results["latency_band_ms"])
     sections = []
     stage_rows = [
         [
             s["stage"],
-            s.get("space_size") or s.get("searched_size", "-"),
+            _size(s.get("space_size") or s.get("searched_size")),
             "-" if s.get("supernet_val_acc") is None else f"{s['supernet_val_acc']:.3f}",
             s.get("evaluated", "-"),
             "-" if s.get("best_accuracy") is None else f"{s['best_accuracy']:.3f}",
