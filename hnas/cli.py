@@ -427,7 +427,7 @@ def run_verify(
     from latency.build import new_progress, progress_on
     from latency.devices import open_device
     from latency.export import Exporter, tflite_ops
-    from latency.items import LutItem
+    from latency.items import network_items
     from latency.lut import Lut
     from latency.predict import LatencyPredictor
     from latency.verify import check_device, map_op_profile, measure_networks
@@ -435,12 +435,15 @@ def run_verify(
     table = Lut.load(lut)
     sp = arch.space
     pred = LatencyPredictor(table, sp, lut)
-    raw = LatencyPredictor(table, sp, lut, calibrated=False)
+    parts_ms = pred.breakdown(arch)  # raw LUT figures per part
     dev = open_device(device, core=table.device.get("core"), benchmark_binary=benchmark_binary)
     check_device(table, dev, lut)
+    ex = Exporter()
     cm = new_progress() if progress else None
     with cm if cm is not None else contextlib.nullcontext():
-        (row,) = measure_networks(dev, [arch], table, progress=progress_on(cm) if cm else None, op_profile=op_profile)
+        (row,) = measure_networks(
+            dev, [arch], table, ex, progress=progress_on(cm) if cm else None, op_profile=op_profile
+        )
     measured = row["measured_ms"]
     predicted = pred.predict_arch(arch)
     result = {
@@ -449,7 +452,7 @@ def run_verify(
         "lut": lut,
         "device": dev.describe(),
         "predicted_ms": predicted,
-        "predicted_raw_ms": raw.predict_arch(arch),
+        "predicted_raw_ms": sum(ms for _, ms in parts_ms),
         "calibrated": pred.calibration is not None,
         "measured_ms": measured,
         "repeat_medians_ms": row["repeat_medians_ms"],
@@ -457,23 +460,12 @@ def run_verify(
         "model_sha256": row["model_sha256"],
     }
     if op_profile:
-        ex = Exporter()
-        parts = [LutItem(part=p) for p in sp.skeleton.fixed_parts]
-        layers = (
-            [("stem", parts[0])]
-            + [
-                (f"layer {L.index} {op.short}", None if op.is_identity else LutItem(op=op, shape=L.shape))
-                for L, op in zip(sp.layers, arch.ops)
-            ]
-            + [("conv1x1", parts[1]), ("pool+fc", parts[2])]
-        )
-        seqs = [(name, tflite_ops(ex.export(it.build(), it.input_shape).path) if it else []) for name, it in layers]
+        parts = network_items(arch)
+        seqs = [(name, tflite_ops(ex.export(it.build(), it.input_shape).path) if it else []) for name, it in parts]
         if not row["op_profile"]:
             raise HnasError(f"the benchmark on {device} printed no op profile (was --enable_op_profiling ignored?)")
         mapped = map_op_profile(row["op_profile"], seqs)
-        b = raw.breakdown(arch)  # stem, conv1x1, pool+fc, then the layers
-        lut_in_network_order = [b[0][1]] + [ms for _, ms in b[3:]] + [b[1][1], b[2][1]]
-        result["op_profile"] = [{**m, "lut_ms": ms} for m, ms in zip(mapped, lut_in_network_order)]
+        result["op_profile"] = [{**m, "lut_ms": ms} for m, (_, ms) in zip(mapped, parts_ms, strict=True)]
         result["op_profile_total_ms"] = sum(m["ms"] for m in mapped)
         result["op_profile_method"] = (
             "host runner: each op of the network run as its own graph, in order (latency.opprofile)"

@@ -73,3 +73,14 @@ def items_for_space(space: SearchSpace) -> list[LutItem]:
             seen.add((op, layer.shape))
             items.append(LutItem(op=op, shape=layer.shape))
     return items
+
+
+def network_items(arch) -> list[tuple[str, LutItem | None]]:
+    """The parts of `arch`'s stand-alone network in execution order, named, each with its LUT item (None for
+    Identity, which runs no kernel): stem, one per searchable layer, final 1x1 conv, pool + fc."""
+    stem, conv, head = (LutItem(part=p) for p in arch.space.skeleton.fixed_parts)
+    layers = [
+        (f"layer {L.index} {op.short}", None if op.is_identity else LutItem(op=op, shape=L.shape))
+        for L, op in zip(arch.space.layers, arch.ops, strict=True)
+    ]
+    return [("stem", stem), *layers, ("conv1x1", conv), ("pool+fc", head)]

@@ -12,7 +12,7 @@ import numpy as np
 from hnas.arch import Architecture
 from hnas.errors import HnasError
 from hnas.space import SearchSpace
-from latency.items import items_for_space
+from latency.items import items_for_space, network_items
 from latency.lut import Lut
 
 
@@ -56,10 +56,8 @@ class LatencyPredictor:
         return float(self.predict(arch.to_vector())[0])
 
     def breakdown(self, arch: Architecture) -> list[tuple[str, float]]:
-        """(key, ms) of the fixed parts and every layer of `arch`."""
-        parts = list(self.fixed.items())
-        vec = arch.to_vector()
-        return parts + [
-            (layer.key(op), float(self.table[j, vec[j]]))
-            for j, (layer, op) in enumerate(zip(self.space.layers, arch.ops))
-        ]
+        """(part, raw LUT ms) of `arch` in execution order, named as `network_items` names them."""
+        items = network_items(arch)
+        layers = [float(self.table[j, i]) for j, i in enumerate(arch.to_vector())]
+        ms = [self.fixed[items[0][1].key], *layers, self.fixed[items[-2][1].key], self.fixed[items[-1][1].key]]
+        return [(name, m) for (name, _), m in zip(items, ms, strict=True)]

@@ -6,7 +6,7 @@ import pytest
 from hnas.arch import sample
 from hnas.errors import HnasError
 from latency.build import build
-from latency.items import items_for_space
+from latency.items import items_for_space, network_items
 from latency.lut import Lut
 from latency.predict import LatencyPredictor
 from tests.test_build import FAST, CountingDevice
@@ -30,7 +30,9 @@ def test_predictor_is_the_sum_of_entries(tiny_lut):
         want += sum(0.0 if op.is_identity else lut.latency_ms(key) for op, key in zip(arch.ops, arch.keys()))
         assert got == pytest.approx(want, rel=1e-12)
         assert pred.predict_arch(arch) == pytest.approx(got)
-        assert sum(ms for _, ms in pred.breakdown(arch)) == pytest.approx(got)
+        parts = pred.breakdown(arch)
+        assert sum(ms for _, ms in parts) == pytest.approx(got)
+        assert [name for name, _ in parts] == [name for name, _ in network_items(arch)]
 
 
 def test_missing_entries_name_keys_and_the_refresh_command(tiny_lut, tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from hnas.arch import sample
 from latency.bench import OpTiming
 from latency.export import export_network, tflite_ops
-from latency.items import LutItem
+from latency.items import network_items
 from latency.lut import Lut
 from latency.predict import LatencyPredictor
 from latency.verify import error_stats, fit_calibration, map_op_profile
@@ -40,13 +40,10 @@ def test_verify_measures_the_whole_network_with_the_luts_settings(tiny_lut, spac
     p = json.loads(prof.stdout)
     assert len(p["repeat_medians_ms"]) == settings["repeats"]  # the profiling pass is not one of the repeats
     rows = p["op_profile"]
-    sp = tiny_space()
-    assert [r["layer"] for r in rows] == ["stem"] + [
-        f"layer {L.index} {op.short}" for L, op in zip(sp.layers, sample(sp, 1, np.random.default_rng(4))[0].ops)
-    ] + [
-        "conv1x1",
-        "pool+fc",
-    ]
+    parts = network_items(sample(tiny_space(), 1, np.random.default_rng(4))[0])
+    assert [r["layer"] for r in rows] == [name for name, _ in parts]
+    lut = Lut.load(tiny_lut)
+    assert [r["lut_ms"] for r in rows] == [lut.latency_ms(it.key) if it else 0.0 for _, it in parts]
     for r in rows:
         assert r["profiled"] == [o for o in r["ops"] if o != "PAD"]  # builtin names; each PAD runs with its conv
         assert (r["ms"] > 0) == bool(r["ops"]) and r["lut_ms"] >= 0
@@ -60,15 +57,11 @@ def test_op_profile_maps_onto_layers_with_the_layers_own_op_sequences(exporter):
     sp = tiny_space()
     arch = sample(sp, 1, np.random.default_rng(2))[0]
     net_ops = tflite_ops(export_network(arch, exporter).path)
-    parts = [LutItem(part=p) for p in sp.skeleton.fixed_parts]
-    items = (
-        [("stem", parts[0])]
-        + [
-            (f"layer {L.index}", None if op.is_identity else LutItem(op=op, shape=L.shape))
-            for L, op in zip(sp.layers, arch.ops)
-        ]
-        + [("conv", parts[1]), ("head", parts[2])]
-    )
+    items = network_items(arch)
+    assert [n for n, _ in items] == ["stem"] + [f"layer {L.index} {op.short}" for L, op in zip(sp.layers, arch.ops)] + [
+        "conv1x1",
+        "pool+fc",
+    ]
     seqs = [(n, tflite_ops(exporter.export(it.build(), it.input_shape).path) if it else []) for n, it in items]
     assert [o for _, s in seqs for o in s] == net_ops  # a network's graph is its layers' graphs in order
     rows = [OpTiming(t, f"n{i}", 0.0, 0.0, 0.1 * (i + 1), 0.0, 1) for i, t in enumerate(net_ops)]
