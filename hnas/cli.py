@@ -409,7 +409,9 @@ def print_results(results: dict) -> None:
             s.get("best_arch") or "-",
         )
     console.print(t)
-    band = "[" + ", ".join("-" if b is None else f"{b:.2f}" for b in results["latency_band_ms"]) + "]"
+    from hnas.pipeline import format_band
+
+    band = format_band(results["latency_band_ms"])
     console.print(f"latency band {band} ms on {results['lut']}; Pareto set: {len(results['pareto'])} architectures")
     for r in results["best"]:
         console.print(f"  {r['accuracy']:.3f}  {r['latency_ms']:.2f} ms  {r['macs'] / 1e6:.0f} MMACs  {r['arch']}")

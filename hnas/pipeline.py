@@ -110,8 +110,9 @@ class SearchSettings:
 AccuracyFactory = Callable[[Supernet, int], Callable]
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+def format_band(band) -> str:
+    """A latency band as people read it: `[8.09, 9.89]`, `-` for an open side."""
+    return "[" + ", ".join("-" if b is None else f"{b:.2f}" for b in band) + "]"
 
 
 class Pipeline:
@@ -241,7 +242,7 @@ class Pipeline:
         s = self.search
         self.log(
             f"stage {k}: CES over {space.size():.3g} architectures, population {s.population}, "
-            f"{s.generations} generations, latency [{_ms(s.lat_min)}, {_ms(s.lat_max)}] ms"
+            f"{s.generations} generations, latency {format_band((s.lat_min, s.lat_max))} ms"
         )
         from latency.build import phase, rich_progress
 

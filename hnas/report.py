@@ -17,6 +17,7 @@ import numpy as np
 
 from hnas.errors import HnasError
 from hnas.io import atomic_write_text
+from hnas.pipeline import format_band
 from hnas.plots import pyplot as _plt
 from hnas.plots import save_png as _save
 from hnas.space import SearchSpace
@@ -144,8 +145,6 @@ def _size(n) -> str:
     return "-" if n is None else f"{float(n):.3e}"
 
 
-def _band(band) -> str:
-    return "[" + ", ".join("-" if b is None else f"{b:.2f}" for b in band) + "]"
 
 
 def _table(headers: list[str], rows: list[list]) -> str:
@@ -170,7 +169,7 @@ def build_report(run: str | Path) -> Path:
     sizes = [("stage 1", space.size())] + [
         (f"stage {k}", int(r["pruned_size"])) for k, r in sorted(searches.items()) if k < stages
     ]
-    band = _band(results["latency_band_ms"])
+    band = format_band(results["latency_band_ms"])
     sections = []
     stage_rows = [
         [

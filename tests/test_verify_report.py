@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 
 import numpy as np
@@ -191,3 +192,4 @@ def test_demo_runs_the_whole_job_and_writes_the_report(tiny_lut, space_file, tmp
     for fig in figs:
         assert fig in page and (run / "report" / fig).stat().st_size > 1000
     assert "Predicted against measured" in page and "stage 4" in page and "layer by layer" in page
+    assert re.search(r"latency band \[\d+\.\d\d, \d+\.\d\d\] ms", page)
