@@ -44,6 +44,12 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 
 SpaceArg = Annotated[str, typer.Argument(help="Preset name (basic, large, proxyless) or a .json/.yaml space file.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+SpaceOpt = Annotated[str, typer.Option("--space", help="Preset or space file.")]
+DataOpt = Annotated[str, typer.Option("--data", help="digits, cifar10:PATH, imagenet:PATH.")]
+WorkersOpt = Annotated[int, typer.Option(help="Data loader workers.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed.")]
+LabelSmoothingOpt = Annotated[float, typer.Option("--label-smoothing")]
+ProxyPerClassOpt = Annotated[int | None, typer.Option("--per-class", help="Proxy: training images per class.")]
 WarmupOpt = Annotated[
     int,
     typer.Option(
@@ -196,20 +202,20 @@ def parse_band(text: str | None) -> tuple[float | None, float | None]:
 @supernet_app.command("train")
 def supernet_train(
     out: Annotated[str, typer.Option("--out", help="Run folder; an existing run resumes.")],
-    space: Annotated[str, typer.Option("--space", help="Preset or space file.")] = "basic",
-    data: Annotated[str, typer.Option("--data", help="digits, cifar10:PATH, imagenet:PATH.")] = "digits",
+    space: SpaceOpt = "basic",
+    data: DataOpt = "digits",
     epochs: Annotated[int, typer.Option(help="Epochs.")] = 120,
     lr: Annotated[float, typer.Option(help="Initial learning rate (linear decay to 0).")] = 0.5,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size (per process).")] = 1024,
-    label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = 0.0,
+    label_smoothing: LabelSmoothingOpt = 0.0,
     resolution: Annotated[int, typer.Option(help="Proxy input resolution for training.")] = 224,
     width: Annotated[float, typer.Option(help="Proxy width multiplier for training.")] = 1.0,
-    per_class: Annotated[int | None, typer.Option("--per-class", help="Proxy: training images per class.")] = None,
+    per_class: ProxyPerClassOpt = None,
     lut: Annotated[str | None, typer.Option("--lut", help="LUT for latency-banded path sampling.")] = None,
     lat: Annotated[str | None, typer.Option("--lat", help="Sample only paths with latency MIN:MAX ms.")] = None,
     warmup_epochs: WarmupOpt = 0,
-    workers: Annotated[int, typer.Option(help="Data loader workers.")] = 0,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    workers: WorkersOpt = 0,
+    seed: SeedOpt = 0,
 ) -> None:
     """Train a SPOS supernet (uniform single paths); rerun with the same --out to resume."""
     from hnas.runs import ProxySettings, RunConfig, SupernetRun
@@ -296,8 +302,8 @@ def _floats(text: str | None, what: str, cast=float) -> list | None:
 def search(
     out: Annotated[str, typer.Option("--out", help="Run folder; an existing run resumes.")],
     lut: Annotated[str | None, typer.Option("--lut", help="Latency table of the target device.")] = None,
-    space: Annotated[str, typer.Option("--space", help="Preset or space file.")] = "basic",
-    data: Annotated[str, typer.Option("--data", help="digits, cifar10:PATH, imagenet:PATH.")] = "digits",
+    space: SpaceOpt = "basic",
+    data: DataOpt = "digits",
     stages: Annotated[int, typer.Option("--stages", help="M: 2 = I-Supernet, 3 = P-Supernet, 4 = HNAS.")] = 4,
     lat: Annotated[str | None, typer.Option("--lat", help="Latency band MIN:MAX in ms.")] = None,
     lat_rel: Annotated[str | None, typer.Option("--lat-rel", help="Band relative to --ref, e.g. 0.98:1.15.")] = None,
@@ -313,12 +319,12 @@ def search(
     batch_size: Annotated[int, typer.Option("--batch-size")] = 1024,
     resolution: Annotated[int, typer.Option(help="Proxy input resolution for the supernet.")] = 224,
     width: Annotated[float, typer.Option(help="Proxy width multiplier for the supernet.")] = 1.0,
-    per_class: Annotated[int | None, typer.Option("--per-class", help="Proxy: training images per class.")] = None,
+    per_class: ProxyPerClassOpt = None,
     bn_images: Annotated[int, typer.Option("--bn-images", help="Images for BN recalibration.")] = 2000,
-    label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = 0.1,
+    label_smoothing: LabelSmoothingOpt = 0.1,
     warmup_epochs: WarmupOpt = 0,
-    workers: Annotated[int, typer.Option(help="Data loader workers.")] = 0,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    workers: WorkersOpt = 0,
+    seed: SeedOpt = 0,
 ) -> None:
     """Run HNAS (Algorithm 1): train, search, prune and fine-tune over M stages under a latency band."""
     from hnas.pipeline import Pipeline, SearchSettings, default_schedule, resolve_band
@@ -561,17 +567,17 @@ def report(run: Annotated[str, typer.Argument(help="A search run folder.")]) -> 
 def train_cmd(
     arch: Annotated[str, typer.Argument(help="Architecture string or JSON file.")],
     out: Annotated[str, typer.Option("--out", help="Folder; an existing one resumes.")],
-    space: Annotated[str, typer.Option("--space", help="Preset or space file.")] = "basic",
-    data: Annotated[str, typer.Option("--data", help="digits, cifar10:PATH, imagenet:PATH.")] = "digits",
+    space: SpaceOpt = "basic",
+    data: DataOpt = "digits",
     epochs: Annotated[int, typer.Option(help="Epochs (paper: 240).")] = 240,
     lr: Annotated[float, typer.Option(help="Initial learning rate, linear decay (paper: 0.5).")] = 0.5,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size (paper: 1024).")] = 1024,
-    label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = 0.1,
+    label_smoothing: LabelSmoothingOpt = 0.1,
     resolution: Annotated[int, typer.Option(help="Input resolution.")] = 224,
     width: Annotated[float, typer.Option(help="Width multiplier (1.0 = the architecture as searched).")] = 1.0,
     per_class: Annotated[int | None, typer.Option("--per-class", help="Training images per class.")] = None,
-    workers: Annotated[int, typer.Option(help="Data loader workers.")] = 0,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    workers: WorkersOpt = 0,
+    seed: SeedOpt = 0,
 ) -> None:
     """Train one architecture from scratch (SGD 0.9, wd 4e-5, linear decay); resumable; top-1 on val and test."""
     from hnas.data import load_data
@@ -713,7 +719,7 @@ DEMO_REF = "K3E1|K3E6-K3E6-ID-ID|K3E6-K3E6-K3E6-ID|K3E6-K3E6-K3E6-K3E6|K3E6-K3E6
 @app.command("demo")
 def demo(
     out: Annotated[str, typer.Option("--out", help="Run folder (an existing one resumes).")] = "runs/demo",
-    space: Annotated[str, typer.Option("--space", help="Preset or space file.")] = "basic",
+    space: SpaceOpt = "basic",
     lut: Annotated[str | None, typer.Option("--lut", help="Host LUT (default lut/local-<cpu>.json).")] = None,
     epochs: Annotated[str, typer.Option("--epochs", help="Supernet epochs per training stage.")] = "12,6,4",
     population: Annotated[int, typer.Option("--population", help="CES population.")] = 24,

@@ -145,8 +145,6 @@ def _size(n) -> str:
     return "-" if n is None else f"{float(n):.3e}"
 
 
-
-
 def _table(headers: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)

@@ -77,7 +77,6 @@ class OpChain:
         sg = model.subgraphs[0]
         ops = list(sg.operators)
         names = [fbu.opcode_to_name(model, op.opcodeIndex) for op in ops]
-        self.graph_inputs = [int(t) for t in sg.inputs]
         self.graph_outputs = [int(t) for t in sg.outputs]
         self.tensor_names = [t.name.decode() if isinstance(t.name, bytes) else str(t.name) for t in sg.tensors]
         self.segments = _segments(ops, names, self.graph_outputs, fuse_pad=use_xnnpack)
