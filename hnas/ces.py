@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2, binary_tournament
-from pymoo.core.duplicate import DefaultDuplicateElimination
 from pymoo.core.mating import Mating
+from pymoo.core.mutation import Mutation
+from pymoo.core.population import Population
 from pymoo.core.problem import Problem
 from pymoo.core.sampling import Sampling
 from pymoo.operators.crossover.pntx import TwoPointCrossover
-from pymoo.operators.mutation.pm import PolynomialMutation
-from pymoo.operators.repair.rounding import RoundingRepair
 from pymoo.operators.selection.tournament import TournamentSelection
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
@@ -145,6 +144,7 @@ class ArchProblem(Problem):
         self.seen: dict[bytes, float] = {}  # every evaluated architecture's accuracy (each is evaluated once)
         self.generation = 0
         self.accuracy_calls = 0
+        self.exhausted_reason: str | None = None  # set when a generation could not get its full offspring
         counts = np.array([len(c) for c in space.candidates])
         n_constr = 2 + (constraints.max_macs is not None) + (constraints.max_params is not None)
         super().__init__(
@@ -175,6 +175,16 @@ class ArchProblem(Problem):
         """Boolean mask of rows inside every constraint."""
         return (self.violations(np.atleast_2d(vecs))[0] <= 0).all(axis=1)
 
+    @property
+    def n_feasible(self) -> int | None:
+        """How many architectures satisfy the constraints, counted once for enumerable spaces (else None)."""
+        from hnas.quality import ENUMERABLE, all_vectors
+
+        if not hasattr(self, "_n_feasible"):
+            small = self.space.size() <= ENUMERABLE
+            self._n_feasible = int(self.feasible(all_vectors(self.space)).sum()) if small else None
+        return self._n_feasible
+
     def _evaluate(self, X, out, *args, **kwargs):
         vecs = np.around(X).astype(np.int64)
         G, lat, macs, params = self.violations(vecs)
@@ -195,48 +205,240 @@ class ArchProblem(Problem):
         self.generation += 1
 
 
-class FeasibleSampling(Sampling):
-    """Initial population drawn uniformly per layer, keeping only feasible architectures (bounded tries)."""
+class FreshFeasible:
+    """Architectures worth an accuracy evaluation: inside every constraint, never evaluated, distinct.
 
-    def __init__(self, max_draws: int = 200_000):
-        super().__init__()
+    The search's budget is spent on new architectures only. When crossover and mutation stop producing them
+    (a converged population breeds what it has already seen), `fill` escalates instead of giving up: mutation
+    of good parents in 2, 3, ... layers at once, then feasible random immigrants. When even those find none,
+    the feasible space is exhausted, which is certain for an enumerable space (its feasible architectures are
+    counted exactly) and reported as "none found in N draws" otherwise.
+    """
+
+    def __init__(self, problem: ArchProblem, rng: np.random.Generator, max_draws: int = 200_000):
+        self.problem = problem
+        self.rng = rng
         self.max_draws = max_draws
+        self.counts = problem.xu.astype(np.int64) + 1
+        self.free = np.flatnonzero(self.counts > 1)  # layers with a choice; the others never change
+
+    @property
+    def n_feasible(self) -> int | None:
+        """How many architectures satisfy the constraints, for spaces small enough to count (else None)."""
+        return self.problem.n_feasible
+
+    def why_short(self, taken: set[bytes] = frozenset()) -> str:
+        """Why no more fresh feasible architectures were found (`taken`: the ones found but not yet evaluated)."""
+        if self.exhausted(taken):
+            return f"all {self.n_feasible} feasible architectures were evaluated (the feasible space is exhausted)"
+        return (
+            f"no new feasible architecture in {self.max_draws} random draws (the feasible space is exhausted "
+            "or too rare: widen the constraints)"
+        )
+
+    def exhausted(self, taken: set[bytes] = frozenset()) -> bool:
+        """Every feasible architecture is evaluated or in `taken` (known only for enumerable spaces)."""
+        n = self.n_feasible
+        return n is not None and len(self.problem.seen) + len(taken) >= n
+
+    def accept(self, X: np.ndarray, taken: set[bytes]) -> list[np.ndarray]:
+        """The rows of X that are feasible, not yet evaluated and not in `taken` (which they join)."""
+        X = np.clip(np.around(np.atleast_2d(X)).astype(np.int64), 0, self.counts - 1)
+        if not len(X):
+            return []
+        ok = self.problem.feasible(X)
+        out = []
+        for v in X[ok]:
+            key = v.tobytes()
+            if key not in taken and key not in self.problem.seen:
+                taken.add(key)
+                out.append(v)
+        return out
+
+    def mutate(self, parents: np.ndarray, strength: int) -> np.ndarray:
+        """Each parent with `strength` distinct free layers set to another of their candidates."""
+        X = np.array(parents, dtype=np.int64, copy=True)
+        k = min(strength, len(self.free))
+        for row in X:
+            for j in self.rng.choice(self.free, size=k, replace=False):
+                row[j] = (row[j] + 1 + self.rng.integers(self.counts[j] - 1)) % self.counts[j]
+        return X
+
+    def random(self, n: int) -> np.ndarray:
+        """`n` architectures drawn uniformly per layer."""
+        return (self.rng.random((n, len(self.counts))) * self.counts).astype(np.int64)
+
+    def fill(self, got: list[np.ndarray], n: int, parents: np.ndarray, taken: set[bytes]) -> list[np.ndarray]:
+        """Top `got` up to `n`: stronger mutation of `parents` (best first), then feasible random immigrants."""
+        parents = np.atleast_2d(np.asarray(parents, dtype=np.int64))
+        for strength in range(2, len(self.free) + 1):
+            if len(got) >= n or not len(parents):
+                break
+            for _ in range(3):
+                pick = parents[self.rng.integers(len(parents), size=4 * (n - len(got)))]
+                got += self.accept(self.mutate(pick, strength), taken)[: n - len(got)]
+                if len(got) >= n:
+                    break
+        drawn = 0
+        while len(got) < n and drawn < self.max_draws and not self.exhausted(taken):
+            batch = self.random(4096)
+            drawn += len(batch)
+            got += self.accept(batch, taken)[: n - len(got)]
+        return got
+
+
+class FeasibleSampling(Sampling):
+    """Initial population: distinct architectures drawn uniformly per layer, keeping only feasible ones."""
 
     def _do(self, problem: ArchProblem, n_samples, *args, random_state=None, **kwargs):
-        rng = random_state if random_state is not None else np.random.default_rng()
-        counts = problem.xu.astype(int) + 1
-        found: list[np.ndarray] = []
-        seen = set()
-        drawn = 0
-        while len(found) < n_samples and drawn < self.max_draws:
-            batch = (rng.random((4096, len(counts))) * counts).astype(np.int64)
-            drawn += len(batch)
-            for v in batch[problem.feasible(batch)]:
-                key = v.tobytes()
-                if key not in seen:
-                    seen.add(key)
-                    found.append(v)
-                    if len(found) == n_samples:
-                        break
+        fresh = FreshFeasible(problem, random_state if random_state is not None else np.random.default_rng())
+        taken: set[bytes] = set()
+        found = fresh.fill([], n_samples, np.zeros((0, problem.n_var)), taken)
+        if len(found) < n_samples:
+            problem.exhausted_reason = fresh.why_short(taken)
         if not found:
             raise HnasError(
-                f"no architecture of the space meets the constraints in {drawn} random draws: "
+                f"no architecture of the space meets the constraints in {fresh.max_draws} random draws: "
                 "widen the latency band (--lat) or check the LUT"
             )
         return np.array(found, dtype=float)
 
 
-class ConstrainedMating(Mating):
-    """Crossover + mutation whose infeasible (or already evaluated) offspring are discarded; the infill loop
-    regenerates them, at most `n_max_iterations` times per generation."""
+class CategoricalMutation(Mutation):
+    """Each free layer (one with a choice) takes another of its candidates with probability 1 / #free layers;
+    an offspring that would come out unchanged gets one such change (an op index has no order: no polynomial
+    steps)."""
 
-    def _do(self, problem: ArchProblem, pop, n_offsprings, parents=None, random_state=None, **kwargs):
-        off = super()._do(problem, pop, n_offsprings, parents=parents, random_state=random_state, **kwargs)
-        X = np.around(off.get("X")).astype(np.int64)
-        X = np.clip(X, 0, problem.xu.astype(int))
-        off.set("X", X.astype(float))
-        fresh = np.array([v.tobytes() not in problem.seen for v in X], dtype=bool)
-        return off[problem.feasible(X) & fresh] if len(X) else off
+    def _do(self, problem, X, *args, random_state=None, **kwargs):
+        counts = problem.xu.astype(np.int64) + 1
+        free = np.flatnonzero(counts > 1)
+        X = np.around(X).astype(np.int64)
+        if not len(free):
+            return X.astype(float)
+        hit = random_state.random((len(X), len(free))) < 1.0 / len(free)
+        none = ~hit.any(axis=1)
+        hit[none, random_state.integers(len(free), size=int(none.sum()))] = True
+        for i, jj in zip(*np.nonzero(hit)):
+            j = free[jj]
+            X[i, j] = (X[i, j] + 1 + random_state.integers(counts[j] - 1)) % counts[j]
+        return X.astype(float)
+
+
+class AdditiveSurrogate:
+    """A cheap accuracy model of the archive: accuracy ~ intercept + one effect per (layer, op), by ridge regression
+    on one-hot ops of the layers that have a choice. It only decides which new candidates are evaluated first;
+    it never stands in for an evaluation."""
+
+    def __init__(self, counts: np.ndarray, ridge: float = 1.0):
+        self.free = np.flatnonzero(counts > 1)
+        self.offsets = np.r_[0, np.cumsum(counts[self.free])]
+        self.ridge = ridge
+        self.w = np.zeros(self.offsets[-1] + 1)
+
+    def _features(self, X: np.ndarray) -> np.ndarray:
+        X = np.atleast_2d(np.asarray(X, dtype=np.int64))
+        F = np.zeros((len(X), self.offsets[-1] + 1))
+        F[:, -1] = 1.0
+        for k, j in enumerate(self.free):
+            F[np.arange(len(X)), self.offsets[k] + X[:, j]] = 1.0
+        return F
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> AdditiveSurrogate:
+        """Fit on architectures X (candidate indices) and their accuracies y."""
+        F, y = self._features(X), np.asarray(y, dtype=float)
+        reg = self.ridge * np.eye(F.shape[1])
+        reg[-1, -1] = 0.0  # the intercept is not shrunk
+        self.w = np.linalg.solve(F.T @ F + reg, F.T @ (y - y.mean()))
+        self.w[-1] += y.mean()
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predicted accuracy of each row of X."""
+        return self._features(X) @ self.w
+
+
+class ConstrainedMating(Mating):
+    """The offspring of one CES generation: feasible, never evaluated, distinct, and always the full number
+    (`FreshFeasible.fill` escalates when the operators run dry; fewer only when the feasible space is exhausted).
+
+    With `prescreen` > 1 the budget is spent where it pays most (the accuracy evaluation is the expensive
+    objective; latency and an `AdditiveSurrogate` of the archive are free):
+    - `exploit` of the n offspring are single-layer neighbours of the most accurate architectures evaluated so
+      far, the most promising by the surrogate first (the top of the front is where accuracy is decided);
+    - the others are bred as usual (tournament, crossover, mutation), `prescreen` x as many as needed, and the
+      ones on the best predicted fronts of (surrogate accuracy, latency) among the archive are kept, except an
+      `explore` share drawn at random from the bred ones, so that a wrong model cannot narrow the search.
+    `prescreen=1` is the paper's plain CES: every bred offspring is evaluated."""
+
+    def __init__(self, *args, prescreen: int = 1, explore: float = 0.125, exploit: float = 0.5, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.prescreen = max(1, int(prescreen))
+        self.explore = explore
+        self.exploit = exploit if self.prescreen > 1 else 0.0
+
+    def do(self, problem: ArchProblem, pop, n_offsprings, random_state=None, **kwargs):
+        fresh = FreshFeasible(problem, random_state)
+        taken: set[bytes] = set()
+        model = None
+        if self.prescreen > 1:
+            arch = problem.archive
+            model = AdditiveSurrogate(fresh.counts).fit(np.array(arch.vectors), np.array(arch.accuracy))
+        near = self._neighbours(problem, fresh, model, taken, int(round(self.exploit * n_offsprings)))
+        n = n_offsprings - len(near)
+        want = n * self.prescreen
+        bred: list[np.ndarray] = []
+        for _ in range(self.n_max_iterations):
+            if len(bred) >= want:
+                break
+            off = self._do(problem, pop, want - len(bred), random_state=random_state, **kwargs)
+            bred += fresh.accept(off.get("X"), taken)[: want - len(bred)]
+        if len(bred) < n:
+            parents = np.around(pop.get("X")).astype(np.int64)
+            ranks = pop.get("rank")
+            if ranks is not None and None not in list(ranks):  # best first: rank, then crowding
+                parents = parents[np.lexsort((-pop.get("crowding").astype(float), ranks.astype(float)))]
+            bred = fresh.fill(bred, n, parents, taken)
+        if len(bred) < n:
+            problem.exhausted_reason = fresh.why_short(taken)
+        elif len(bred) > n:
+            bred = self._screen(problem, model, np.array(bred), n, random_state)
+        got = near + bred
+        return Population.new(X=np.array(got, dtype=float).reshape(-1, problem.n_var))
+
+    @staticmethod
+    def _neighbours(problem: ArchProblem, fresh: FreshFeasible, model, taken: set[bytes], n: int) -> list:
+        """Up to n new feasible single-layer neighbours of the n most accurate evaluated architectures, the highest
+        predicted accuracy first."""
+        if n <= 0 or model is None:
+            return []
+        arch = problem.archive
+        cands = []
+        for i in np.argsort(-np.array(arch.accuracy), kind="stable")[:n]:
+            v = arch.vectors[i]
+            for j in fresh.free:
+                w = np.repeat(v[None, :], fresh.counts[j] - 1, axis=0)
+                w[:, j] = np.delete(np.arange(fresh.counts[j]), v[j])
+                cands.append(w)
+        ok = np.array(fresh.accept(np.concatenate(cands), set(taken))) if cands else np.zeros((0, 0))
+        if not len(ok):
+            return []
+        pick = ok[np.argsort(-model.predict(ok), kind="stable")[:n]]
+        taken.update(v.tobytes() for v in pick)
+        return list(pick)
+
+    def _screen(self, problem: ArchProblem, model, cand: np.ndarray, n: int, rng) -> list[np.ndarray]:
+        """n of the bred candidates: an `explore` share at random, the rest by predicted nondomination rank among
+        the archive (the more accurate first within a rank)."""
+        n_random = int(round(self.explore * n))
+        pick = list(rng.choice(len(cand), size=n_random, replace=False)) if n_random else []
+        rest = np.setdiff1d(np.arange(len(cand)), pick)
+        acc, lat = model.predict(cand[rest]), problem.latency_fn(cand[rest])
+        arch = problem.archive
+        F = np.vstack([np.column_stack([-np.array(arch.accuracy), arch.latency]), np.column_stack([-acc, lat])])
+        _, rank = NonDominatedSorting().do(F, return_rank=True)
+        order = np.lexsort((-acc, rank[len(arch) :]))
+        pick += list(rest[order[: n - len(pick)]])
+        return [cand[i] for i in pick]
 
 
 @dataclass
@@ -247,6 +449,14 @@ class SearchResult:
     population: np.ndarray
     accuracy_calls: int
     generations: int
+    budget: int = 0
+    exhausted: str | None = None
+
+    @property
+    def note(self) -> str:
+        """One line on the budget: spent in full, or why not."""
+        spent = f"{self.accuracy_calls} of {self.budget} accuracy evaluations spent"
+        return spent if self.exhausted is None else f"{spent}: {self.exhausted}"
 
 
 def ces(
@@ -258,25 +468,26 @@ def ces(
     generations: int = 40,
     seed: int = 0,
     on_generation: Callable[[int, ArchProblem], None] | None = None,
-    max_retries: int = 100,
+    max_retries: int = 20,
+    prescreen: int = 8,
 ) -> SearchResult:
-    """Run CES; every evaluated architecture is in the returned archive with its nondomination rank."""
+    """Run CES: exactly `pop_size x generations` accuracy evaluations (fewer only when every feasible
+    architecture has been evaluated); every evaluated architecture is in the archive with its rank.
+    `prescreen` > 1 breeds that many candidates per offspring and evaluates the most promising
+    (`ConstrainedMating`); 1 is the paper's plain CES."""
+    if pop_size < 2 or generations < 1:
+        raise HnasError(
+            f"CES needs a population of at least 2 and at least 1 generation (got {pop_size} x {generations})"
+        )
     problem = ArchProblem(space, accuracy, latency, constraints)
     mating = ConstrainedMating(
         selection=TournamentSelection(func_comp=binary_tournament),
         crossover=TwoPointCrossover(),
-        mutation=PolynomialMutation(prob=1.0, eta=3.0, vtype=float),
-        repair=RoundingRepair(),
-        eliminate_duplicates=DefaultDuplicateElimination(),
+        mutation=CategoricalMutation(),
         n_max_iterations=max_retries,
+        prescreen=prescreen,
     )
-    algo = NSGA2(
-        pop_size=pop_size,
-        sampling=FeasibleSampling(),
-        mating=mating,
-        eliminate_duplicates=True,
-        repair=RoundingRepair(),
-    )
+    algo = NSGA2(pop_size=pop_size, sampling=FeasibleSampling(), mating=mating, eliminate_duplicates=True)
     algo.setup(problem, termination=("n_gen", generations), seed=seed, verbose=False)
     gen = 0
     while algo.has_next():
@@ -284,6 +495,10 @@ def ces(
         gen += 1
         if on_generation is not None:
             on_generation(gen, problem)
+        if problem.exhausted_reason is not None:
+            break
     problem.archive.rank()
     pop = np.around(algo.pop.get("X")).astype(np.int64)
-    return SearchResult(problem.archive, pop, problem.accuracy_calls, gen)
+    return SearchResult(
+        problem.archive, pop, problem.accuracy_calls, gen, pop_size * generations, problem.exhausted_reason
+    )

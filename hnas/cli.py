@@ -312,6 +312,14 @@ def search(
     lrs: Annotated[str | None, typer.Option("--lr", help="Per training stage, e.g. 0.5,0.1,0.1.")] = None,
     population: Annotated[int, typer.Option("--population", help="CES population.")] = 64,
     generations: Annotated[int, typer.Option("--generations", help="CES generations.")] = 40,
+    prescreen: Annotated[
+        int,
+        typer.Option(
+            "--prescreen",
+            min=1,
+            help="Breed this many offspring per evaluation and evaluate the most promising (1: the paper's CES).",
+        ),
+    ] = 8,
     p_th: Annotated[float, typer.Option("--p-th", help="Pruning threshold P_th.")] = 0.01,
     max_rank: Annotated[int, typer.Option("--max-rank", help="R: ranks < R estimate the distribution.")] = 10,
     max_macs: Annotated[float | None, typer.Option("--max-macs", help="Also cap MACs.")] = None,
@@ -358,6 +366,7 @@ def search(
             max_rank=max_rank,
             population=population,
             generations=generations,
+            prescreen=prescreen,
             lat_min=lo,
             lat_max=hi,
             max_macs=max_macs,
@@ -396,7 +405,7 @@ def print_results(results: dict) -> None:
         "stage",
         "space size",
         "supernet val acc",
-        "searched",
+        "evaluated / budget",
         "best one-shot acc",
         "latency ms",
         "best architecture",
@@ -409,12 +418,15 @@ def print_results(results: dict) -> None:
             str(s["stage"]),
             fmt_size(int(size)) if size else "-",
             "-" if acc is None else f"{acc:.3f}",
-            str(s.get("evaluated", "-")),
+            f"{s['evaluated']} / {s['budget']}" if s.get("budget") else str(s.get("evaluated", "-")),
             "-" if s.get("best_accuracy") is None else f"{s['best_accuracy']:.3f}",
             "-" if s.get("best_latency_ms") is None else f"{s['best_latency_ms']:.2f}",
             s.get("best_arch") or "-",
         )
     console.print(t)
+    for s in results["stages"]:
+        if s.get("exhausted"):
+            console.print(f"stage {s['stage']}: {s['evaluated']} of {s['budget']} evaluations: {s['exhausted']}")
     from hnas.pipeline import format_band
 
     band = format_band(results["latency_band_ms"])

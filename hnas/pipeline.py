@@ -86,6 +86,7 @@ class SearchSettings:
     max_rank: int = 10
     population: int = 64
     generations: int = 40
+    prescreen: int = 8
     lat_min: float | None = None
     lat_max: float | None = None
     max_macs: float | None = None
@@ -254,8 +255,17 @@ class Pipeline:
                 advance()
 
             result = ces(
-                space, acc_fn, pred.predict, s.constraints, s.population, s.generations, s.seed + k, on_generation
+                space,
+                acc_fn,
+                pred.predict,
+                s.constraints,
+                s.population,
+                s.generations,
+                s.seed + k,
+                on_generation,
+                prescreen=s.prescreen,
             )
+        self.log(f"stage {k}: {result.note}")
         archive = result.archive
         selected = select_by_rank(np.array(archive.vectors), archive.ranks, s.max_rank)
         dist = estimate(space, selected)
@@ -267,6 +277,8 @@ class Pipeline:
             "archive": archive.to_json(space),
             "evaluated": len(archive),
             "accuracy_calls": result.accuracy_calls,
+            "budget": result.budget,
+            "exhausted": result.exhausted,
             "selected": int(len(selected)),
             "distribution": dist.to_json(),
             "pruned_space": pruned.to_dict(),
@@ -323,6 +335,8 @@ class Pipeline:
                         "searched_size": rec["searched_size"],
                         "pruned_size": rec["pruned_size"],
                         "evaluated": rec["evaluated"],
+                        "budget": rec.get("budget"),
+                        "exhausted": rec.get("exhausted"),
                         "best_arch": top["arch"] if top else None,
                         "best_accuracy": top["accuracy"] if top else None,
                         "best_latency_ms": top["latency_ms"] if top else None,

@@ -18,6 +18,19 @@ def test_embedded_digits_are_real_and_split():
     assert len(small.train) == 200 and len(small.val) == len(d.val)
 
 
+def test_embedded_mnist5k_is_real_split_per_class_and_disjoint():
+    d = load_data("mnist5k", 16)
+    assert d.name == "mnist5k" and d.num_classes == 10
+    assert (len(d.train), len(d.val), len(d.test)) == (3200, 800, 1000)
+    for split, per_class in ((d.train, 320), (d.val, 80), (d.test, 100)):
+        x, y = split.tensors
+        assert x.shape[1:] == (3, 16, 16)
+        assert np.bincount(y.numpy(), minlength=10).tolist() == [per_class] * 10
+    rows = [{tuple(x.flatten()[::7].tolist()) for x in s.tensors[0]} for s in (d.train, d.val, d.test)]
+    assert not (rows[0] & rows[2]) and not (rows[1] & rows[2])  # no test image is trained or searched on
+    assert len(load_data("mnist5k", 16, per_class=20).train) == 200
+
+
 def test_cifar10_python_batches(tmp_path):
     rng = np.random.default_rng(0)
     for name, n in [(f"data_batch_{i}", 600) for i in range(1, 6)] + [("test_batch", 200)]:

@@ -8,8 +8,9 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 from hnas.ces import Constraints, ces
 from hnas.ops import OpSpec
 from hnas.prune import estimate, prune, select_by_rank
+from hnas.quality import all_vectors, synthetic_truth
 from hnas.space import SearchSpace, Skeleton, StageSpec, basic
-from hnas.spos_ea import spos_ea
+from hnas.spos_ea import random_search, spos_ea
 from tests.conftest import kill_cli_when, run_cli
 from tests.test_predict import tiny_lut  # noqa: F401 - fixture
 from tests.tiny import tiny_space
@@ -97,8 +98,73 @@ def test_pruning_removes_exactly_the_ops_under_the_threshold():
 def test_spos_ea_baseline_stays_feasible():
     sp = enumerable_space()
     t = Table(sp)
-    archive, top = spos_ea(sp, t.accuracy, t.latency, Constraints(4.0, 8.0), population=32, generations=10)
-    assert len(top) == 10 and np.all((np.array(archive.latency) >= 4) & (np.array(archive.latency) <= 8))
+    res = spos_ea(sp, t.accuracy, t.latency, Constraints(4.0, 8.0), population=32, generations=10)
+    lat = np.array(res.archive.latency)
+    assert len(res.population) == 10 and np.all((lat >= 4) & (lat <= 8))
+
+
+SEARCHES = {
+    "CES": lambda sp, acc, lat, band, pop, gens, seed: ces(sp, acc, lat, band, pop, gens, seed=seed),
+    "CES-plain": lambda sp, acc, lat, band, pop, gens, seed: ces(sp, acc, lat, band, pop, gens, seed=seed, prescreen=1),
+    "SPOS-EA": lambda sp, acc, lat, band, pop, gens, seed: spos_ea(sp, acc, lat, band, pop, gens, seed=seed),
+    "random": lambda sp, acc, lat, band, pop, gens, seed: random_search(sp, acc, lat, band, pop * gens, seed=seed),
+}
+
+
+@pytest.mark.parametrize("method", list(SEARCHES))
+@pytest.mark.parametrize("pop,gens,seed", [(8, 10, 0), (16, 10, 1), (32, 10, 2), (12, 7, 3)])
+def test_every_search_spends_exactly_its_budget_on_new_feasible_architectures(method, pop, gens, seed):
+    sp = enumerable_space()
+    truth = synthetic_truth(sp, seed)
+    lo, hi = truth.band_percentiles(20, 80)  # about 1,000 feasible architectures: never exhausted at <= 320
+    res = SEARCHES[method](sp, truth.accuracy_of, truth.predict, Constraints(lo, hi), pop, gens, seed)
+    vecs = np.array(res.archive.vectors)
+    assert res.accuracy_calls == truth.calls == len(vecs) == pop * gens == res.budget
+    assert res.exhausted is None and res.note == f"{pop * gens} of {pop * gens} accuracy evaluations spent"
+    assert len({v.tobytes() for v in vecs}) == len(vecs)  # never a duplicate
+    lat = truth.predict(vecs)
+    assert lat.min() >= lo and lat.max() <= hi  # never infeasible
+    assert np.array_equal(np.array(res.archive.latency), lat)
+
+
+@pytest.mark.parametrize("method", list(SEARCHES))
+def test_an_exhausted_feasible_space_is_reported_not_looped_on(method):
+    sp = enumerable_space()
+    truth = synthetic_truth(sp, 4)
+    lo, hi = truth.band_percentiles(49.5, 50.5)
+    feasible = len(truth.in_band(lo, hi))
+    assert 5 < feasible < 40
+    res = SEARCHES[method](sp, truth.accuracy_of, truth.predict, Constraints(lo, hi), 16, 10, 0)
+    assert res.accuracy_calls == truth.calls == len(res.archive) == feasible  # every feasible one, once
+    assert res.exhausted == f"all {feasible} feasible architectures were evaluated (the feasible space is exhausted)"
+    assert res.note.startswith(f"{feasible} of 160 accuracy evaluations spent: all {feasible}")
+    assert truth.score(np.array(res.archive.vectors), lo, hi)["hv_ratio"] == pytest.approx(1.0)
+
+
+def test_hypervolume_ratio_and_best_found_are_computed_against_the_true_front():
+    from hnas.quality import hypervolume_2d
+
+    # staircase: (acc, lat) = (1, 0.5), (0.5, 0.2) against ref (0, 1): 0.5 x 0.3 + 1 x 0.5 = 0.65
+    assert hypervolume_2d(np.array([1.0, 0.5]), np.array([0.5, 0.2]), 0.0, 1.0) == pytest.approx(0.65)
+    assert hypervolume_2d(np.array([1.0, 0.5, 0.4]), np.array([0.5, 0.2, 0.6]), 0.0, 1.0) == pytest.approx(0.65)
+    assert hypervolume_2d(np.array([2.0]), np.array([1.5]), 0.0, 1.0) == 0.0  # beyond the reference latency
+    sp = enumerable_space()
+    truth = synthetic_truth(sp, 0)
+    lo, hi = truth.band_percentiles(30, 70)
+    rows = truth.in_band(lo, hi)
+    vecs = all_vectors(sp)
+    assert truth.score(vecs, lo, hi) == {
+        "hv_ratio": 1.0,
+        "found_best": True,
+        "in_band": len(rows),
+        "evaluated_in_band": len(rows),
+    }
+    best = rows[np.argmax(truth.accuracy[rows])]
+    only_best = truth.score(vecs[[best]], lo, hi)
+    assert only_best["found_best"] and 0 < only_best["hv_ratio"] < 1
+    without = truth.score(vecs[np.setdiff1d(rows, [best])], lo, hi)
+    assert not without["found_best"] and without["hv_ratio"] < 1
+    assert truth.score(vecs[np.setdiff1d(np.arange(len(vecs)), rows)], lo, hi)["hv_ratio"] == 0.0  # outside
 
 
 def test_search_runs_all_stages_prunes_and_resumes_after_a_kill(tiny_lut, tmp_path):  # noqa: F811
@@ -148,6 +214,12 @@ def test_search_runs_all_stages_prunes_and_resumes_after_a_kill(tiny_lut, tmp_pa
     assert (out / "stage1" / "trained.json").read_text() == stage1
     assert (out / "stage2" / "search.json").read_text() == search2
     results = json.loads((out / "results.json").read_text())
+    # the tiny space has 12 architectures: stage 2's search evaluates them all and says so instead of looping
+    assert results["stages"][1]["evaluated"] == 12 and results["stages"][1]["budget"] == 24
+    assert "all 12 feasible architectures were evaluated" in results["stages"][1]["exhausted"]
+    final = results["stages"][3]
+    assert final["budget"] == 24 and final["evaluated"] == int(final["searched_size"]) <= 12
+    assert f"stage 4: {final['evaluated']} of 24 accuracy evaluations spent" in again.stdout
     sizes = [int(s.get("space_size") or s["searched_size"]) for s in results["stages"]]
     assert sizes[0] == tiny_space().size() and sizes[1] <= sizes[0] and sizes[2] <= sizes[1]
     rec2 = json.loads(search2)
