@@ -22,7 +22,7 @@ from pathlib import Path
 
 from hnas.errors import HnasError
 from hnas.io import sha256_file
-from latency.bench import BenchSettings, benchmark_command
+from latency.bench import BenchSettings, benchmark_flags
 from latency.devices import BenchOutput, Device, split_batch
 
 DEVICE_DIR = "/data/local/tmp/hnas"
@@ -374,7 +374,7 @@ class AdbDevice(Device):
         while remaining:
             binary = self._binary_on_phone()
             listing = self._push_list(remaining)
-            flags = benchmark_command(binary, "-", settings)[2:]
+            flags = benchmark_flags(settings)
             cmd = shlex.join(
                 [
                     "sh",
