@@ -1,8 +1,9 @@
 """TFLite `benchmark_model`: the command line that runs it and the parser that reads what it prints.
 
-`benchmark_command` builds the argv for one graph; `parse_benchmark_output` reads the tool's text from
-any of its output eras (TF 1.13 legacy, TF 2.x, `INFO: `-prefixed current builds, Android logcat lines)
-into a `BenchResult`: warm-up and measured-run statistics in microseconds, the init time and, with
+`benchmark_flags` renders `BenchSettings` as the tool's flags, once for every device (the host runner, a local
+binary, a phone's batch script); `benchmark_command` is the argv for one graph. `parse_benchmark_output` reads
+the tool's text from any of its output eras (TF 1.13 legacy, TF 2.x, `INFO: `-prefixed current builds, Android
+logcat lines) into a `BenchResult`: warm-up and measured-run statistics in microseconds, the init time and, with
 `--enable_op_profiling=true`, the per-op "Run Order" table.
 """
 
@@ -89,12 +90,10 @@ def _flag_bool(value: bool) -> str:
     return "true" if value else "false"
 
 
-def benchmark_command(binary: str, graph: str, settings: BenchSettings) -> list[str]:
-    """argv of `benchmark_model` for `graph`; min_secs=0 makes the tool run exactly num_runs times."""
+def benchmark_flags(settings: BenchSettings) -> list[str]:
+    """The flags of one `benchmark_model` run, all but --graph; min_secs=0 makes it run exactly num_runs times."""
     s = settings
-    argv = [
-        binary,
-        f"--graph={graph}",
+    flags = [
         f"--num_threads={s.num_threads}",
         f"--warmup_runs={s.warmup_runs}",
         f"--warmup_min_secs={_flag_number(s.warmup_min_secs)}",
@@ -104,8 +103,13 @@ def benchmark_command(binary: str, graph: str, settings: BenchSettings) -> list[
         f"--use_xnnpack={_flag_bool(s.use_xnnpack)}",
     ]
     if s.enable_op_profiling:
-        argv.append("--enable_op_profiling=true")
-    return argv
+        flags.append("--enable_op_profiling=true")
+    return flags
+
+
+def benchmark_command(binary: str, graph: str, settings: BenchSettings) -> list[str]:
+    """argv of `benchmark_model` for `graph`."""
+    return [binary, f"--graph={graph}", *benchmark_flags(settings)]
 
 
 # --------------------------------------------------------------------------------------------- results

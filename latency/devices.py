@@ -1,7 +1,8 @@
 """Devices behind one interface: receive a file, run a command, describe itself, benchmark a batch of models.
 
-The split follows nn-Meter's backends: the device is the connector (how to reach it), `benchmark_command`
-is the profiler (which command to run), `parse_benchmark_output` is the parser (one for every era).
+The split follows nn-Meter's backends: the device is the connector (how to reach it), `benchmark_flags` and
+`benchmark_command` are the profiler (which command to run), `parse_benchmark_output` is the parser (one for
+every era).
 `LocalDevice` is the host CPU; the phone over ADB implements the same interface.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from hnas.errors import HnasError
 from hnas.io import sha256_file
-from latency.bench import BenchSettings, benchmark_command
+from latency.bench import BenchSettings, benchmark_command, benchmark_flags
 from latency.runner import BEGIN, END
 
 COND = "=== hnas-cond"
@@ -206,8 +207,8 @@ class LocalDevice(Device):
         with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="hnas-batch-", delete=False) as fh:
             fh.write("\n".join(models) + "\n")
             listing = fh.name
-        argv = benchmark_command(sys.executable, "-", settings)
-        argv = [sys.executable, "-m", "latency.runner", f"--graph_list={listing}", f"--core={self.core}", *argv[2:]]
+        runner = [sys.executable, "-m", "latency.runner", f"--graph_list={listing}", f"--core={self.core}"]
+        argv = [*runner, *benchmark_flags(settings)]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=_project_root_path())
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         try:

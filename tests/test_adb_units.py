@@ -1,12 +1,19 @@
+import json
+import os
+import socket
 import struct
 import subprocess
+import threading
+import time
 
 import pytest
 
 from hnas.errors import HnasError
-from latency.adb import check_aarch64_elf, hottest_c, parse_probe, pick_big_core
+from latency.adb import check_aarch64_elf
+from latency.connection import AdbConnection, PhoneGone
 from latency.devices import split_batch
-from tests.conftest import ROOT
+from latency.hygiene import Governor, ThrottleRule, hottest_c, parse_probe, pick_big_core
+from tests.conftest import ROOT, run_cli
 
 PIXEL3 = {
     **{f"cpu{n}.online": "1" for n in range(8)},
@@ -132,3 +139,128 @@ def test_governor_script_needs_root_and_restores(tmp_path):
     assert out.returncode == 0 and gov.read_text().strip() == "performance"
     out = subprocess.run(["sh", script, "restore", "7", state, str(tmp_path / "sys")], capture_output=True, text=True)
     assert out.returncode == 0 and gov.read_text().strip() == "schedutil"
+
+
+def test_governor_runs_the_script_and_reports_its_last_line(tmp_path):
+    _sysfs(tmp_path / "sys")
+    gov_file = tmp_path / "sys/devices/system/cpu/cpu7/cpufreq/scaling_governor"
+
+    def local_shell(cmd: str) -> tuple[int, str]:
+        out = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True)
+        return out.returncode, out.stdout + out.stderr
+
+    script = str(ROOT / "device_scripts" / "governor.sh")
+    gov = Governor(local_shell, script, 7, str(tmp_path / "saved"), str(tmp_path / "sys"), "pixel")
+    if os.geteuid() != 0:
+        with pytest.raises(HnasError, match="^pixel: governor: root is needed"):
+            gov.set_performance()
+        return
+    gov.set_performance()
+    assert gov_file.read_text().strip() == "performance"
+    gov.restore()
+    assert gov_file.read_text().strip() == "schedutil"
+    with pytest.raises(HnasError, match="^pixel: governor: nothing saved"):
+        gov.restore()
+
+
+def test_throttle_rule_names_the_slow_core_or_the_hot_zone():
+    rule = ThrottleRule(min_freq_fraction=0.9, max_temp_c=45.0)
+    assert rule.reason({"before": {"freq_khz": 2803200, "temp_mc": 35000}}, 7, 2803200) is None
+    slow = {"before": {"freq_khz": 2803200}, "after": {"freq_khz": 1209600}}
+    assert rule.reason(slow, 7, 2803200) == "core 7 ran at 1209600 kHz after (max 2803200)"
+    hot = {"before": {"freq_khz": 2803200, "temp_mc": 61000}}
+    assert rule.reason(hot, 7, 2803200) == "hottest thermal zone at 61.0 C before (limit 45 C)"
+    assert rule.reason({"before": {"temp_mc": 52}}, 7, 2803200) == "hottest thermal zone at 52.0 C before (limit 45 C)"
+    assert rule.reason({"before": {"freq_khz": 1209600}}, 7, 0) is None  # max unknown: frequency is not judged
+    assert rule.reason({}, 7, 2803200) is None
+
+
+class _NotAdb:
+    """A TCP server on 127.0.0.1 that answers every connection with an HTTP error, for `timeout_s` at most."""
+
+    def __init__(self, timeout_s: float = 30.0):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.deadline = time.monotonic() + timeout_s
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while not self.done.is_set() and time.monotonic() < self.deadline:
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                try:
+                    conn.recv(4096)
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" + b"x" * 64)
+                    conn.recv(4096)  # until the client hangs up
+                except OSError:
+                    pass
+
+    def __enter__(self) -> "_NotAdb":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+def test_a_port_that_is_not_adb_is_one_clear_line_not_a_traceback(tmp_path):
+    env = {"ANDROID_USER_HOME": str(tmp_path / "android")}
+    with _NotAdb() as server:
+        spec = f"127.0.0.1:{server.port}"
+        conn = AdbConnection(spec, key_path=tmp_path / "adbkey", timeout_s=3, retries=0)
+        with pytest.raises(HnasError, match="answered, but not as an ADB device") as caught:
+            conn.connect()
+        assert type(caught.value) is HnasError and "\n" not in str(caught.value)
+        out = run_cli("devices", "--tcp", spec, "--json", env=env, timeout=60)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    rows = json.loads(out.stdout)
+    assert [r["state"] for r in rows if r["serial"] == spec] == ["error"]
+
+
+class _ScriptedPhone:
+    """Stands in for adb-shell's device: shell replies and streamed outputs come from lists, exceptions raised."""
+
+    def __init__(self, replies: list, streams: list):
+        self.replies, self.streams, self.connects = replies, streams, 0
+
+    def connect(self, **_):
+        self.connects += 1
+
+    def shell(self, cmd: str, **_) -> str:
+        reply = self.replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def streaming_shell(self, cmd: str, **_):
+        chunks = self.streams.pop(0)
+        if isinstance(chunks, Exception):
+            raise chunks
+        yield from chunks
+
+    def close(self):
+        pass
+
+
+def test_connection_reruns_a_reply_without_status_and_gives_up_on_a_stream_that_keeps_breaking(tmp_path):
+    phone = _ScriptedPhone(
+        replies=["hi\n", ConnectionResetError("reset"), "hi\n__hnas_rc=0\n"],
+        streams=[["a\nb"], OSError("reset"), [], ["never read"]],
+    )
+    conn = AdbConnection("phone:5555", key_path=tmp_path / "adbkey", retries=2, backoff_s=0)
+    conn._open = lambda: phone
+    assert conn.shell("echo hi") == (0, "hi\n")  # the lost status and the reset: reconnected, ran again
+    assert phone.connects == 3
+    seen = []
+    with pytest.raises(PhoneGone, match="the test stream broke 3 times in a row"):
+        for line in conn.stream("the test stream", lambda: "cmd", iter, lambda: len(seen) == 3):
+            seen.append(line)
+    assert seen == ["a", "b"] and phone.streams == [["never read"]]

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from latency.bench import BenchSettings, benchmark_command, parse_benchmark_output
+from latency.bench import BenchSettings, benchmark_flags, parse_benchmark_output
 from latency.devices import LocalDevice, split_batch
 from latency.items import items_for_space
 from tests.conftest import ROOT
@@ -17,7 +17,7 @@ def _model(exporter, i=3):
 
 def test_runner_prints_benchmark_model_format_that_the_parser_reads(exporter):
     path = _model(exporter)
-    argv = benchmark_command("-", str(path), BenchSettings(warmup_runs=2, num_runs=7))[1:]
+    argv = [f"--graph={path}", *benchmark_flags(BenchSettings(warmup_runs=2, num_runs=7))]
     out = subprocess.run(
         [sys.executable, "-m", "latency.runner", *argv, "--core=0"], cwd=ROOT, capture_output=True, text=True
     )
@@ -96,7 +96,7 @@ def test_host_op_profile_runs_the_networks_own_ops_in_order_and_reproduces_its_o
     _, tensors = chain.run({inp["index"]: x})
     np.testing.assert_array_equal(tensors[chain.graph_outputs[0]], want)
 
-    argv = benchmark_command("-", str(path), BenchSettings(num_runs=5, enable_op_profiling=True))[1:]
+    argv = [f"--graph={path}", *benchmark_flags(BenchSettings(num_runs=5, enable_op_profiling=True))]
     out = subprocess.run(
         [sys.executable, "-m", "latency.runner", *argv, "--core=0"], cwd=ROOT, capture_output=True, text=True
     )
