@@ -22,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hnas.space import load_space  # noqa: E402
+from hnas.spec.space import load_space  # noqa: E402
 from latency.build import BuildOptions, build  # noqa: E402
 from latency.devices import LocalDevice  # noqa: E402
 from latency.export import Exporter  # noqa: E402

@@ -39,12 +39,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hnas.arch import parse_arch  # noqa: E402
 from hnas.ces import Constraints, ces  # noqa: E402
 from hnas.io import atomic_write_json  # noqa: E402
 from hnas.prune import estimate, select_by_rank  # noqa: E402
 from hnas.quality import GroundTruth, all_vectors, synthetic_truth  # noqa: E402
-from hnas.space import SearchSpace, basic  # noqa: E402
+from hnas.settings import Band  # noqa: E402
+from hnas.spec.arch import parse_arch  # noqa: E402
+from hnas.spec.space import SearchSpace, basic  # noqa: E402
 from hnas.spos_ea import random_search, spos_ea  # noqa: E402
 
 REFERENCE = "K3E1|K3E6-K3E6-ID-ID|K3E6-K3E6-K3E6-ID|K3E6-K3E6-K3E6-K3E6|K3E6-K3E6-K3E6-ID|K3E6-K3E6-K3E6-ID|K3E6"
@@ -76,8 +77,8 @@ def truth_space() -> SearchSpace:
 
 def proxy_truth(cache: Path, lut: Path) -> GroundTruth:
     """Train (or reuse) the proxy supernet of `truth_space()` and read every architecture's one-shot top-1."""
-    from hnas.runs import ProxySettings, RunConfig, SupernetRun
-    from hnas.train import TrainConfig
+    from hnas.runs import SupernetRun
+    from hnas.settings import ProxySettings, RunConfig, TrainConfig
     from latency.lut import Lut
     from latency.predict import LatencyPredictor
 
@@ -109,10 +110,10 @@ def proxy_truth(cache: Path, lut: Path) -> GroundTruth:
     if len(acc) < len(vecs):
         from torch.utils.data import ConcatDataset
 
-        from hnas.arch import from_vector
         from hnas.evaluate import OneShotEvaluator
+        from hnas.spec.arch import from_vector
 
-        supernet, data = run.build_supernet(), run.data()
+        (supernet, _), data = run.latest(), run.data()
         # every held-out image (val and test, 1,800) counts, so that accuracies are finely resolved
         ev = OneShotEvaluator(supernet, ConcatDataset([data.val, data.test]), data.train, p["bn_images"], 512)
         t0, start = time.perf_counter(), len(acc)
@@ -155,7 +156,7 @@ def run_method(method: str, truth: GroundTruth, band: Constraints, pop: int, gen
         res = random_search(truth.space, acc, truth.predict, band, pop * gens, seed=seed)
         sel = res.population
     overhead = time.perf_counter() - t0 - acc.seconds
-    score = truth.score(np.array(res.archive.vectors), band.lat_min, band.lat_max)
+    score = truth.score(np.array(res.archive.vectors), band.band)
     return {**score, "spent": res.accuracy_calls, "overhead_s": overhead, "p": estimate(truth.space, sel).p}
 
 
@@ -178,7 +179,7 @@ def overhead_basic(lut: Path, seeds: int = 3) -> list[float]:
     table = rng.normal(0, 0.01, (space.num_layers, max(len(c) for c in space.candidates)))
     rows = np.arange(space.num_layers)
     lat = pred.predict((rng.random((20000, space.num_layers)) * [len(c) for c in space.candidates]).astype(int))
-    band = Constraints(*np.percentile(lat, [45, 65]))
+    band = Constraints(Band(*np.percentile(lat, [45, 65])))
     out = []
     for seed in range(seeds):
         t = {"s": 0.0}
@@ -220,14 +221,10 @@ def main() -> None:
         )
         fig_rows: dict[str, list] = {m: [] for m in methods[:3]}  # per method: one list of rows per band
         for bname, (plo, phi) in BANDS.items():
-            lo, hi = truth.band_percentiles(plo, phi)
-            band = Constraints(lo, hi)
-            n_in = len(truth.in_band(lo, hi))
-            n_best = int((truth.accuracy[truth.in_band(lo, hi)] == truth.accuracy[truth.in_band(lo, hi)].max()).sum())
-            print(
-                f"\n{bname} band [{lo:.3f}, {hi:.3f}] ms: {n_in} architectures inside, {n_best} tied at the best "
-                f"accuracy"
-            )
+            band = Constraints(truth.band_percentiles(plo, phi))
+            rows = truth.in_band(band.band)
+            n_in, n_best = len(rows), int((truth.accuracy[rows] == truth.accuracy[rows].max()).sum())
+            print(f"\n{bname} band {band.band} ms: {n_in} architectures inside, {n_best} tied at the best accuracy")
             print(
                 f"  {'budget':8s} {'method':9s} {'HV ratio median':>15s} {'p10':>7s} {'best found':>10s} "
                 f"{'spent (min)':>12s} {'overhead s':>10s}"

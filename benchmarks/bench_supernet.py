@@ -18,10 +18,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hnas.arch import sample  # noqa: E402
 from hnas.data import digits  # noqa: E402
 from hnas.evaluate import OneShotEvaluator  # noqa: E402
-from hnas.space import load_space  # noqa: E402
+from hnas.spec.arch import sample  # noqa: E402
+from hnas.spec.space import load_space  # noqa: E402
 from hnas.supernet import Supernet, proxy_space  # noqa: E402
 
 

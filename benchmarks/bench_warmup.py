@@ -19,13 +19,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hnas.arch import sample  # noqa: E402
 from hnas.data import digits  # noqa: E402
 from hnas.evaluate import OneShotEvaluator  # noqa: E402
-from hnas.modules import zero_init_residuals  # noqa: E402
-from hnas.space import load_space  # noqa: E402
+from hnas.settings import TrainConfig
+from hnas.spec.arch import sample  # noqa: E402
+from hnas.spec.modules import zero_init_residuals  # noqa: E402
+from hnas.spec.space import load_space  # noqa: E402
 from hnas.supernet import Supernet, proxy_space  # noqa: E402
-from hnas.train import PathSampler, TrainConfig, train  # noqa: E402
+from hnas.train import PathSampler, train  # noqa: E402
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Constrained Evolutionary Search (CES, paper §3.2): NSGA-II on pymoo with latency-feasible offspring only.
 
 The problem is a pymoo `Problem` over the layer-wise space (variable j indexes layer j's current candidates),
-with objectives (-accuracy, latency) and constraints lat_min <= latency <= lat_max (optionally MACs and
+with objectives (-accuracy, latency) and constraints: latency inside the band (optionally MACs and
 params). Cheap objectives come first: latency (LUT), MACs and params are computed for every candidate, and
 accuracy — the expensive one — only for candidates that satisfy every constraint. Crossover and mutation
 offspring that break a constraint are discarded and regenerated (bounded retries), the initial population is
@@ -25,10 +25,10 @@ from pymoo.operators.crossover.pntx import TwoPointCrossover
 from pymoo.operators.selection.tournament import TournamentSelection
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from hnas.arch import Architecture, from_vector
-from hnas.cost import op_cost
 from hnas.errors import HnasError
-from hnas.space import SearchSpace
+from hnas.settings import Band
+from hnas.spec.arch import Architecture, from_vector
+from hnas.spec.space import SearchSpace
 
 AccuracyFn = Callable[[Sequence[Architecture]], np.ndarray]
 
@@ -37,8 +37,7 @@ AccuracyFn = Callable[[Sequence[Architecture]], np.ndarray]
 class Constraints:
     """Latency band (ms) and optional MACs / params caps."""
 
-    lat_min: float | None = None
-    lat_max: float | None = None
+    band: Band = field(default_factory=Band)
     max_macs: float | None = None
     max_params: float | None = None
 
@@ -50,15 +49,17 @@ class CostTable:
         width = max(len(c) for c in space.candidates)
         self.macs = np.zeros((space.num_layers, width))
         self.params = np.zeros((space.num_layers, width))
-        for j, layer in enumerate(space.layers):
-            for i, op in enumerate(layer.candidates):
-                c = op_cost(op, layer.shape)
-                self.macs[j, i], self.params[j, i] = c.macs, c.params
-        from hnas.cost import fixed_cost
-
-        fixed = [fixed_cost(p) for p in space.skeleton.fixed_parts]
-        self.fixed_macs = sum(c.macs for c in fixed)
-        self.fixed_params = sum(c.params for c in fixed)
+        self.fixed_macs = self.fixed_params = 0
+        j = 0
+        for slot in space.slots:
+            costs = [part.cost() for part in slot.choices()]
+            if slot.searchable:
+                self.macs[j, : len(costs)] = [c.macs for c in costs]
+                self.params[j, : len(costs)] = [c.params for c in costs]
+                j += 1
+            else:
+                self.fixed_macs += costs[0].macs
+                self.fixed_params += costs[0].params
         self._rows = np.arange(space.num_layers)
 
     def __call__(self, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -162,8 +163,8 @@ class ArchProblem(Problem):
         macs, params = self.costs(vecs)
         c = self.cons
         cols = [
-            (c.lat_min - lat) if c.lat_min is not None else np.full(len(lat), -1.0),
-            (lat - c.lat_max) if c.lat_max is not None else np.full(len(lat), -1.0),
+            (c.band.lo - lat) if c.band.lo is not None else np.full(len(lat), -1.0),
+            (lat - c.band.hi) if c.band.hi is not None else np.full(len(lat), -1.0),
         ]
         if c.max_macs is not None:
             cols.append((macs - c.max_macs) / 1e6)

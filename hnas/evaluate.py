@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from hnas.arch import Architecture
+from hnas.spec.arch import Architecture
 
 
 @torch.no_grad()

@@ -22,23 +22,25 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from hnas.ces import Constraints, ces
 from hnas.errors import HnasError
-from hnas.modules import zero_init_residuals
+from hnas.progress import bars, phase, standalone
 from hnas.prune import estimate, prune, select_by_rank
-from hnas.runs import RunConfig, SupernetRun, training_progress
-from hnas.space import SearchSpace
+from hnas.runs import SupernetRun
+from hnas.settings import FIXED_ARCHS_SEED, RunConfig, SearchSettings, TrainConfig, from_dict
+from hnas.spec.modules import zero_init_residuals
+from hnas.spec.space import SearchSpace
 from hnas.supernet import Supernet
 from hnas.train import (
-    TrainConfig,
     chance_hint,
     default_device,
     load_checkpoint,
+    load_weights,
     read_json,
     train,
     write_json,
@@ -75,69 +77,40 @@ def split_epochs(total: int, stages: int) -> list[int]:
     return raw.tolist()
 
 
-@dataclass
-class SearchSettings:
-    """Algorithm 1's numbers (paper defaults) and the latency band."""
-
-    stages: int = 4
-    epochs: list[int] = field(default_factory=lambda: [120, 80, 40])
-    lrs: list[float] = field(default_factory=lambda: [0.5, 0.1, 0.1])
-    p_th: float = 0.01
-    max_rank: int = 10
-    population: int = 64
-    generations: int = 40
-    prescreen: int = 8
-    lat_min: float | None = None
-    lat_max: float | None = None
-    max_macs: float | None = None
-    max_params: float | None = None
-    top: int = 5
-    seed: int = 0
-    lat_rel: list[float] | None = None
-    ref: str | None = None
-
-    def __post_init__(self):
-        if len(self.epochs) != self.stages - 1 or len(self.lrs) != self.stages - 1:
-            raise HnasError(
-                f"{self.stages} stages train {self.stages - 1} supernets: give that many --epochs and "
-                f"--lr values (got {len(self.epochs)} and {len(self.lrs)})"
-            )
-
-    @property
-    def constraints(self) -> Constraints:
-        return Constraints(self.lat_min, self.lat_max, self.max_macs, self.max_params)
-
-
 AccuracyFactory = Callable[[Supernet, int], Callable]
 
 
-def format_band(band) -> str:
-    """A latency band as people read it: `[8.09, 9.89]`, `-` for an open side."""
-    return "[" + ", ".join("-" if b is None else f"{b:.2f}" for b in band) + "]"
+def saved_settings(path: str | Path) -> tuple[RunConfig, SearchSettings] | None:
+    """The settings in an HNAS run folder's config.json, or None when it has none."""
+    cfg_file = Path(path) / "config.json"
+    if not cfg_file.is_file():
+        return None
+    data = read_json(cfg_file)
+    if not isinstance(data, dict) or set(data) != {"run", "search"}:
+        raise HnasError(f"{cfg_file} is not the config of an HNAS search run (expected 'run' and 'search')")
+    where = str(cfg_file)
+    return RunConfig.from_dict(data["run"], where), from_dict(SearchSettings, data["search"], f"{where}, search")
 
 
 class Pipeline:
-    """An HNAS run in a folder."""
+    """An HNAS run in a folder. It is handed its latency objective (`latency`: a model with `predict(vectors)` and
+    `for_space(space)`, e.g. a LUT predictor of the deployment space) and, optionally, an accuracy factory; it
+    opens no latency table itself."""
 
     def __init__(
         self,
         path: str | Path,
-        run: RunConfig | None = None,
-        search: SearchSettings | None = None,
+        run: RunConfig,
+        search: SearchSettings,
+        latency,
         accuracy_factory: AccuracyFactory | None = None,
         log: Callable[[str], None] = print,
         progress: bool = True,
     ):
         self.path = Path(path)
         cfg_file = self.path / "config.json"
-        if cfg_file.is_file():
-            data = read_json(cfg_file)
-            run, search = RunConfig.from_dict(data["run"]), SearchSettings(**data["search"])
-        elif run is None or search is None:
-            raise HnasError(f"{self.path} is not an HNAS run (no config.json): start one with `hnas search`")
         self.search = search
-        if not run.lut:
-            raise HnasError("a search needs a latency table: pass --lut (build one with `hnas lut build`)")
+        self.latency = latency
         self.sn = SupernetRun(self.path, run)  # its config lives inside this run's config.json
         if not cfg_file.is_file():
             self.sn.data()  # a bad data spec fails before anything is written
@@ -146,9 +119,6 @@ class Pipeline:
         self.accuracy_factory = accuracy_factory
         self.log = log
         self.progress = progress
-        from latency.lut import Lut
-
-        self.lut = Lut.load(run.lut)
 
     # --- helpers ----------------------------------------------------------------------------------
 
@@ -164,15 +134,14 @@ class Pipeline:
         return SearchSpace.from_dict(read_json(self.stage_dir(k) / "search.json")["pruned_space"])
 
     def predictor(self, space: SearchSpace):
-        from latency.predict import LatencyPredictor
-
-        return LatencyPredictor(self.lut, space, self.sn.config.lut)
+        """The latency objective on `space` (a pruned one, in later stages)."""
+        return self.latency.for_space(space)
 
     def _supernet_after(self, k: int) -> Supernet:
         """The trained supernet of stage k (from its checkpoint)."""
         ck = load_checkpoint(self.stage_dir(k) / "checkpoint.pt")
         net = Supernet(self.sn.proxy(SearchSpace.from_dict(ck["deploy_space"])))
-        net.load_state_dict(ck["model"])
+        load_weights(net, ck["model"], self.stage_dir(k) / "checkpoint.pt")
         return net.to(default_device())
 
     # --- steps ------------------------------------------------------------------------------------
@@ -205,8 +174,7 @@ class Pipeline:
                 return None
             return float(np.mean(self.sn.evaluator(supernet, tag=f"s{k}e{stats.epoch}")(fixed)))
 
-        prog, factory = training_progress() if self.progress else (None, None)
-        with prog if prog is not None else contextlib.nullcontext():
+        with bars() if self.progress else contextlib.nullcontext() as factory:
             history = train(
                 supernet,
                 self.sn.data().train,
@@ -243,11 +211,9 @@ class Pipeline:
         s = self.search
         self.log(
             f"stage {k}: CES over {space.size():.3g} architectures, population {s.population}, "
-            f"{s.generations} generations, latency {format_band((s.lat_min, s.lat_max))} ms"
+            f"{s.generations} generations, latency {s.band} ms"
         )
-        from latency.build import phase, rich_progress
-
-        with phase(rich_progress if self.progress else None, f"stage {k} search", s.generations) as advance:
+        with phase(standalone if self.progress else None, f"stage {k} search", s.generations) as advance:
 
             def on_generation(gen, problem):
                 if cache is not None:
@@ -258,7 +224,7 @@ class Pipeline:
                 space,
                 acc_fn,
                 pred.predict,
-                s.constraints,
+                Constraints(s.band, s.max_macs, s.max_params),
                 s.population,
                 s.generations,
                 s.seed + k,
@@ -347,7 +313,7 @@ class Pipeline:
             "stages": stages,
             "best": best,
             "pareto": pareto,
-            "latency_band_ms": [self.search.lat_min, self.search.lat_max],
+            "latency_band_ms": [self.search.band.lo, self.search.band.hi],
             "lut": self.sn.config.lut,
         }
         write_json(self.path / "results.json", results)
@@ -355,18 +321,6 @@ class Pipeline:
 
 
 def _fixed_archs(space: SearchSpace, n: int):
-    from hnas.arch import sample
+    from hnas.spec.arch import sample
 
-    return sample(space, n, np.random.default_rng(12345)) if n else []
-
-
-def resolve_band(
-    lat: tuple[float | None, float | None], lat_rel: tuple[float | None, float | None] | None, ref_ms: float | None
-) -> tuple[float | None, float | None]:
-    """Absolute band from `--lat`, or `--lat-rel` times the reference architecture's predicted latency."""
-    if lat_rel is not None and any(x is not None for x in lat_rel):
-        if ref_ms is None:
-            raise HnasError("--lat-rel needs --ref ARCH (a reference architecture priced on the same LUT)")
-        lo, hi = lat_rel
-        return (lo * ref_ms if lo is not None else None, hi * ref_ms if hi is not None else None)
-    return lat
+    return sample(space, n, np.random.default_rng(FIXED_ARCHS_SEED)) if n else []

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hnas.space import SearchSpace
+from hnas.spec.space import SearchSpace
 
 
 @dataclass

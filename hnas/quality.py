@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hnas.arch import Architecture
 from hnas.errors import HnasError
-from hnas.space import SearchSpace
+from hnas.settings import Band
+from hnas.spec.arch import Architecture
+from hnas.spec.space import SearchSpace
 
 ENUMERABLE = 1_000_000  # the most architectures a ground truth (or an exact feasible count) enumerates
 
@@ -82,17 +83,17 @@ class GroundTruth:
 
     # --- scoring -------------------------------------------------------------------------------------
 
-    def band_percentiles(self, lo: float, hi: float) -> tuple[float, float]:
+    def band_percentiles(self, lo: float, hi: float) -> Band:
         """A latency band between two percentiles of the space's latencies."""
-        return tuple(float(x) for x in np.percentile(self.latency, [lo, hi]))
+        return Band(*(float(x) for x in np.percentile(self.latency, [lo, hi])))
 
-    def in_band(self, lat_min: float, lat_max: float) -> np.ndarray:
+    def in_band(self, band: Band) -> np.ndarray:
         """Rows inside the band."""
-        return np.flatnonzero((self.latency >= lat_min) & (self.latency <= lat_max))
+        return np.flatnonzero(band.contains(self.latency))
 
-    def score(self, found_vectors, lat_min: float, lat_max: float) -> dict:
+    def score(self, found_vectors, band: Band) -> dict:
         """Hypervolume ratio against the true in-band front and whether a true best was found."""
-        rows = self.in_band(lat_min, lat_max)
+        rows = self.in_band(band)
         if len(rows) == 0:
             raise HnasError("no architecture of the ground truth lies in the band")
         acc, lat = self.accuracy[rows], self.latency[rows]
@@ -103,7 +104,7 @@ class GroundTruth:
         ref = (0.0, 1.0 + 1e-9)
         true_hv = hypervolume_2d(na, nl, *ref)
         found = np.unique(self.index(found_vectors)) if len(found_vectors) else np.zeros(0, dtype=np.int64)
-        found = found[(self.latency[found] >= lat_min) & (self.latency[found] <= lat_max)]
+        found = found[band.contains(self.latency[found])]
         fa = (self.accuracy[found] - a0) / ((a1 - a0) or 1.0)
         fl = (self.latency[found] - l0) / ((l1 - l0) or 1.0)
         hv = hypervolume_2d(fa, fl, *ref)

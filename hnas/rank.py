@@ -8,21 +8,21 @@ total supernet epochs and tabulates tau against the space size, like Table 4.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from hnas.arch import Architecture, parse_arch
 from hnas.data import DataBundle, load_data
 from hnas.errors import HnasError
 from hnas.evaluate import top1
-from hnas.modules import zero_init_residuals
-from hnas.network import Network
-from hnas.runs import ProxySettings
-from hnas.space import SearchSpace
+from hnas.settings import ProxySettings, TrainConfig
+from hnas.spec.arch import Architecture, parse_arch
+from hnas.spec.modules import zero_init_residuals
+from hnas.spec.network import Network
+from hnas.spec.space import SearchSpace
 from hnas.supernet import proxy_space
-from hnas.train import TrainConfig, default_device, read_json, train, write_json
+from hnas.train import default_device, read_json, train, write_json
 
 
 @dataclass
@@ -103,22 +103,23 @@ def rank_run(
     run: str | Path, k: int = 11, epochs: int | None = None, lr: float | None = None, log=print, progress=None
 ) -> dict:
     """Train K Pareto-front architectures of a finished search stand-alone; tau and rho; RUN/rank/rank.json."""
+    from hnas.pipeline import saved_settings
+
     run = Path(run)
-    cfg = read_json(run / "config.json")
-    stages = cfg["search"]["stages"]
+    saved = saved_settings(run)
+    if saved is None:
+        raise HnasError(f"{run} is not an HNAS run (no config.json): give a search run folder")
+    cfg, search = saved
+    stages = search.stages
     final = run / f"stage{stages}" / "search.json"
     if not final.is_file():
         raise HnasError(f"{run} has no final search ({final}): finish it with `hnas search --out {run}`")
     rec = read_json(final)
-    space = SearchSpace.from_dict(cfg["run"]["space"])
+    space = SearchSpace.from_dict(cfg.space)
     picked = pick_along_front(rec["archive"], k)
-    proxy = ProxySettings(**cfg["run"]["proxy"])
-    base = TrainConfig(**cfg["run"]["train"])
-    total = sum(cfg["search"]["epochs"])
-    tcfg = TrainConfig(
-        **{**asdict(base), "epochs": epochs or total, "lr": lr or cfg["search"]["lrs"][0], "warmup_epochs": 0}
-    )
-    data = load_data(cfg["run"]["data"], proxy.resolution, base.seed, proxy.per_class)
+    proxy, base = cfg.proxy, cfg.train
+    tcfg = replace(base, epochs=epochs or sum(search.epochs), lr=lr or search.lrs[0], warmup_epochs=0)
+    data = load_data(cfg.data, proxy.resolution, base.seed, proxy.per_class)
     rows = []
     for i, r in enumerate(picked):
         log(f"{run.name}: stand-alone {i + 1}/{len(picked)} ({tcfg.epochs} epochs): {r['arch']}")

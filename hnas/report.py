@@ -17,17 +17,17 @@ import numpy as np
 
 from hnas.errors import HnasError
 from hnas.io import atomic_write_text
-from hnas.pipeline import format_band
 from hnas.plots import pyplot as _plt
 from hnas.plots import save_png as _save
-from hnas.space import SearchSpace
+from hnas.settings import Band
+from hnas.spec.space import SearchSpace
 
 
 def _read(path: Path):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def pareto_figure(searches: dict[int, dict], band, out: Path) -> str:
+def pareto_figure(searches: dict[int, dict], band: Band, max_rank: int, out: Path) -> str:
     plt = _plt()
     n = len(searches)
     fig, axes = plt.subplots(1, n, figsize=(4.4 * n, 3.8), squeeze=False, constrained_layout=True)
@@ -37,11 +37,11 @@ def pareto_figure(searches: dict[int, dict], band, out: Path) -> str:
         acc = np.array([r["accuracy"] for r in rows])
         rank = np.array([r["rank"] for r in rows])
         ax.scatter(lat, acc, s=8, c="0.7", label=f"evaluated ({len(rows)})")
-        sel = rank < 10
-        ax.scatter(lat[sel], acc[sel], s=10, c="tab:blue", label="rank < 10")
+        sel = rank < max_rank
+        ax.scatter(lat[sel], acc[sel], s=10, c="tab:blue", label=f"rank < {max_rank}")
         front = np.argsort(lat[rank == 1])
         ax.plot(lat[rank == 1][front], acc[rank == 1][front], "o-", c="tab:red", ms=4, label="Pareto front")
-        for b in band:
+        for b in (band.lo, band.hi):
             if b is not None:
                 ax.axvline(b, c="k", ls="--", lw=0.8)
         ax.set_title(f"stage {k}: search on stage {k - 1} supernet")
@@ -167,7 +167,8 @@ def build_report(run: str | Path) -> Path:
     sizes = [("stage 1", space.size())] + [
         (f"stage {k}", int(r["pruned_size"])) for k, r in sorted(searches.items()) if k < stages
     ]
-    band = format_band(results["latency_band_ms"])
+    band = Band(*results["latency_band_ms"])
+    max_rank, p_th = cfg["search"]["max_rank"], cfg["search"]["p_th"]
     sections = []
     stage_rows = [
         [
@@ -203,9 +204,9 @@ def build_report(run: str | Path) -> Path:
         sections.append(
             (
                 "Pareto front per stage",
-                pareto_figure(searches, band, out),
+                pareto_figure(searches, band, max_rank, out),
                 _table(
-                    ["stage", "evaluated", "rank < 10", "Pareto set"],
+                    ["stage", "evaluated", f"rank < {max_rank}", "Pareto set"],
                     [
                         [k, r["evaluated"], r["selected"], sum(1 for a in r["archive"] if a["rank"] == 1)]
                         for k, r in sorted(searches.items())
@@ -219,14 +220,14 @@ def build_report(run: str | Path) -> Path:
                 "Operation probability per layer",
                 heatmap_figure(searches, out),
                 _table(
-                    ["layer", f"stage {max(searches)}: ops with p >= 1 %"],
+                    ["layer", f"stage {max(searches)}: ops with p >= P_th = {p_th:g}"],
                     [
                         [
                             j + 1,
                             ", ".join(
                                 f"{o.replace('IBConv_', '')} {p:.2f}"
                                 for o, p in sorted(layer.items(), key=lambda kv: -kv[1])
-                                if p >= 0.01
+                                if p >= p_th
                             ),
                         ]
                         for j, layer in enumerate(last)

@@ -8,110 +8,52 @@ RUN/history.json      per epoch: loss, train accuracy, supernet validation accur
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from hnas.arch import sample
 from hnas.data import DataBundle, load_data
 from hnas.errors import HnasError
 from hnas.evaluate import OneShotEvaluator
-from hnas.modules import zero_init_residuals
-from hnas.space import SearchSpace
+from hnas.progress import bars
+from hnas.settings import FIXED_ARCHS_SEED, RunConfig, TrainConfig
+from hnas.spec.arch import sample
+from hnas.spec.modules import zero_init_residuals
+from hnas.spec.space import SearchSpace
 from hnas.supernet import Supernet, proxy_space
-from hnas.train import PathSampler, TrainConfig, default_device, load_checkpoint, read_json, train, write_json
-
-
-@dataclass
-class ProxySettings:
-    """What makes the trained supernet smaller than the deployed network (LUT shapes never change)."""
-
-    resolution: int = 32
-    width: float = 1.0
-    per_class: int | None = None
-    bn_images: int = 500
-    eval_batch: int = 256
-    val_archs: int = 3
-
-
-@dataclass
-class RunConfig:
-    """Everything a run needs to be rebuilt and resumed."""
-
-    space: dict
-    data: str
-    proxy: ProxySettings = field(default_factory=ProxySettings)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    lut: str | None = None
-
-    def to_dict(self) -> dict:
-        return {
-            "space": self.space,
-            "data": self.data,
-            "proxy": asdict(self.proxy),
-            "train": asdict(self.train),
-            "lut": self.lut,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RunConfig:
-        return cls(d["space"], d["data"], ProxySettings(**d["proxy"]), TrainConfig(**d["train"]), d.get("lut"))
-
-
-def training_progress():
-    """A rich progress factory for epochs: bar, steps, loss and accuracy."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    prog = Progress(
-        TextColumn("[bold]{task.description:16s}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.3f}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-    )
-
-    @contextlib.contextmanager
-    def factory(label: str, total: int):
-        task = prog.add_task(label, total=total, loss=float("nan"), acc=float("nan"))
-
-        def advance(**fields):
-            prog.update(task, advance=1, **fields)
-
-        yield advance
-
-    return prog, factory
+from hnas.train import PathSampler, default_device, load_checkpoint, load_weights, read_json, train, write_json
 
 
 class SupernetRun:
-    """A supernet training run in a folder."""
+    """A supernet training run in a folder. `latency` (a latency model with `for_space(space)`, e.g. a LUT
+    predictor) is needed only when the training samples paths inside a latency band."""
 
-    def __init__(self, path: str | Path, config: RunConfig):
+    def __init__(self, path: str | Path, config: RunConfig, latency=None):
         """A run of `config` in `path` (nothing is read or written; see `open`)."""
         self.path = Path(path)
         self.config = config
+        self.latency = latency
         self.deploy_space = SearchSpace.from_dict(config.space)
         self._data: DataBundle | None = None
 
+    @staticmethod
+    def saved_config(path: str | Path) -> RunConfig | None:
+        """The config.json of the run in `path`, or None when there is none."""
+        cfg_path = Path(path) / "config.json"
+        return RunConfig.from_dict(read_json(cfg_path), str(cfg_path)) if cfg_path.is_file() else None
+
     @classmethod
-    def open(cls, path: str | Path, config: RunConfig | None = None) -> SupernetRun:
+    def open(cls, path: str | Path, config: RunConfig | None = None, latency=None) -> SupernetRun:
         """The run in `path` (its config.json wins), or a new one of `config`, whose config.json is written once
         the data spec has loaded."""
-        cfg_path = Path(path) / "config.json"
-        if cfg_path.is_file():
-            return cls(path, RunConfig.from_dict(read_json(cfg_path)))
+        saved = cls.saved_config(path)
+        if saved is not None:
+            return cls(path, saved, latency)
         if config is None:
             raise HnasError(f"{path} is not a supernet run (no config.json): train one with `hnas supernet train`")
-        run = cls(path, config)
+        cfg_path = Path(path) / "config.json"
+        run = cls(path, config, latency)
         run.data()  # a bad data spec fails before anything is written
         run.path.mkdir(parents=True, exist_ok=True)
         write_json(cfg_path, config.to_dict())
@@ -133,25 +75,17 @@ class SupernetRun:
         p = self.config.proxy
         return proxy_space(space or self.deploy_space, p.resolution, p.width, self.data().num_classes)
 
-    def build_supernet(self) -> Supernet:
-        """The supernet in its latest state (checkpoint weights and pruned space when there is a checkpoint)."""
+    def latest(self) -> tuple[Supernet, SearchSpace]:
+        """The supernet in its latest state and its deployment space (the checkpoint's weights and pruned space
+        when there is a checkpoint)."""
         space = self.deploy_space
-        if self.checkpoint.is_file():
-            ck = load_checkpoint(self.checkpoint)
-            space = SearchSpace.from_dict(ck["deploy_space"])
-            net = Supernet(self.proxy(space))
-            net.load_state_dict(ck["model"])
-            return net.to(default_device())
-        return Supernet(self.proxy(space)).to(default_device())
-
-    def predictor(self):
-        """The LUT predictor on the deployment space when the run has a LUT (for latency-banded sampling)."""
-        if not self.config.lut:
-            return None
-        from latency.lut import Lut
-        from latency.predict import LatencyPredictor
-
-        return LatencyPredictor(Lut.load(self.config.lut), self.deploy_space, self.config.lut)
+        if not self.checkpoint.is_file():
+            return Supernet(self.proxy(space)).to(default_device()), space
+        ck = load_checkpoint(self.checkpoint)
+        space = SearchSpace.from_dict(ck["deploy_space"])
+        net = Supernet(self.proxy(space))
+        load_weights(net, ck["model"], self.checkpoint)
+        return net.to(default_device()), space
 
     def evaluator(self, supernet: Supernet, tag: str = "") -> OneShotEvaluator:
         """One-shot accuracy of architectures of this run's deployment space."""
@@ -173,14 +107,13 @@ class SupernetRun:
         cfg = cfg or self.config.train
         deploy = deploy_space or self.deploy_space
         supernet = supernet or zero_init_residuals(Supernet(self.proxy(deploy)))
-        pred = self.predictor() if (cfg.lat_min is not None or cfg.lat_max is not None) else None
-        if pred is not None and deploy != self.deploy_space:
-            from latency.lut import Lut
-            from latency.predict import LatencyPredictor
-
-            pred = LatencyPredictor(Lut.load(self.config.lut), deploy, self.config.lut)
-        sampler = PathSampler(supernet.space, cfg.seed, pred, cfg.lat_min, cfg.lat_max, cfg.max_reject)
-        fixed = sample(deploy, self.config.proxy.val_archs, np.random.default_rng(12345))
+        pred = None
+        if not cfg.band.is_open:
+            if self.latency is None:
+                raise HnasError("a latency band for sampling needs a LUT (--lut)")
+            pred = self.latency.for_space(deploy)
+        sampler = PathSampler(supernet.space, cfg.seed, pred, cfg.band, cfg.max_reject)
+        fixed = sample(deploy, self.config.proxy.val_archs, np.random.default_rng(FIXED_ARCHS_SEED))
 
         def on_epoch(stats):
             if not fixed:
@@ -188,8 +121,7 @@ class SupernetRun:
             ev = self.evaluator(supernet, tag=f"epoch{stats.epoch}")
             return float(np.mean(ev(fixed)))
 
-        prog, factory = training_progress() if progress else (None, None)
-        with prog if prog is not None else contextlib.nullcontext():
+        with bars() if progress else contextlib.nullcontext() as factory:
             history = train(
                 supernet,
                 self.data().train,
@@ -208,7 +140,7 @@ class _DeployEvaluator(OneShotEvaluator):
     """Evaluates deployment-space architectures on the proxy supernet (same candidates, other widths)."""
 
     def accuracy(self, arch):
-        from hnas.arch import Architecture
+        from hnas.spec.arch import Architecture
 
         if arch.space is not self.supernet.space:
             arch = Architecture(self.supernet.space, arch.ops)

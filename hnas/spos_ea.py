@@ -15,7 +15,7 @@ import numpy as np
 
 from hnas.ces import ArchProblem, Constraints, FreshFeasible, SearchResult
 from hnas.errors import HnasError
-from hnas.space import SearchSpace
+from hnas.spec.space import SearchSpace
 
 
 def spos_ea(

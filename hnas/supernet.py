@@ -1,6 +1,6 @@
 """Single-path one-shot supernet over a layer-wise space (SPOS), prunable with weight inheritance.
 
-Each searchable layer holds one module per candidate op, built by `hnas.ops.build_op` — the very classes the
+Each searchable layer holds one module per candidate op, built by `hnas.spec.parts.Part.build` — the very classes the
 stand-alone network and the latency exporter use. `forward(x, arch)` runs one path. Pruning to a smaller
 layer-wise space drops the removed candidates' modules and keeps every other weight.
 
@@ -18,12 +18,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from hnas.arch import Architecture
 from hnas.errors import HnasError
-from hnas.modules import IBConv
-from hnas.network import Network
-from hnas.ops import OpSpec, build_op
-from hnas.space import SearchSpace
+from hnas.spec.arch import Architecture
+from hnas.spec.modules import IBConv
+from hnas.spec.network import Network
+from hnas.spec.ops import OpSpec
+from hnas.spec.space import SearchSpace
 
 
 def _make_divisible(value: float, divisor: int = 4) -> int:
@@ -58,9 +58,9 @@ def proxy_space(
 class ChoiceLayer(nn.Module):
     """The candidate modules of one searchable layer, keyed by op name."""
 
-    def __init__(self, layer):
+    def __init__(self, slot):
         super().__init__()
-        self.ops = nn.ModuleDict({op.name: build_op(op, layer.shape) for op in layer.candidates})
+        self.ops = nn.ModuleDict({part.op.name: part.build() for part in slot.choices()})
 
     def forward(self, x: torch.Tensor, op: OpSpec) -> torch.Tensor:
         return self.ops[op.name](x)
@@ -72,33 +72,33 @@ def _copy_bn(dst: nn.BatchNorm2d, src: nn.BatchNorm2d, n: int) -> None:
 
 
 class Supernet(nn.Module):
-    """Stem, one ChoiceLayer per searchable layer, final 1x1 conv, pool + fc."""
+    """One module per slot of the space, in order: the fixed parts, and a ChoiceLayer per searchable layer."""
 
     def __init__(self, space: SearchSpace):
         super().__init__()
         self.space = space
-        sk = space.skeleton
-        self.stem = sk.stem.build()
-        self.layers = nn.ModuleList(ChoiceLayer(layer) for layer in space.layers)
-        self.final_conv = sk.final_conv.build()
-        self.pool_fc = sk.pool_fc.build()
+        self.parts = nn.ModuleList(ChoiceLayer(s) if s.searchable else s.part().build() for s in space.slots)
+
+    @property
+    def layers(self) -> list[ChoiceLayer]:
+        """The ChoiceLayers, in order (index j is searchable layer j + 1)."""
+        return [m for m in self.parts if isinstance(m, ChoiceLayer)]
 
     def _ops(self, arch: Architecture | Sequence[OpSpec]) -> Sequence[OpSpec]:
         ops = arch.ops if isinstance(arch, Architecture) else arch
-        if len(ops) != len(self.layers):
-            raise HnasError(f"path has {len(ops)} ops for {len(self.layers)} layers")
+        if len(ops) != len(self.space.layers):
+            raise HnasError(f"path has {len(ops)} ops for {len(self.space.layers)} layers")
         return ops
 
-    def forward(self, x: torch.Tensor, arch: Architecture | Sequence[OpSpec]) -> torch.Tensor:
-        x = self.stem(x)
-        for layer, op in zip(self.layers, self._ops(arch)):
-            x = layer(x, op)
-        return self.pool_fc(self.final_conv(x))
-
     def path_modules(self, arch: Architecture | Sequence[OpSpec]) -> list[nn.Module]:
-        """The modules one path runs: stem, the chosen op of every layer, final conv, pool + fc."""
-        chosen = [layer.ops[op.name] for layer, op in zip(self.layers, self._ops(arch))]
-        return [self.stem, *chosen, self.final_conv, self.pool_fc]
+        """The modules one path runs, in order: the fixed parts and the chosen op of every layer."""
+        ops = iter(self._ops(arch))
+        return [m.ops[next(ops).name] if isinstance(m, ChoiceLayer) else m for m in self.parts]
+
+    def forward(self, x: torch.Tensor, arch: Architecture | Sequence[OpSpec]) -> torch.Tensor:
+        for module in self.path_modules(arch):
+            x = module(x)
+        return x
 
     def chain_layers(self) -> dict[int, int]:
         """Layers the whole signal passes through (no residual path) with a choice of several IBConvs, each
@@ -115,7 +115,7 @@ class Supernet(nn.Module):
         """Make every IBConv candidate of each layer compute exactly what its reference candidate computes:
         the reference's depthwise kernel zero-padded to the larger kernel, its expanded channels first, and the
         extra channels' projection zeroed (their expand and depthwise weights stay random, so they still learn).
-        Only the initial weights change; the modules are the ones `build_op` made."""
+        Only the initial weights change; the modules are the ones `Part.build` made."""
         for j, ref_index in layers.items():
             L, layer = self.space.layers[j], self.layers[j]
             ref = layer.ops[L.candidates[ref_index].name]
@@ -152,9 +152,6 @@ class Supernet(nn.Module):
     def extract(self, arch: Architecture) -> Network:
         """A stand-alone network of `arch` with the supernet's weights copied (same outputs as the path)."""
         net = Network(Architecture(self.space, tuple(self._ops(arch))))
-        net.stem.load_state_dict(self.stem.state_dict())
-        net.final_conv.load_state_dict(self.final_conv.state_dict())
-        net.pool_fc.load_state_dict(self.pool_fc.state_dict())
-        for block, layer, op in zip(net.blocks, self.layers, arch.ops):
-            block.load_state_dict(layer.ops[op.name].state_dict())
+        for dst, src in zip(net.parts, self.path_modules(arch), strict=True):
+            dst.load_state_dict(src.state_dict())
         return net.to(next(self.parameters()).device)

@@ -1,7 +1,7 @@
 """Training: SPOS uniform single-path supernet training and stand-alone training, resumable, DDP-aware.
 
 Every step samples one op per layer uniformly from the layer's current candidates (optionally only paths whose
-LUT latency lies in [lat_min, lat_max], by rejection, as SPOS does with FLOPs). With `warmup_epochs`, the first
+LUT latency lies in a band, by rejection, as SPOS does with FLOPs). With `warmup_epochs`, the first
 epochs hold every chain layer (no residual path) at its reference op, and at the end of the warm-up the other
 candidates are aligned to it (`Supernet.align_candidates`); see `hnas.supernet` for why. SGD with momentum 0.9, weight
 decay 4e-5, learning rate decayed linearly per step to zero, optional label smoothing, AMP on CUDA.
@@ -17,7 +17,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,37 +25,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from hnas.arch import Architecture, from_vector
 from hnas.errors import HnasError
 from hnas.io import atomic_write_bytes
-from hnas.space import SearchSpace
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings (paper defaults where it gives them)."""
-
-    epochs: int = 120
-    lr: float = 0.5
-    momentum: float = 0.9
-    weight_decay: float = 4e-5
-    batch_size: int = 1024
-    label_smoothing: float = 0.0
-    seed: int = 0
-    workers: int = 0
-    amp: bool = True
-    lat_min: float | None = None
-    lat_max: float | None = None
-    max_reject: int = 1000
-    warmup_epochs: int = 0
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        if self.epochs < 0 or self.lr <= 0 or self.batch_size < 1:
-            raise HnasError("epochs must be >= 0, lr > 0 and batch size >= 1")
-        if self.warmup_epochs and not 0 < self.warmup_epochs < self.epochs:
-            raise HnasError(f"--warmup-epochs must be 0 or fewer than the {self.epochs} epochs of training")
-
+from hnas.settings import Band, TrainConfig
+from hnas.spec.arch import Architecture, from_vector
+from hnas.spec.space import SearchSpace
 
 # --- distributed ----------------------------------------------------------------------------------
 
@@ -92,19 +66,18 @@ def default_device() -> torch.device:
 class PathSampler:
     """Uniform single-path sampling over a layer-wise space, optionally inside a latency band."""
 
-    def __init__(self, space: SearchSpace, seed: int, predictor=None, lat_min=None, lat_max=None, max_reject=1000):
+    def __init__(self, space: SearchSpace, seed: int, predictor=None, band: Band | None = None, max_reject=1000):
         self.space = space
         self.rng = np.random.default_rng(seed)
         self.counts = np.array([len(c) for c in space.candidates])
-        self.predictor, self.lat_min, self.lat_max, self.max_reject = predictor, lat_min, lat_max, max_reject
-        if predictor is None and (lat_min is not None or lat_max is not None):
+        self.predictor, self.band, self.max_reject = predictor, band or Band(), max_reject
+        if predictor is None and not self.band.is_open:
             raise HnasError("a latency band for sampling needs a LUT (--lut)")
 
     def _feasible(self, vec: np.ndarray) -> bool:
         if self.predictor is None:
             return True
-        lat = float(self.predictor.predict(vec)[0])
-        return (self.lat_min is None or lat >= self.lat_min) and (self.lat_max is None or lat <= self.lat_max)
+        return bool(self.band.contains(float(self.predictor.predict(vec)[0])))
 
     def sample(self, hold: dict[int, int] | None = None) -> Architecture:
         """One path; rejection-sampled into the latency band when one is set. `hold` fixes some layers'
@@ -115,9 +88,7 @@ class PathSampler:
                 vec[j] = i
             if self._feasible(vec):
                 return from_vector(self.space, vec)
-        raise HnasError(
-            f"no path inside latency [{self.lat_min}, {self.lat_max}] ms in {self.max_reject} draws: widen --lat"
-        )
+        raise HnasError(f"no path inside latency {self.band} ms in {self.max_reject} draws: widen --lat")
 
 
 # --- checkpoints ----------------------------------------------------------------------------------
@@ -153,6 +124,17 @@ def load_checkpoint(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - a damaged file is a user-facing problem
         raise HnasError(f"checkpoint {path} cannot be read ({exc}); delete it to start that step again") from None
+
+
+def load_weights(model: nn.Module, state: dict, path: Path) -> None:
+    """Load a checkpoint's weights; weights that do not fit (another hnas version, another space) are one line."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise HnasError(
+            f"checkpoint {path} does not fit this network (written by another hnas version or for another space); "
+            "delete it, or the run folder, to start that step again"
+        ) from None
 
 
 # --- the loop -------------------------------------------------------------------------------------
@@ -221,7 +203,7 @@ def train(
     start = 0
     if checkpoint.is_file():
         ck = load_checkpoint(checkpoint)
-        model.load_state_dict(ck["model"])
+        load_weights(model, ck["model"], checkpoint)
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         scaler.load_state_dict(ck["scaler"])

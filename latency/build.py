@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hnas.errors import HnasError
+from hnas.progress import phase
+from hnas.spec.parts import Part
 from latency.bench import BenchSettings, parse_benchmark_output
 from latency.devices import Device
 from latency.export import Exporter
-from latency.items import LutItem
 from latency.lut import Lut, aggregate, now_iso, settings_id, spread
 
 
@@ -65,7 +66,8 @@ def default_lut_path(device: dict, lut_dir: str | Path = "lut") -> Path:
     return Path(lut_dir) / f"{slug}.json"
 
 
-def _same_device(a: dict, b: dict) -> bool:
+def same_device(a: dict, b: dict) -> bool:
+    """Two device fingerprints name the same device and core."""
     return all(a.get(k) == b.get(k) for k in ("id", "model", "cpu", "core"))
 
 
@@ -75,7 +77,7 @@ def open_lut(path: Path, device: Device, settings: dict) -> Lut:
     if not path.exists():
         return Lut.new(desc, runtime, settings, path)
     lut = Lut.load(path)
-    if not _same_device(lut.device, desc):
+    if not same_device(lut.device, desc):
         raise HnasError(
             f"LUT {path} was measured on {lut.device.get('model')} / {lut.device.get('cpu')} core "
             f"{lut.device.get('core')}, not on this device ({desc.get('model')} / {desc.get('cpu')} core "
@@ -92,7 +94,7 @@ def open_lut(path: Path, device: Device, settings: dict) -> Lut:
 
 def build(
     device: Device,
-    items: list[LutItem],
+    items: list[Part],
     path: str | Path,
     options: BuildOptions,
     exporter: Exporter | None = None,
@@ -113,8 +115,7 @@ def build(
     exported = {}
     with phase(progress, "check", len(items)) as advance:
         for it in items:
-            module = it.build()
-            ex = exporter.export(module, it.input_shape)
+            ex = exporter.export_part(it)
             exported[it.key] = ex
             report.export_s += ex.export_s
             report.convert_s += ex.convert_s
@@ -220,7 +221,7 @@ def _conditions(reps: list[dict]) -> dict | None:
     }
 
 
-def _finish(lut: Lut, item: LutItem, reps: list[dict], ex, sid: str, extra: int) -> None:
+def _finish(lut: Lut, item: Part, reps: list[dict], ex, sid: str, extra: int) -> None:
     lut.entries[item.key] = {
         "spec": item.to_spec(),
         **aggregate(reps),
@@ -235,70 +236,76 @@ def _finish(lut: Lut, item: LutItem, reps: list[dict], ex, sid: str, extra: int)
     lut.pending.pop(item.key, None)
 
 
-class phase:
-    """A progress context: `progress(label, total)` returns a context manager yielding `advance`."""
+def build_many(
+    jobs: list[tuple[Device, Path]],
+    items: list[Part],
+    options: BuildOptions,
+    exporter: Exporter,
+    progress=None,
+    performance: bool = False,
+) -> dict[str, BuildReport]:
+    """Build one LUT per (device, path) job; several phones measure in parallel threads (one bar each).
 
-    def __init__(self, progress: Callable | None, label: str, total: int):
-        self._cm = progress(label, total) if progress else None
+    Every model is converted first, once, in this thread (conversion is not thread-safe; the cache serves every
+    device); each report counts those conversions. A device's error is raised after the others finish, named
+    after the device when there are several; an interrupt is raised as KeyboardInterrupt."""
+    import threading
 
-    def __enter__(self):
-        if self._cm is None:
-            return lambda total_delta=0: None
-        return self._cm.__enter__()
+    from hnas.progress import phase
 
-    def __exit__(self, *exc):
-        if self._cm is not None:
-            return self._cm.__exit__(*exc)
-        return False
+    converted = cached = 0
+    with phase(progress, "export", len(items)) as advance:
+        for it in items:
+            ex = exporter.export_part(it)
+            converted += not ex.cached
+            cached += ex.cached
+            advance()
+    reports: dict[str, BuildReport] = {}
+    errors: dict[str, BaseException] = {}
+
+    def work(dev: Device, path: Path) -> None:
+        try:
+            if performance:
+                dev.set_performance()
+            try:
+                prefix = f"{dev.name} " if len(jobs) > 1 and progress else ""
+                bar = (lambda label, total: progress(prefix + label, total)) if progress else None
+                report = build(dev, items, path, options, exporter, bar)
+                report.exported, report.cached = converted, cached
+                reports[dev.name] = report
+            finally:
+                if performance:
+                    dev.restore_governor()
+                dev.close()
+        except BaseException as exc:  # noqa: BLE001 - raised below, after the other devices finish
+            errors[dev.name] = exc
+
+    if len(jobs) == 1:
+        work(*jobs[0])
+    else:
+        threads = [threading.Thread(target=work, args=job, daemon=True) for job in jobs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    if errors:
+        name, exc = next(iter(errors.items()))
+        if isinstance(exc, HnasError) and len(jobs) > 1:
+            raise type(exc)(f"{name}: {exc}") from None
+        raise exc
+    return reports
 
 
-def new_progress():
-    """A rich Progress with a label, bar, count, elapsed time and ETA."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
+def report_line(report: BuildReport) -> str:
+    """One line on what a build did."""
+    line = (
+        f"{report.path}: measured {len(report.measured)} entries ({len(report.remeasured)} with extra repeats), "
+        f"{report.skipped_fresh} already fresh; converted {report.exported} models, {report.cached} from the cache"
     )
+    if report.throttled:
+        line += f"; {len(report.throttled)} throttled runs re-measured"
+    if report.measured:
+        import statistics
 
-    return Progress(
-        TextColumn("[bold]{task.description:24s}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-    )
-
-
-def progress_on(prog, prefix: str = ""):
-    """A progress factory adding one task per phase to a shared Progress (one bar per device and phase)."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def factory(label: str, total: int):
-        task = prog.add_task(f"{prefix}{label}", total=total)
-
-        def advance(total_delta: int = 0):
-            if total_delta:
-                prog.update(task, total=prog.tasks[task].total + total_delta)
-            else:
-                prog.advance(task)
-
-        yield advance
-
-    return factory
-
-
-def rich_progress(label: str, total: int):
-    """A stand-alone progress bar for one phase."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def cm():
-        with new_progress() as prog, progress_on(prog)(label, total) as advance:
-            yield advance
-
-    return cm()
+        line += f"; why: {', '.join(statistics.multimode(report.planned.values()))}"
+    return line

@@ -1,7 +1,7 @@
 """Export the search space's own torch modules to float32 TFLite (torch -> ONNX -> onnx2tf), with a cache.
 
-The module of an op at a shape comes from `hnas.ops.build_op` / `FixedPart.build`, a whole network from
-`hnas.network.build_network`: the very classes the supernet trains. Each module is wrapped so that it takes
+The module of an op at a shape comes from `hnas.spec.ops.build_op` / `FixedPart.build`, a whole network from
+`hnas.spec.network.build_network`: the very classes the supernet trains. Each module is wrapped so that it takes
 and returns NHWC tensors, which lets onnx2tf produce a graph with no TRANSPOSE op (what a phone really runs).
 
 The cache is content-addressed: the key hashes the module's structure (`repr`), its input shape and the
@@ -33,7 +33,6 @@ from hnas.errors import HnasError
 from hnas.io import atomic_write_bytes, sha256_file
 
 EXPORT_FORMAT = 2  # bump when the export recipe changes (2: eval-mode copy, never the caller's module)
-_CALIBRATION = "calibration_image_sample_data_20x128x128x3_float32.npy"
 
 
 def default_cache_dir() -> Path:
@@ -120,7 +119,7 @@ class Exporter:
                 warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter: 30x faster here
                 torch.onnx.export(
                     wrapper,
-                    (torch.randn(1, h, w, c),),
+                    (torch.randn(1, h, w, c, generator=torch.Generator().manual_seed(0)),),
                     str(onnx_path),
                     input_names=["input"],
                     output_names=["output"],
@@ -138,14 +137,13 @@ class Exporter:
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
             with _quiet():
                 import onnx2tf  # imports TensorFlow: once per process
+                import onnx2tf.onnx2tf as core
+            # onnx2tf fetches 20 sample images from the internet for a dummy inference when every input is 4-D
+            # with 3 channels; it asks `download_test_image_data`, which this replaces with local random images
+            # (the values only feed onnx2tf's own output check), so conversion stays offline
+            core.download_test_image_data = _sample_images
             self._onnx2tf = onnx2tf
         out_dir = workdir / "tf"
-        # onnx2tf fetches sample images from the internet when every input is 4-D with 3 channels;
-        # it looks in the working directory first, so a local file keeps conversion offline.
-        calib = workdir / _CALIBRATION
-        np.save(calib, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
-        cwd = os.getcwd()
-        os.chdir(workdir)
         try:
             with _quiet():
                 model = self._onnx2tf.convert(
@@ -159,16 +157,25 @@ class Exporter:
                 flat = float32_tflite(model)
         except Exception as exc:  # noqa: BLE001 - conversion failures are reported with their cause
             raise HnasError(f"onnx2tf could not convert {onnx_path.name}: {exc}") from exc
-        finally:
-            os.chdir(cwd)
         out_dir.mkdir(parents=True, exist_ok=True)
         out = out_dir / "model_float32.tflite"
         out.write_bytes(flat)
         return out
 
+    def export_part(self, part) -> Exported:
+        """A part of the spec with its canonical weights (`canonical`, seed 0): what a LUT entry measures."""
+        from hnas.spec.modules import canonical
+
+        return self.export(canonical(part.build), part.input_shape)
+
     def clear(self) -> None:
         """Remove every cached model."""
         shutil.rmtree(self.cache_dir, ignore_errors=True)
+
+
+def _sample_images() -> np.ndarray:
+    """What onnx2tf would download: 20 RGB images of 128 x 128 in [0, 1] (here seeded random values)."""
+    return np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
 
 
 def float32_tflite(model) -> bytes:
@@ -234,8 +241,9 @@ def tflite_io(path: str | Path) -> tuple[list[int], list[int]]:
 
 def export_network(arch, exporter: Exporter | None = None) -> Exported:
     """The whole stand-alone network of `arch` (stem, blocks, head) at its deployment resolution."""
-    from hnas.network import build_network
+    from hnas.spec.modules import canonical
+    from hnas.spec.network import build_network
 
-    torch.manual_seed(0)
     sk = arch.space.skeleton
-    return (exporter or Exporter()).export(build_network(arch), (sk.in_channels, sk.resolution, sk.resolution))
+    net = canonical(lambda: build_network(arch))
+    return (exporter or Exporter()).export(net, (sk.in_channels, sk.resolution, sk.resolution))

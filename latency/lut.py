@@ -129,6 +129,22 @@ class Lut:
         """Digest of the table's current settings and runtime."""
         return settings_id(self.data["settings"], self.data["runtime"])
 
+    @property
+    def is_published(self) -> bool:
+        """An imported published table: there is no device here to measure it against."""
+        return self.device.get("kind") == "published"
+
+    def bench_settings(self):
+        """The `benchmark_model` settings and repeats the table was measured with (the one place they are read)."""
+        from latency.bench import BenchSettings
+
+        if self.is_published:
+            raise HnasError(f"{self.path} is a published table: there is no device here to measure it against")
+        stored = dict(self.data["settings"])
+        repeats = int(stored.pop("repeats", 5))
+        stored.pop("core", None)
+        return BenchSettings.from_dict(stored), repeats
+
     def latency_ms(self, key: str) -> float | None:
         """The figure the predictor uses: the median (or, for imported tables, the mean)."""
         e = self.entries.get(key)

@@ -29,8 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hnas.errors import HnasError
-from hnas.ops import FixedPart, LayerShape, OpSpec, op_key
-from hnas.space import SearchSpace
+from hnas.spec.ops import LayerShape
+from hnas.spec.parts import Part
+from hnas.spec.space import SearchSpace
+from latency.items import dedupe, items_for_space
+from latency.lut import Lut, now_iso
 
 FORMATS = ("proxylessnas", "ofa")
 _SPREAD = {"proxylessnas": "var", "ofa": "std"}
@@ -121,81 +124,52 @@ def read_published_table(path: str | Path, fmt: str) -> dict[str, PublishedFigur
     return out
 
 
-# --- key rendering: one function per format, from OUR spec ---------------------------------------
+# --- key rendering: one function per format and part kind, from OUR spec ---------------------------
 
 
 def _dims(size: int, ch: int) -> str:
     return f"{size}x{size}x{ch}"
 
 
-def _fixed_key(part: FixedPart) -> str | None:
-    """`Conv-...`, `Conv_1-...` or `Logits-...` (shared by both formats); None where no key can express it."""
-    s = part.shape
-    if part.kind == "Stem":
-        if part.kernel != _PUBLISHED_STEM_KERNEL:
-            return None
-        return f"Conv-input:{_dims(s.in_size, s.in_ch)}-output:{_dims(s.out_size, s.out_ch)}"
-    if part.kind == "Conv1x1":
-        return f"Conv_1-input:{_dims(s.in_size, s.in_ch)}-output:{_dims(s.out_size, s.out_ch)}"
-    if part.kind == "PoolFC":
-        return f"Logits-input:{_dims(s.in_size, s.in_ch)}-output:{s.out_ch}"
-    return None
+def _io(s: LayerShape) -> str:
+    return f"input:{_dims(s.in_size, s.in_ch)}-output:{_dims(s.out_size, s.out_ch)}"
 
 
-def _conv_key(op: OpSpec, shape: LayerShape, expand: int) -> str:
-    return (
-        f"expanded_conv-input:{_dims(shape.in_size, shape.in_ch)}-output:{_dims(shape.out_size, shape.out_ch)}"
-        f"-expand:{expand}-kernel:{op.kernel}-stride:{shape.stride}-idskip:{int(shape.allows_identity)}"
-    )
+def _stem(part: Part, fmt: str) -> str | None:
+    return f"Conv-{_io(part.shape)}" if part.kernel == _PUBLISHED_STEM_KERNEL else None
 
 
-def _proxylessnas_key(op: OpSpec, shape: LayerShape) -> str:
-    return _conv_key(op, shape, op.expand)
-
-
-def _ofa_key(op: OpSpec, shape: LayerShape) -> str:
-    return _conv_key(op, shape, shape.in_ch * op.expand) + "-se:0-hs:0"
-
-
-_OP_KEY = {"proxylessnas": _proxylessnas_key, "ofa": _ofa_key}
-
-
-def _render(fmt: str, item: OpSpec | FixedPart, shape: LayerShape | None) -> str | None:
-    if isinstance(item, FixedPart):
-        if shape is not None and shape != item.shape:
-            raise HnasError(f"published_key: {item.key} carries its own shape; pass shape=None")
-        return _fixed_key(item)
-    if not isinstance(item, OpSpec):
-        raise HnasError(f"published_key: expected an OpSpec or FixedPart, got {type(item).__name__}")
-    if shape is None:
-        raise HnasError(f"published_key: {item.name} needs the LayerShape it runs at")
-    if item.is_identity:
+def _block(part: Part, fmt: str) -> str | None:
+    op, s = part.op, part.shape
+    if op.is_identity:
         return None
-    return _OP_KEY[fmt](item, shape)
+    expand = op.expand if fmt == "proxylessnas" else s.in_ch * op.expand  # OFA: absolute middle channels
+    key = f"expanded_conv-{_io(s)}-expand:{expand}-kernel:{op.kernel}-stride:{s.stride}-idskip:{int(s.keeps_shape)}"
+    return key + ("-se:0-hs:0" if fmt == "ofa" else "")
 
 
-def published_key(fmt: str, op_or_part: OpSpec | FixedPart, shape: LayerShape | None = None) -> str:
-    """The key a `fmt` table would use for our op at `shape` (or for a fixed part, which carries its shape)."""
+def _conv1x1(part: Part, fmt: str) -> str:
+    return f"Conv_1-{_io(part.shape)}"
+
+
+def _pool_fc(part: Part, fmt: str) -> str:
+    s = part.shape
+    return f"Logits-input:{_dims(s.in_size, s.in_ch)}-output:{s.out_ch}"
+
+
+# how each part kind of the registry (`hnas.spec.parts.KINDS`) reads in the published formats
+_RENDER = {"Stem": _stem, "Block": _block, "Conv1x1": _conv1x1, "PoolFC": _pool_fc}
+
+
+def published_key(fmt: str, part: Part) -> str:
+    """The key a `fmt` table would use for one of our parts."""
     _check_format(fmt)
-    key = _render(fmt, op_or_part, shape)
+    key = _RENDER[part.kind](part, fmt) if part.kind in _RENDER else None
     if key is None:
-        what = op_or_part.key if isinstance(op_or_part, FixedPart) else op_or_part.name
         raise HnasError(
-            f"{what} has no {fmt} table key (the format has no Identity, only 3x3 stems and the three fixed parts)"
+            f"{part.key or part.op.name} has no {fmt} table key (the format has no Identity and only 3x3 stems)"
         )
     return key
-
-
-def _our_items(spaces: list[SearchSpace]) -> dict[str, tuple[OpSpec | FixedPart, LayerShape | None]]:
-    items: dict[str, tuple[OpSpec | FixedPart, LayerShape | None]] = {}
-    for space in spaces:
-        for layer in space.layers:
-            for op in layer.candidates:
-                if not op.is_identity:
-                    items.setdefault(op_key(op, layer.shape), (op, layer.shape))
-        for part in space.skeleton.fixed_parts:
-            items.setdefault(part.key, (part, None))
-    return items
 
 
 def map_published(table: dict[str, PublishedFigure], fmt: str, spaces: list[SearchSpace]) -> ImportResult:
@@ -205,12 +179,53 @@ def map_published(table: dict[str, PublishedFigure], fmt: str, spaces: list[Sear
         spaces = [spaces]
     result = ImportResult()
     used: set[str] = set()
-    for ours, (item, shape) in sorted(_our_items(spaces).items()):
-        theirs = _render(fmt, item, shape)
+    for part in sorted(dedupe([p for sp in spaces for p in items_for_space(sp)]), key=lambda p: p.key):
+        theirs = _RENDER[part.kind](part, fmt) if part.kind in _RENDER else None
         if theirs is not None and theirs in table:
-            result.mapped[ours] = table[theirs]
+            result.mapped[part.key] = table[theirs]
             used.add(theirs)
         else:
-            result.missing.append(ours)
+            result.missing.append(part.key)
     result.unmapped = sorted(set(table) - used)
     return result
+
+
+PUBLISHED_PHONES = {"proxylessnas": "Google Pixel 1", "ofa": "Samsung Note10"}
+
+
+def import_table(
+    file: str | Path, fmt: str, spaces: list[SearchSpace], path: str | Path, device_name: str | None = None
+) -> tuple[Lut, ImportResult]:
+    """A LUT (saved at `path`) holding a published table's figures under our keys for `spaces`; the table says
+    where the figures came from (file, its sha256, the phone) and that nothing here measured them."""
+    from hnas.io import sha256_file
+
+    _check_format(fmt)
+    result = map_published(read_published_table(file, fmt), fmt, spaces)
+    device = {
+        "id": f"published-{fmt}",
+        "kind": "published",
+        "model": device_name or PUBLISHED_PHONES[fmt],
+        "cpu": None,
+        "core": None,
+        "source_file": Path(file).name,
+    }
+    runtime = {"kind": "published", "name": f"{fmt} table", "tflite_version": None, "sha256": sha256_file(file)}
+    table = Lut.new(device, runtime, {"imported_from": fmt}, Path(path))
+    parts = {p.key: p for sp in spaces for p in items_for_space(sp)}
+    for key, fig in sorted(result.mapped.items()):
+        table.entries[key] = {
+            "spec": parts[key].to_spec(),
+            "median_ms": None,
+            "mean_ms": fig.mean_ms,
+            "std_ms": fig.std_ms,
+            "min_ms": None,
+            "runs": fig.count,
+            "repeats": 1,
+            "measured_at": None,
+            "imported_at": now_iso(),
+            "source": f"imported:{fmt}",
+            "source_key": fig.source_key,
+        }
+    table.save()
+    return table, result

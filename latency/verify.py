@@ -2,42 +2,29 @@
 
 `measure_networks` exports each architecture's whole network (stem, blocks, head) at the deployment
 resolution, pushes it, and measures it round-robin with the LUT's benchmark settings and repeats, on the LUT's
-device and core. `validate` does that for N random architectures, fits a per-device end-to-end correction
-(measured = offset + scale x LUT sum) on a few of them, stores it in the LUT, and reports raw and calibrated
-errors on the others.
+device and core. `verify_arch` sets one architecture's measurement beside its prediction and, with an op
+profile, maps the per-op times back onto the network's parts (`map_op_profile`). `latency.validate` does the
+same for many random architectures and fits the LUT's calibration.
 """
 
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
-
-from hnas.arch import Architecture
 from hnas.errors import HnasError
+from hnas.progress import phase
+from hnas.spec.arch import Architecture
 from latency.bench import BenchSettings, parse_benchmark_output
-from latency.build import _same_device, phase
+from latency.build import same_device
 from latency.devices import Device
 from latency.export import Exporter, export_network
-from latency.lut import Lut, now_iso
-
-
-def lut_settings(lut: Lut) -> tuple[BenchSettings, int]:
-    """The benchmark settings and repeats a LUT was measured with."""
-    stored = dict(lut.data["settings"])
-    repeats = int(stored.pop("repeats", 5))
-    stored.pop("core", None)
-    if "imported_from" in stored:
-        raise HnasError("this LUT is a published table: there is no device here to measure it against")
-    return BenchSettings.from_dict(stored), repeats
+from latency.lut import Lut
 
 
 def check_device(lut: Lut, device: Device, lut_name: str) -> None:
     """Refuse to compare a LUT with measurements from another device or core."""
     desc = device.describe()
-    if not _same_device(lut.device, desc):
+    if not same_device(lut.device, desc):
         raise HnasError(
             f"{lut_name} was measured on {lut.device.get('model')} / {lut.device.get('cpu')} core "
             f"{lut.device.get('core')}, not on this device ({desc.get('model')} / {desc.get('cpu')} core "
@@ -55,7 +42,7 @@ def measure_networks(
 ) -> list[dict]:
     """Median of repeat medians (ms) per architecture's whole network, plus its op profile if asked."""
     exporter = exporter or Exporter()
-    settings, repeats = lut_settings(lut)
+    settings, repeats = lut.bench_settings()
     exported = []
     with phase(progress, "export", len(archs)) as advance:
         for a in archs:
@@ -98,79 +85,55 @@ def measure_networks(
     ]
 
 
-@dataclass
-class Calibration:
-    """measured ~= offset_ms + scale * LUT sum, fitted by least squares."""
+def verify_arch(
+    arch: Architecture,
+    lut_path: str,
+    device: str = "local",
+    op_profile: bool = False,
+    benchmark_binary: str | None = None,
+    progress=None,
+    exporter: Exporter | None = None,
+) -> dict:
+    """Predicted (LUT) against measured (the whole network on the LUT's device and core, the LUT's settings)
+    latency of `arch`; with `op_profile`, each part's time inside the network beside its LUT entry."""
+    from latency.devices import open_device
+    from latency.export import tflite_ops
+    from latency.predict import LatencyPredictor
 
-    offset_ms: float
-    scale: float
-
-    def apply(self, predicted):
-        return self.offset_ms + self.scale * np.asarray(predicted)
-
-
-def fit_calibration(predicted, measured) -> Calibration:
-    """Least-squares line through (LUT sum, measured)."""
-    p, m = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
-    if len(p) < 2 or np.ptp(p) == 0:
-        return Calibration(0.0, float(np.mean(m / p)) if len(p) else 1.0)
-    scale, offset = np.polyfit(p, m, 1)
-    return Calibration(float(offset), float(scale))
-
-
-def error_stats(predicted, measured) -> dict:
-    """MAPE, share within +-5 % and +-10 %, Kendall tau."""
-    from scipy.stats import kendalltau
-
-    p, m = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
-    rel = (p - m) / m
-    tau = kendalltau(p, m).statistic if len(p) > 1 else float("nan")
-    return {
-        "n": int(len(p)),
-        "mape": float(np.mean(np.abs(rel))),
-        "within_5": float(np.mean(np.abs(rel) <= 0.05)),
-        "within_10": float(np.mean(np.abs(rel) <= 0.10)),
-        "max_abs_error": float(np.max(np.abs(rel))),
-        "kendall_tau": float(tau),
+    table = Lut.load(lut_path)
+    pred = LatencyPredictor(table, arch.space, lut_path)
+    parts_ms = pred.breakdown(arch)  # raw LUT figures per part
+    dev = open_device(device, core=table.device.get("core"), benchmark_binary=benchmark_binary)
+    check_device(table, dev, lut_path)
+    ex = exporter or Exporter()
+    (row,) = measure_networks(dev, [arch], table, ex, progress=progress, op_profile=op_profile)
+    measured, predicted = row["measured_ms"], pred.predict_arch(arch)
+    result = {
+        "arch": str(arch),
+        "space": arch.space.name,
+        "lut": lut_path,
+        "device": dev.describe(),
+        "predicted_ms": predicted,
+        "predicted_raw_ms": sum(ms for _, ms in parts_ms),
+        "calibrated": pred.calibration is not None,
+        "measured_ms": measured,
+        "repeat_medians_ms": row["repeat_medians_ms"],
+        "error": (predicted - measured) / measured,
+        "model_sha256": row["model_sha256"],
     }
-
-
-def store_calibration(
-    lut: Lut, cal: Calibration, space_name: str, n_fit: int, stats_raw: dict, stats_cal: dict
-) -> None:
-    """Record the correction in the LUT, with how it was fitted."""
-    lut.data["calibration"] = {
-        "offset_ms": cal.offset_ms,
-        "scale": cal.scale,
-        "method": "least squares: measured whole-network latency = offset_ms + scale * sum of LUT entries",
-        "space": space_name,
-        "fitted_on": n_fit,
-        "fitted_at": now_iso(),
-        "settings_id": lut.settings_id,
-        "held_out_raw": stats_raw,
-        "held_out_calibrated": stats_cal,
-    }
-    lut.save()
-
-
-def scatter_plot(path: Path, predicted, measured, calibrated=None, title: str = "") -> None:
-    """Predicted against measured latency, with the identity line and +-10 % band."""
-    from hnas.plots import pyplot, save_png
-
-    fig, ax = pyplot().subplots(figsize=(5.5, 5))
-    m = np.asarray(measured)
-    lo, hi = float(min(m.min(), np.min(predicted))) * 0.9, float(max(m.max(), np.max(predicted))) * 1.1
-    xs = np.linspace(lo, hi, 10)
-    ax.plot(xs, xs, "k-", lw=1, label="predicted = measured")
-    ax.fill_between(xs, xs * 0.9, xs * 1.1, color="0.9", label="+-10 %")
-    ax.scatter(m, predicted, s=18, label="LUT sum (raw)")
-    if calibrated is not None:
-        ax.scatter(m, calibrated, s=18, marker="x", label="calibrated")
-    ax.set_xlabel("measured end-to-end latency (ms)")
-    ax.set_ylabel("predicted latency (ms)")
-    ax.set_title(title)
-    ax.legend(loc="upper left", fontsize=8)
-    save_png(fig, path)
+    if op_profile:
+        if not row["op_profile"]:
+            raise HnasError(f"the benchmark on {device} printed no op profile (was --enable_op_profiling ignored?)")
+        seqs = [(p.label, tflite_ops(ex.export_part(p).path) if p.key else []) for p in arch.parts()]
+        mapped = map_op_profile(row["op_profile"], seqs)
+        result["op_profile"] = [{**m, "lut_ms": ms} for m, (_, ms) in zip(mapped, parts_ms, strict=True)]
+        result["op_profile_total_ms"] = sum(m["ms"] for m in mapped)
+        result["op_profile_method"] = (
+            "host runner: each op of the network run as its own graph, in order (latency.opprofile)"
+            if device == "local" and not benchmark_binary
+            else "benchmark_model --enable_op_profiling=true"
+        )
+    return result
 
 
 # XNNPACK's own operator names, as benchmark_model (TFLite >= 2.9.1) prints them for a delegated graph:

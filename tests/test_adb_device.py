@@ -146,7 +146,7 @@ def test_low_frequency_is_detected(phone_env):
 def test_phone_gone_exits_with_the_resume_command_and_resume_loses_nothing(phone_env, tmp_path, exporter):
     phone, env, binary = phone_env
     for it in items_for_space(tiny_space()):
-        exporter.export(it.build(), it.input_shape)
+        exporter.export_part(it)
     out = tmp_path / "lut.json"
     args = [
         "lut",

@@ -222,7 +222,7 @@ def test_probe_script_sees_a_pixel3_with_eight_cores(loopback_phone):  # noqa: F
 def test_taskset_shim_runs_the_host_runner_for_an_aarch64_binary(loopback_phone, exporter, tmp_path):  # noqa: F811
     phone = loopback_phone
     item = items_for_space(tiny_space())[3]
-    model = exporter.export(item.build(), item.input_shape).path
+    model = exporter.export_part(item).path
     binary = make_elf_aarch64(tmp_path / "benchmark_model")
     (tmp_path / "list.txt").write_text(f"{TMP}/m.tflite\n")
     dev = connect_adb_shell(phone, timeout_s=30)

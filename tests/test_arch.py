@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from hnas.arch import Architecture, from_dict, from_vector, parse_arch, sample
 from hnas.errors import HnasError
-from hnas.ops import OpSpec
-from hnas.space import basic, large
+from hnas.spec.arch import Architecture, from_dict, from_vector, parse_arch, sample
+from hnas.spec.ops import OpSpec
+from hnas.spec.space import basic, large
 
 
 @pytest.mark.parametrize("make", [basic, large])
@@ -26,7 +26,7 @@ def test_string_form_is_readable_and_accepts_long_names():
     assert str(arch) == text
     long_form = " ".join(op.name for op in arch.ops)
     assert parse_arch(long_form, sp) == arch
-    assert arch.keys()[0] == "IBConv_K3_E1:112x112x32->112x112x16:s1"
+    assert [p.key for p in arch.parts() if p.op is not None][0] == "IBConv_K3_E1:112x112x32->112x112x16:s1"
 
 
 def test_invalid_architecture_names_layer_and_allowed_ops():

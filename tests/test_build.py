@@ -100,7 +100,7 @@ def test_cli_build_killed_halfway_loses_nothing(tmp_path, exporter):
     space_file = tmp_path / "tiny.json"
     tiny_space().save(space_file)
     for it in items_for_space(tiny_space()):  # models are in the cache: the build starts measuring at once
-        exporter.export(it.build(), it.input_shape)
+        exporter.export_part(it)
     out = tmp_path / "lut.json"
     args = [
         "lut",

@@ -8,8 +8,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import TensorDataset
 
+from hnas.settings import TrainConfig
 from hnas.supernet import Supernet
-from hnas.train import PathSampler, TrainConfig, train
+from hnas.train import PathSampler, train
 from tests.tiny import tiny_space
 
 

@@ -2,10 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from hnas.arch import sample
-from hnas.network import build_network
+from hnas.spec.arch import sample
+from hnas.spec.modules import canonical
+from hnas.spec.network import build_network
+from hnas.spec.parts import Part
 from latency.export import NHWC, cache_key, export_network, tflite_io, tflite_ops
-from latency.items import LutItem, items_for_space
+from latency.items import items_for_space
 from latency.runtime import load_interpreter
 from tests.tiny import tiny_space
 
@@ -21,15 +23,17 @@ def test_items_cover_the_space_once():
     items = items_for_space(tiny_space())
     keys = [it.key for it in items]
     assert len(keys) == len(set(keys)) == 3 + 2 + 2 + 2
-    assert keys[:3] == ["Stem_K3:32x32x3->16x16x8:s2", "Conv1x1:8x8x16->8x8x32:s1", "PoolFC:8x8x32->10"]
+    # execution order: the stem, each layer's ops, the final 1x1 conv, pool + fc
+    assert keys[0] == "Stem_K3:32x32x3->16x16x8:s2"
+    assert keys[-2:] == ["Conv1x1:8x8x16->8x8x32:s1", "PoolFC:8x8x32->10"]
     assert "IBConv_K5_E6:16x16x8->8x8x16:s2" in keys and not any(k.startswith("Identity") for k in keys)
     for it in items:
-        assert LutItem.from_spec(it.to_spec()) == it
+        assert Part.from_spec(it.to_spec()) == it
 
 
 def test_exported_ops_are_nhwc_without_transpose_and_match_torch(exporter):
     for item in items_for_space(tiny_space()):
-        module = item.build().eval()
+        module = canonical(item.build).eval()
         ex = exporter.export(module, item.input_shape)
         ops = tflite_ops(ex.path)
         assert "TRANSPOSE" not in ops, (item.key, ops)
@@ -47,11 +51,11 @@ def test_exported_ops_are_nhwc_without_transpose_and_match_torch(exporter):
 
 def test_cache_is_content_addressed(exporter):
     item = items_for_space(tiny_space())[4]
-    first = exporter.export(item.build(), item.input_shape)
-    again = exporter.export(item.build(), item.input_shape)
+    first = exporter.export_part(item)
+    again = exporter.export_part(item)
     assert again.cached and again.path == first.path and again.sha256 == first.sha256
     other = items_for_space(tiny_space())[5]
-    assert cache_key(other.build(), other.input_shape) != first.cache_key
+    assert cache_key(canonical(other.build), other.input_shape) != first.cache_key
 
 
 def test_whole_network_exports_without_transpose(exporter):
@@ -83,7 +87,7 @@ def test_conversion_works_offline_for_three_channel_inputs(exporter, tmp_path, k
     fresh = Exporter(tmp_path / "cache")
     if kind == "ops":
         stem = items_for_space(tiny_space())[0]
-        ex = fresh.export(stem.build(), stem.input_shape)
+        ex = fresh.export_part(stem)
     else:
         ex = export_network(sample(tiny_space(), 1, np.random.default_rng(0))[0], fresh)
     assert not ex.cached and ex.path.is_file()
@@ -108,17 +112,19 @@ def test_conversion_is_onnx2tfs_own_float32_graph(exporter, tmp_path, monkeypatc
     """The exporter skips onnx2tf's SavedModel and float16 outputs; the float32 graph must be the same."""
     import onnx2tf
 
-    from latency.export import _CALIBRATION, _quiet
+    from latency.export import _quiet
+
+    calibration = "calibration_image_sample_data_20x128x128x3_float32.npy"  # what onnx2tf reads from the cwd
 
     item = next(it for it in items_for_space(tiny_space()) if it.key.startswith("IBConv_K5_E6"))
-    wrapper = NHWC(item.build()).eval()
+    wrapper = NHWC(canonical(item.build)).eval()
     c, h, w = item.input_shape
     onnx_path = tmp_path / "model.onnx"
     with torch.no_grad(), _quiet():
         torch.onnx.export(
             wrapper, (torch.randn(1, h, w, c),), str(onnx_path), input_names=["input"], opset_version=13, dynamo=False
         )
-    np.save(tmp_path / _CALIBRATION, np.zeros((20, 128, 128, 3), dtype=np.float32))
+    np.save(tmp_path / calibration, np.zeros((20, 128, 128, 3), dtype=np.float32))
     monkeypatch.chdir(tmp_path)
     with _quiet():
         onnx2tf.convert(

@@ -2,8 +2,8 @@ import json
 
 import numpy as np
 
-from hnas.arch import sample
-from hnas.space import proxyless
+from hnas.spec.arch import sample
+from hnas.spec.space import proxyless
 from latency.lut import Lut
 from latency.predict import LatencyPredictor
 from tests.conftest import run_cli
@@ -86,7 +86,7 @@ def test_profile_an_op_and_a_model(exporter):
     from latency.items import items_for_space
 
     item = items_for_space(tiny_space())[0]
-    path = exporter.export(item.build(), item.input_shape).path
+    path = exporter.export_part(item).path
     table = run_cli("profile", str(path), "--runs", "5", "--repeats", "1")
     assert table.returncode == 0 and "median of repeat medians" in table.stdout
 

@@ -2,33 +2,34 @@ import numpy as np
 import pytest
 import torch
 
-from hnas.arch import parse_arch, sample
-from hnas.cost import arch_cost, count_module, op_cost
-from hnas.modules import IBConv, Identity
-from hnas.network import build_network
-from hnas.ops import LayerShape, OpSpec, build_op
-from hnas.space import basic, large, proxyless
+from hnas.spec.arch import parse_arch, sample
+from hnas.spec.cost import arch_cost, count_module
+from hnas.spec.modules import IBConv, Identity
+from hnas.spec.network import build_network
+from hnas.spec.ops import LayerShape, OpSpec
+from hnas.spec.parts import block
+from hnas.spec.space import basic, large, proxyless
 
 
 def test_ibconv_structure():
-    e1 = build_op(OpSpec(3, 1), LayerShape(16, 32, 16, 1))
+    e1 = block(OpSpec(3, 1), LayerShape(16, 32, 16, 1)).build()
     assert isinstance(e1, IBConv) and e1.expand is None and not e1.residual
-    e6 = build_op(OpSpec(5, 6), LayerShape(28, 40, 40, 1))
+    e6 = block(OpSpec(5, 6), LayerShape(28, 40, 40, 1)).build()
     assert e6.residual and e6.expand[0].out_channels == 240
     assert e6.depthwise[0].kernel_size == (5, 5) and e6.depthwise[0].groups == 240
     assert isinstance(e6.expand[2], torch.nn.ReLU6) and len(e6.project) == 2  # linear bottleneck
-    s2 = build_op(OpSpec(7, 3), LayerShape(28, 40, 80, 2))
+    s2 = block(OpSpec(7, 3), LayerShape(28, 40, 80, 2)).build()
     assert not s2.residual
     assert s2(torch.zeros(2, 40, 28, 28)).shape == (2, 80, 14, 14)
-    assert isinstance(build_op(OpSpec(), LayerShape(14, 96, 96, 1)), Identity)
+    assert isinstance(block(OpSpec(), LayerShape(14, 96, 96, 1)).build(), Identity)
 
 
 def test_residual_is_added():
-    block = build_op(OpSpec(3, 3), LayerShape(8, 4, 4, 1)).eval()
-    for p in block.project.parameters():
+    module = block(OpSpec(3, 3), LayerShape(8, 4, 4, 1)).build().eval()
+    for p in module.project.parameters():
         torch.nn.init.zeros_(p)
     x = torch.randn(1, 4, 8, 8)
-    assert torch.allclose(block(x), x)
+    assert torch.allclose(module(x), x)
 
 
 @pytest.mark.parametrize("make", [basic, large, proxyless])
@@ -48,7 +49,7 @@ def test_network_runs_at_proxy_resolution():
 
 def test_mobilenetv2_like_block_cost():
     # 1x1 expand 40->240 at 28x28, 5x5 depthwise, 1x1 project 240->40: the textbook count
-    cost = op_cost(OpSpec(5, 6), LayerShape(28, 40, 40, 1))
+    cost = block(OpSpec(5, 6), LayerShape(28, 40, 40, 1)).cost()
     assert cost.macs == 28 * 28 * (40 * 240 + 240 * 25 + 240 * 40)
     assert cost.params == 40 * 240 + 240 * 25 + 240 * 40 + 2 * (240 + 240 + 40)
 

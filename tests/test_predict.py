@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from hnas.arch import sample
 from hnas.errors import HnasError
+from hnas.spec.arch import sample
 from latency.build import build
-from latency.items import items_for_space, network_items
+from latency.items import items_for_space
 from latency.lut import Lut
 from latency.predict import LatencyPredictor
 from tests.test_build import FAST, CountingDevice
@@ -26,13 +26,15 @@ def test_predictor_is_the_sum_of_entries(tiny_lut):
     archs = sample(sp, 40, np.random.default_rng(0))
     batch = pred.predict(np.stack([a.to_vector() for a in archs]))
     for arch, got in zip(archs, batch, strict=True):
-        want = sum(lut.latency_ms(p.key) for p in sp.skeleton.fixed_parts)
-        want += sum(0.0 if op.is_identity else lut.latency_ms(key) for op, key in zip(arch.ops, arch.keys()))
+        fixed = ("Stem_K3:32x32x3->16x16x8:s2", "Conv1x1:8x8x16->8x8x32:s1", "PoolFC:8x8x32->10")
+        want = sum(lut.latency_ms(k) for k in fixed)
+        want += sum(0.0 if op.is_identity else lut.latency_ms(L.key(op)) for L, op in zip(sp.layers, arch.ops))
         assert got == pytest.approx(want, rel=1e-12)
         assert pred.predict_arch(arch) == pytest.approx(got)
         parts = pred.breakdown(arch)
         assert sum(ms for _, ms in parts) == pytest.approx(got)
-        assert [name for name, _ in parts] == [name for name, _ in network_items(arch)]
+        layers = [f"layer {L.index} {op.short}" for L, op in zip(sp.layers, arch.ops)]
+        assert [name for name, _ in parts] == ["stem", *layers, "conv1x1", "pool+fc"]
 
 
 def test_missing_entries_name_keys_and_the_refresh_command(tiny_lut, tmp_path):

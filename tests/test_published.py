@@ -3,8 +3,9 @@ import math
 import pytest
 
 from hnas.errors import HnasError
-from hnas.ops import IDENTITY_OP, FixedPart, LayerShape, OpSpec, op_key
-from hnas.space import BASIC_OPS, SearchSpace, Skeleton, StageSpec, basic, proxyless
+from hnas.spec.ops import IDENTITY_OP, LayerShape, OpSpec
+from hnas.spec.parts import Part, block
+from hnas.spec.space import BASIC_OPS, SearchSpace, Skeleton, StageSpec, basic, proxyless
 from latency.published import (
     FORMATS,
     ImportResult,
@@ -20,7 +21,7 @@ OFA_FILE = "luts/ofa_note10_224_lookup_table.yaml"
 
 def our_keys(space: SearchSpace) -> set[str]:
     keys = {L.key(op) for L in space.layers for op in L.candidates if not op.is_identity}
-    return keys | {p.key for p in space.skeleton.fixed_parts}
+    return keys | {s.key() for s in space.slots if not s.searchable}
 
 
 def ofa_like_space() -> SearchSpace:
@@ -57,14 +58,14 @@ def test_formats():
 
 def test_proxylessnas_keys_from_our_spec():
     down = LayerShape(112, 16, 24, 2)
-    assert published_key("proxylessnas", OpSpec(3, 3), down) == (
+    assert published_key("proxylessnas", block(OpSpec(3, 3), down)) == (
         "expanded_conv-input:112x112x16-output:56x56x24-expand:3-kernel:3-stride:2-idskip:0"
     )
     same = LayerShape(28, 40, 40, 1)
-    assert published_key("proxylessnas", OpSpec(5, 6), same).endswith("-expand:6-kernel:5-stride:1-idskip:1")
+    assert published_key("proxylessnas", block(OpSpec(5, 6), same)).endswith("-expand:6-kernel:5-stride:1-idskip:1")
     widen = LayerShape(14, 80, 96, 1)  # stride 1 but channels change: no identity skip
-    assert published_key("proxylessnas", OpSpec(7, 3), widen).endswith("-stride:1-idskip:0")
-    parts = proxyless().skeleton.fixed_parts
+    assert published_key("proxylessnas", block(OpSpec(7, 3), widen)).endswith("-stride:1-idskip:0")
+    parts = [s.part() for s in proxyless().slots if not s.searchable]
     assert [published_key("proxylessnas", p) for p in parts] == [
         "Conv-input:224x224x3-output:112x112x32",
         "Conv_1-input:7x7x320-output:7x7x1280",
@@ -74,28 +75,24 @@ def test_proxylessnas_keys_from_our_spec():
 
 def test_ofa_keys_use_absolute_middle_channels_and_no_se_hs():
     shape = LayerShape(112, 24, 32, 2)
-    assert published_key("ofa", OpSpec(3, 6), shape) == (
+    assert published_key("ofa", block(OpSpec(3, 6), shape)) == (
         "expanded_conv-input:112x112x24-output:56x56x32-expand:144-kernel:3-stride:2-idskip:0-se:0-hs:0"
     )
-    assert published_key("ofa", OpSpec(3, 1), LayerShape(112, 24, 24, 1)) == (
+    assert published_key("ofa", block(OpSpec(3, 1), LayerShape(112, 24, 24, 1))) == (
         "expanded_conv-input:112x112x24-output:112x112x24-expand:24-kernel:3-stride:1-idskip:1-se:0-hs:0"
     )
-    stem = proxyless().skeleton.stem
+    stem = proxyless().slots[0].part()
     assert published_key("ofa", stem) == published_key("proxylessnas", stem)
 
 
 def test_keys_that_no_format_can_express():
     with pytest.raises(HnasError, match="Identity has no ofa table key"):
-        published_key("ofa", IDENTITY_OP, LayerShape(28, 40, 40, 1))
-    stem5 = FixedPart("Stem", LayerShape(224, 3, 32, 2), kernel=5)
+        published_key("ofa", block(IDENTITY_OP, LayerShape(28, 40, 40, 1)))
+    stem5 = Part("Stem", LayerShape(224, 3, 32, 2), kernel=5)
     with pytest.raises(HnasError, match="only 3x3 stems"):
         published_key("proxylessnas", stem5)
-    with pytest.raises(HnasError, match="needs the LayerShape"):
-        published_key("proxylessnas", OpSpec(3, 3))
-    with pytest.raises(HnasError, match="carries its own shape"):
-        published_key("proxylessnas", stem5, LayerShape(1, 1, 1, 1))
     with pytest.raises(HnasError, match="unknown published table format 'tflite'"):
-        published_key("tflite", OpSpec(3, 3), LayerShape(28, 40, 40, 1))
+        published_key("tflite", block(OpSpec(3, 3), LayerShape(28, 40, 40, 1)))
 
 
 def test_a_5x5_stem_is_missing_not_mapped(proxyless_table):
@@ -119,7 +116,7 @@ def test_proxylessnas_table_covers_the_proxyless_space_exactly(proxyless_table):
     for layer in space.layers:
         for op in layer.candidates:
             if not op.is_identity:
-                assert result.mapped[layer.key(op)].source_key == published_key("proxylessnas", op, layer.shape)
+                assert result.mapped[layer.key(op)].source_key == published_key("proxylessnas", layer.part(op))
     assert result.mapped["Stem_K3:224x224x3->112x112x32:s2"].source_key == "Conv-input:224x224x3-output:112x112x32"
     assert result.mapped["Conv1x1:7x7x320->7x7x1280:s1"].source_key == "Conv_1-input:7x7x320-output:7x7x1280"
     assert result.mapped["PoolFC:7x7x1280->1000"].source_key == "Logits-input:7x7x1280-output:1000"
@@ -198,7 +195,7 @@ def test_ofa_maps_the_plain_blocks_of_an_ofa_like_space(ofa_table):
 def test_ofa_on_our_presets(ofa_table):
     assert map_published(ofa_table, "ofa", [proxyless()]).mapped == {}
     result = map_published(ofa_table, "ofa", [basic()])  # only basic's 32-wide stage 2 meets OFA's plain blocks
-    assert sorted(result.mapped) == sorted(op_key(op, LayerShape(56, 32, 32, 1)) for op in BASIC_OPS[:-1])
+    assert sorted(result.mapped) == sorted(block(op, LayerShape(56, 32, 32, 1)).key for op in BASIC_OPS[:-1])
     assert len(result.unmapped) == len(ofa_table) - 6
 
 

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from hnas.arch import sample
 from hnas.rank import correlations, pick_along_front
+from hnas.spec.arch import sample
 from tests.conftest import kill_cli_when, run_cli
 from tests.test_predict import tiny_lut  # noqa: F401 - fixture
 from tests.tiny import tiny_space

@@ -12,7 +12,7 @@ from tests.tiny import tiny_space
 
 def _model(exporter, i=3):
     item = items_for_space(tiny_space())[i]
-    return exporter.export(item.build(), item.input_shape).path
+    return exporter.export_part(item).path
 
 
 def test_runner_prints_benchmark_model_format_that_the_parser_reads(exporter):
@@ -71,7 +71,7 @@ def test_split_batch_ignores_noise_outside_frames():
 def test_host_op_profile_runs_the_networks_own_ops_in_order_and_reproduces_its_output(exporter):
     import numpy as np
 
-    from hnas.arch import from_vector
+    from hnas.spec.arch import from_vector
     from latency.export import export_network, tflite_ops
     from latency.opprofile import OpChain
     from latency.runtime import load_interpreter

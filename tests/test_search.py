@@ -6,10 +6,11 @@ import pytest
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from hnas.ces import Constraints, ces
-from hnas.ops import OpSpec
 from hnas.prune import estimate, prune, select_by_rank
 from hnas.quality import all_vectors, synthetic_truth
-from hnas.space import SearchSpace, Skeleton, StageSpec, basic
+from hnas.settings import Band
+from hnas.spec.ops import OpSpec
+from hnas.spec.space import SearchSpace, Skeleton, StageSpec, basic
 from hnas.spos_ea import random_search, spos_ea
 from tests.conftest import kill_cli_when, run_cli
 from tests.test_predict import tiny_lut  # noqa: F401 - fixture
@@ -49,7 +50,7 @@ class Table:
 def test_ces_finds_the_true_pareto_front_and_only_feasible_archs():
     sp = enumerable_space()
     t = Table(sp)
-    band = Constraints(lat_min=4.0, lat_max=8.0)
+    band = Constraints(Band(4.0, 8.0))
     res = ces(sp, t.accuracy, t.latency, band, pop_size=64, generations=40, seed=0)
     lat = np.array(res.archive.latency)
     assert lat.min() >= 4.0 and lat.max() <= 8.0
@@ -75,7 +76,7 @@ def test_ces_respects_macs_and_params_caps():
     macs, params = CostTable(sp)(np.array(res.archive.vectors))
     assert macs.max() <= 300e6 and params.max() <= 3.0e6
     with pytest.raises(Exception, match="widen"):
-        ces(sp, t.accuracy, t.latency, Constraints(lat_max=-1.0), pop_size=8, generations=2)
+        ces(sp, t.accuracy, t.latency, Constraints(Band(hi=0.0)), pop_size=8, generations=2)
 
 
 def test_pruning_removes_exactly_the_ops_under_the_threshold():
@@ -98,7 +99,7 @@ def test_pruning_removes_exactly_the_ops_under_the_threshold():
 def test_spos_ea_baseline_stays_feasible():
     sp = enumerable_space()
     t = Table(sp)
-    res = spos_ea(sp, t.accuracy, t.latency, Constraints(4.0, 8.0), population=32, generations=10)
+    res = spos_ea(sp, t.accuracy, t.latency, Constraints(Band(4.0, 8.0)), population=32, generations=10)
     lat = np.array(res.archive.latency)
     assert len(res.population) == 10 and np.all((lat >= 4) & (lat <= 8))
 
@@ -116,14 +117,14 @@ SEARCHES = {
 def test_every_search_spends_exactly_its_budget_on_new_feasible_architectures(method, pop, gens, seed):
     sp = enumerable_space()
     truth = synthetic_truth(sp, seed)
-    lo, hi = truth.band_percentiles(20, 80)  # about 1,000 feasible architectures: never exhausted at <= 320
-    res = SEARCHES[method](sp, truth.accuracy_of, truth.predict, Constraints(lo, hi), pop, gens, seed)
+    band = truth.band_percentiles(20, 80)  # about 1,000 feasible architectures: never exhausted at <= 320
+    res = SEARCHES[method](sp, truth.accuracy_of, truth.predict, Constraints(band), pop, gens, seed)
     vecs = np.array(res.archive.vectors)
     assert res.accuracy_calls == truth.calls == len(vecs) == pop * gens == res.budget
     assert res.exhausted is None and res.note == f"{pop * gens} of {pop * gens} accuracy evaluations spent"
     assert len({v.tobytes() for v in vecs}) == len(vecs)  # never a duplicate
     lat = truth.predict(vecs)
-    assert lat.min() >= lo and lat.max() <= hi  # never infeasible
+    assert lat.min() >= band.lo and lat.max() <= band.hi  # never infeasible
     assert np.array_equal(np.array(res.archive.latency), lat)
 
 
@@ -131,14 +132,14 @@ def test_every_search_spends_exactly_its_budget_on_new_feasible_architectures(me
 def test_an_exhausted_feasible_space_is_reported_not_looped_on(method):
     sp = enumerable_space()
     truth = synthetic_truth(sp, 4)
-    lo, hi = truth.band_percentiles(49.5, 50.5)
-    feasible = len(truth.in_band(lo, hi))
+    band = truth.band_percentiles(49.5, 50.5)
+    feasible = len(truth.in_band(band))
     assert 5 < feasible < 40
-    res = SEARCHES[method](sp, truth.accuracy_of, truth.predict, Constraints(lo, hi), 16, 10, 0)
+    res = SEARCHES[method](sp, truth.accuracy_of, truth.predict, Constraints(band), 16, 10, 0)
     assert res.accuracy_calls == truth.calls == len(res.archive) == feasible  # every feasible one, once
     assert res.exhausted == f"all {feasible} feasible architectures were evaluated (the feasible space is exhausted)"
     assert res.note.startswith(f"{feasible} of 160 accuracy evaluations spent: all {feasible}")
-    assert truth.score(np.array(res.archive.vectors), lo, hi)["hv_ratio"] == pytest.approx(1.0)
+    assert truth.score(np.array(res.archive.vectors), band)["hv_ratio"] == pytest.approx(1.0)
 
 
 def test_hypervolume_ratio_and_best_found_are_computed_against_the_true_front():
@@ -150,21 +151,21 @@ def test_hypervolume_ratio_and_best_found_are_computed_against_the_true_front():
     assert hypervolume_2d(np.array([2.0]), np.array([1.5]), 0.0, 1.0) == 0.0  # beyond the reference latency
     sp = enumerable_space()
     truth = synthetic_truth(sp, 0)
-    lo, hi = truth.band_percentiles(30, 70)
-    rows = truth.in_band(lo, hi)
+    band = truth.band_percentiles(30, 70)
+    rows = truth.in_band(band)
     vecs = all_vectors(sp)
-    assert truth.score(vecs, lo, hi) == {
+    assert truth.score(vecs, band) == {
         "hv_ratio": 1.0,
         "found_best": True,
         "in_band": len(rows),
         "evaluated_in_band": len(rows),
     }
     best = rows[np.argmax(truth.accuracy[rows])]
-    only_best = truth.score(vecs[[best]], lo, hi)
+    only_best = truth.score(vecs[[best]], band)
     assert only_best["found_best"] and 0 < only_best["hv_ratio"] < 1
-    without = truth.score(vecs[np.setdiff1d(rows, [best])], lo, hi)
+    without = truth.score(vecs[np.setdiff1d(rows, [best])], band)
     assert not without["found_best"] and without["hv_ratio"] < 1
-    assert truth.score(vecs[np.setdiff1d(np.arange(len(vecs)), rows)], lo, hi)["hv_ratio"] == 0.0  # outside
+    assert truth.score(vecs[np.setdiff1d(np.arange(len(vecs)), rows)], band)["hv_ratio"] == 0.0  # outside
 
 
 def test_search_runs_all_stages_prunes_and_resumes_after_a_kill(tiny_lut, tmp_path):  # noqa: F811
@@ -277,9 +278,9 @@ def test_relative_latency_band(tiny_lut, tmp_path):  # noqa: F811
     )
     assert out.returncode == 0, out.stderr
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())["search"]
-    from hnas.arch import parse_arch
+    from hnas.spec.arch import parse_arch
     from latency.lut import Lut
     from latency.predict import LatencyPredictor
 
     ref_ms = LatencyPredictor(Lut.load(tiny_lut), tiny_space()).predict_arch(parse_arch(ref, tiny_space()))
-    assert cfg["lat_min"] == pytest.approx(0.9 * ref_ms) and cfg["lat_max"] == pytest.approx(1.2 * ref_ms)
+    assert cfg["band"]["lo"] == pytest.approx(0.9 * ref_ms) and cfg["band"]["hi"] == pytest.approx(1.2 * ref_ms)

@@ -3,8 +3,9 @@ import json
 import pytest
 
 from hnas.errors import HnasError
-from hnas.ops import IDENTITY_OP, OpSpec, op_key, parse_op
-from hnas.space import PRESETS, SearchSpace, basic, large, load_space, proxyless
+from hnas.spec.ops import IDENTITY_OP, OpSpec, parse_op
+from hnas.spec.parts import block
+from hnas.spec.space import PRESETS, SearchSpace, basic, large, load_space, proxyless
 
 
 def test_paper_sizes_are_exact():
@@ -20,7 +21,10 @@ def test_presets_have_22_layers_and_table1_shapes(name):
     assert sp.num_layers == 22
     firsts = [(L.shape.in_size, L.shape.out_size, L.shape.stride) for L in sp.layers if L.position == 1]
     assert firsts == [(112, 112, 1), (112, 56, 2), (56, 28, 2), (28, 14, 2), (14, 14, 1), (14, 7, 2), (7, 7, 1)]
-    assert [p.key for p in sp.skeleton.fixed_parts][1:] == ["Conv1x1:7x7x320->7x7x1280:s1", "PoolFC:7x7x1280->1000"]
+    assert [s.key() for s in sp.slots if not s.searchable][1:] == [
+        "Conv1x1:7x7x320->7x7x1280:s1",
+        "PoolFC:7x7x1280->1000",
+    ]
 
 
 def test_widths_per_preset():
@@ -50,7 +54,7 @@ def test_op_names_and_keys():
     assert parse_op("Identity").is_identity and parse_op("ID").is_identity
     layer = basic().layers[6]
     assert layer.key(OpSpec(5, 6)) == "IBConv_K5_E6:28x28x40->28x28x40:s1"
-    assert op_key(OpSpec(3, 1), basic().layers[0].shape) == "IBConv_K3_E1:112x112x32->112x112x16:s1"
+    assert block(OpSpec(3, 1), basic().layers[0].shape).key == "IBConv_K3_E1:112x112x32->112x112x16:s1"
     for bad in ("IBConv_K4_E6", "Conv3x3", "K3E0"):
         with pytest.raises(HnasError):
             parse_op(bad)
@@ -59,7 +63,7 @@ def test_op_names_and_keys():
 def test_resolution_and_classes_are_parameters():
     sp = basic().with_skeleton(resolution=160, num_classes=10)
     assert sp.layers[0].shape.in_size == 80
-    assert sp.skeleton.pool_fc.key == "PoolFC:5x5x1280->10"
+    assert sp.slots[-1].key() == "PoolFC:5x5x1280->10"
     assert sp.size() == basic().size()
 
 

@@ -3,12 +3,13 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from hnas.arch import Architecture, sample
 from hnas.evaluate import OneShotEvaluator, calibration_batches, recalibrate_bn, top1
-from hnas.network import Network
-from hnas.space import basic
+from hnas.settings import Band, TrainConfig
+from hnas.spec.arch import Architecture, sample
+from hnas.spec.network import Network
+from hnas.spec.space import basic
 from hnas.supernet import Supernet, proxy_space
-from hnas.train import PathSampler, TrainConfig, train
+from hnas.train import PathSampler, train
 from tests.tiny import tiny_space
 
 
@@ -53,9 +54,10 @@ def test_extracted_subnet_matches_the_supernet_path_after_recalibration():
         # exact recalibration of the copy: cumulative statistics equal the plain mean over the images
         calib = calibration_batches(data, 32, 8)
         recalibrate_bn(sub, calib, torch.device("cpu"))
-        stem_bn = sub.stem[1]
+        stem = sub.parts[0]  # the first part runs first: the stem's conv sees the images themselves
+        stem_bn = stem[1]
         with torch.no_grad():
-            conv_out = torch.cat([sub.stem[0](b) for b in calib])
+            conv_out = torch.cat([stem[0](b) for b in calib])
         assert torch.allclose(stem_bn.running_mean, conv_out.mean(dim=(0, 2, 3)), atol=1e-5)
         assert stem_bn.momentum == 0.1  # restored
 
@@ -74,7 +76,8 @@ def test_pruning_keeps_inherited_weights():
     for k, v in after.items():
         assert torch.equal(v, before[k]), k
     dropped = [k for k in before if k not in after]
-    assert dropped and all(k.startswith("layers.1.") for k in dropped)
+    slot = next(i for i, m in enumerate(net.parts) if m is net.layers[1])  # where layer 2's choices sit
+    assert dropped and all(k.startswith(f"parts.{slot}.ops.") for k in dropped)
     arch = sample(pruned, 1, np.random.default_rng(0))[0]
     assert net(torch.randn(2, 3, 32, 32), arch).shape == (2, 10)
 
@@ -91,7 +94,7 @@ def test_path_sampler_is_uniform_and_respects_a_latency_band():
         def predict(self, v):
             return np.array([float(sum(sp.layers[j].candidates[i].kernel > 0 for j, i in enumerate(v)))])
 
-    banded = PathSampler(sp, seed=3, predictor=FakePredictor(), lat_min=3, lat_max=3)
+    banded = PathSampler(sp, seed=3, predictor=FakePredictor(), band=Band(3, 3))
     for _ in range(20):
         assert all(not op.is_identity for op in banded.sample().ops)
 

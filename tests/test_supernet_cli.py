@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from hnas.arch import sample
+from hnas.spec.arch import sample
 from tests.conftest import kill_cli_when, run_cli
 from tests.tiny import tiny_space
 

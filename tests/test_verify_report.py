@@ -5,13 +5,13 @@ import shutil
 import numpy as np
 import pytest
 
-from hnas.arch import sample
+from hnas.spec.arch import sample
 from latency.bench import OpTiming
 from latency.export import export_network, tflite_ops
-from latency.items import network_items
 from latency.lut import Lut
 from latency.predict import LatencyPredictor
-from latency.verify import error_stats, fit_calibration, map_op_profile
+from latency.validate import error_stats, fit_calibration
+from latency.verify import map_op_profile
 from tests.conftest import run_cli
 from tests.test_predict import tiny_lut  # noqa: F401 - fixture
 from tests.tiny import tiny_space
@@ -41,10 +41,10 @@ def test_verify_measures_the_whole_network_with_the_luts_settings(tiny_lut, spac
     p = json.loads(prof.stdout)
     assert len(p["repeat_medians_ms"]) == settings["repeats"]  # the profiling pass is not one of the repeats
     rows = p["op_profile"]
-    parts = network_items(sample(tiny_space(), 1, np.random.default_rng(4))[0])
-    assert [r["layer"] for r in rows] == [name for name, _ in parts]
+    parts = sample(tiny_space(), 1, np.random.default_rng(4))[0].parts()
+    assert [r["layer"] for r in rows] == [p.label for p in parts]
     lut = Lut.load(tiny_lut)
-    assert [r["lut_ms"] for r in rows] == [lut.latency_ms(it.key) if it else 0.0 for _, it in parts]
+    assert [r["lut_ms"] for r in rows] == [lut.latency_ms(p.key) if p.key else 0.0 for p in parts]
     for r in rows:
         assert r["profiled"] == [o for o in r["ops"] if o != "PAD"]  # builtin names; each PAD runs with its conv
         assert (r["ms"] > 0) == bool(r["ops"]) and r["lut_ms"] >= 0
@@ -58,12 +58,14 @@ def test_op_profile_maps_onto_layers_with_the_layers_own_op_sequences(exporter):
     sp = tiny_space()
     arch = sample(sp, 1, np.random.default_rng(2))[0]
     net_ops = tflite_ops(export_network(arch, exporter).path)
-    items = network_items(arch)
-    assert [n for n, _ in items] == ["stem"] + [f"layer {L.index} {op.short}" for L, op in zip(sp.layers, arch.ops)] + [
+    parts = arch.parts()
+    assert [p.label for p in parts] == ["stem"] + [
+        f"layer {L.index} {op.short}" for L, op in zip(sp.layers, arch.ops)
+    ] + [
         "conv1x1",
         "pool+fc",
     ]
-    seqs = [(n, tflite_ops(exporter.export(it.build(), it.input_shape).path) if it else []) for n, it in items]
+    seqs = [(p.label, tflite_ops(exporter.export_part(p).path) if p.key else []) for p in parts]
     assert [o for _, s in seqs for o in s] == net_ops  # a network's graph is its layers' graphs in order
     rows = [OpTiming(t, f"n{i}", 0.0, 0.0, 0.1 * (i + 1), 0.0, 1) for i, t in enumerate(net_ops)]
     mapped = map_op_profile(rows, seqs)

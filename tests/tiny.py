@@ -1,7 +1,7 @@
 """A tiny search space for fast tests (9 LUT entries, converts in seconds)."""
 
-from hnas.ops import OpSpec
-from hnas.space import SearchSpace, Skeleton, StageSpec
+from hnas.spec.ops import OpSpec
+from hnas.spec.space import SearchSpace, Skeleton, StageSpec
 
 
 def tiny_space() -> SearchSpace:

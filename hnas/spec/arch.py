@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from hnas.errors import HnasError
-from hnas.ops import OpSpec, parse_op
-from hnas.space import SearchSpace
+from hnas.spec.ops import OpSpec, parse_op
+from hnas.spec.parts import Part
+from hnas.spec.space import SearchSpace
 
 _SPLIT = re.compile(r"[\s|,\-;]+")
 
@@ -52,9 +53,10 @@ class Architecture:
         """JSON form."""
         return {"space": self.space.name, "arch": str(self), "ops": [op.name for op in self.ops]}
 
-    def keys(self) -> list[str]:
-        """LUT key of every layer's op (Identity included)."""
-        return [layer.key(op) for layer, op in zip(self.space.layers, self.ops)]
+    def parts(self) -> list[Part]:
+        """The network's parts in execution order: fixed parts, and the chosen op in every searchable layer."""
+        ops = iter(self.ops)
+        return [slot.part(next(ops)) if slot.searchable else slot.part() for slot in self.space.slots]
 
 
 def parse_arch(text: str, space: SearchSpace) -> Architecture:

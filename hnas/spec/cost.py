@@ -1,4 +1,4 @@
-"""MACs (the paper's "FLOPs") and parameter counts, computed from the spec and counted on modules."""
+"""MACs (the paper's "FLOPs") and parameter counts: computed from the spec, part by part, and counted on modules."""
 
 from __future__ import annotations
 
@@ -6,9 +6,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-
-from hnas.arch import Architecture
-from hnas.ops import FixedPart, LayerShape, OpSpec
 
 
 @dataclass(frozen=True)
@@ -22,38 +19,17 @@ class Cost:
         return Cost(self.macs + other.macs, self.params + other.params)
 
 
-def _conv(in_ch: int, out_ch: int, kernel: int, out_size: int, groups: int = 1, bn: bool = True) -> Cost:
+def conv_cost(in_ch: int, out_ch: int, kernel: int, out_size: int, groups: int = 1, bn: bool = True) -> Cost:
+    """A KxK convolution (and its BatchNorm) producing an `out_size` x `out_size` map."""
     weights = out_ch * (in_ch // groups) * kernel * kernel
     return Cost(out_size * out_size * weights, weights + (2 * out_ch if bn else 0))
 
 
-def op_cost(op: OpSpec, shape: LayerShape) -> Cost:
-    """Cost of one op at one shape (BatchNorm counted as 2 parameters per channel, no MACs)."""
-    if op.is_identity:
-        return Cost()
-    mid = shape.in_ch * op.expand
-    cost = Cost()
-    if op.expand != 1:
-        cost += _conv(shape.in_ch, mid, 1, shape.in_size)
-    cost += _conv(mid, mid, op.kernel, shape.out_size, groups=mid)
-    return cost + _conv(mid, shape.out_ch, 1, shape.out_size)
-
-
-def fixed_cost(part: FixedPart) -> Cost:
-    """Cost of the stem, the final 1x1 conv or pool + fc."""
-    s = part.shape
-    if part.kind == "PoolFC":
-        return Cost(s.in_ch * s.out_ch, s.in_ch * s.out_ch + s.out_ch)
-    return _conv(s.in_ch, s.out_ch, part.kernel, s.out_size)
-
-
-def arch_cost(arch: Architecture) -> Cost:
-    """Total cost of an architecture at the space's deployment resolution."""
+def arch_cost(arch) -> Cost:
+    """Total cost of an architecture at the space's deployment resolution: the sum over its parts."""
     total = Cost()
-    for part in arch.space.skeleton.fixed_parts:
-        total += fixed_cost(part)
-    for layer, op in zip(arch.space.layers, arch.ops):
-        total += op_cost(op, layer.shape)
+    for part in arch.parts():
+        total += part.cost()
     return total
 
 

@@ -1,8 +1,7 @@
-"""Operation vocabulary and layer shapes: the single definition of an op, its shape and its LUT key.
+"""Operation vocabulary and layer shapes: the single definition of an op and of the shape it runs at.
 
-An op (`IBConv_K5_E6`, `Identity`) is parsed here, built into a torch module here (`build_op`), and
-named in latency tables here (`op_key`). The supernet, the stand-alone builder and the latency toolkit
-all go through these functions.
+An op (`IBConv_K5_E6`, `Identity`) is parsed here; `hnas.spec.parts` turns an op at a shape into a part of a
+network (its LUT key, its torch module, its cost).
 """
 
 from __future__ import annotations
@@ -81,60 +80,10 @@ class LayerShape:
         return -(-self.in_size // self.stride)
 
     @property
-    def allows_identity(self) -> bool:
-        """Identity is only shape-preserving when stride is 1 and channels do not change."""
+    def keeps_shape(self) -> bool:
+        """Stride 1 and the same channels in and out: where Identity may stand and an IBConv adds its input."""
         return self.stride == 1 and self.in_ch == self.out_ch
 
     def text(self) -> str:
         """`28x28x40->14x14x80`."""
         return f"{self.in_size}x{self.in_size}x{self.in_ch}->{self.out_size}x{self.out_size}x{self.out_ch}"
-
-
-def op_key(op: OpSpec, shape: LayerShape) -> str:
-    """Canonical LUT key of an op at a shape, e.g. `IBConv_K5_E6:28x28x40->28x28x40:s1`."""
-    return f"{op.name}:{shape.text()}:s{shape.stride}"
-
-
-def build_op(op: OpSpec, shape: LayerShape):
-    """The torch module of `op` at `shape`; the one module class used by supernet, networks and export."""
-    from hnas import modules
-
-    if op.is_identity:
-        if not shape.allows_identity:
-            raise HnasError(f"Identity cannot map {shape.text()} with stride {shape.stride}")
-        return modules.Identity()
-    return modules.IBConv(shape.in_ch, shape.out_ch, op.kernel, op.expand, shape.stride)
-
-
-FIXED_KINDS = ("Stem", "Conv1x1", "PoolFC")
-
-
-@dataclass(frozen=True)
-class FixedPart:
-    """A part of the network that is not searched: the stem, the final 1x1 conv, or pool + fc."""
-
-    kind: str
-    shape: LayerShape
-    kernel: int = 1
-
-    @property
-    def key(self) -> str:
-        """LUT key, e.g. `Stem_K3:224x224x3->112x112x32:s2` or `PoolFC:7x7x1280->1000`."""
-        s = self.shape
-        if self.kind == "PoolFC":
-            return f"PoolFC:{s.in_size}x{s.in_size}x{s.in_ch}->{s.out_ch}"
-        name = f"Stem_K{self.kernel}" if self.kind == "Stem" else self.kind
-        return f"{name}:{s.text()}:s{s.stride}"
-
-    def build(self):
-        """The torch module of this part."""
-        from hnas import modules
-
-        s = self.shape
-        if self.kind == "Stem":
-            return modules.ConvBNReLU6(s.in_ch, s.out_ch, self.kernel, s.stride)
-        if self.kind == "Conv1x1":
-            return modules.ConvBNReLU6(s.in_ch, s.out_ch, 1, 1)
-        if self.kind == "PoolFC":
-            return modules.PoolFC(s.in_ch, s.out_ch)
-        raise HnasError(f"unknown fixed part {self.kind!r}; known: {', '.join(FIXED_KINDS)}")

@@ -13,9 +13,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from hnas.errors import HnasError
-from hnas.ops import IDENTITY_OP, FixedPart, LayerShape, OpSpec, op_key, parse_op
+from hnas.spec.ops import IDENTITY_OP, LayerShape, OpSpec, parse_op
+from hnas.spec.parts import Slot
 
-SCHEMA = "hnas.space/1"
+SCHEMA = "hnas.spec.space/1"
 
 
 @dataclass(frozen=True)
@@ -51,39 +52,21 @@ class Skeleton:
             if st.out_channels < 1 or st.repeats < 1 or st.stride not in (1, 2):
                 raise HnasError(f"skeleton stage {i}: out_channels and repeats must be positive and stride 1 or 2")
 
-    @property
-    def stem(self) -> FixedPart:
-        """The stem convolution at the deployment resolution."""
-        shape = LayerShape(self.resolution, self.in_channels, self.stem_channels, self.stem_stride)
-        return FixedPart("Stem", shape, self.stem_kernel)
-
-    def layer_shapes(self) -> list[tuple[int, int, LayerShape]]:
-        """(stage, position in stage, shape) for every searchable layer, stages and positions from 1."""
-        size, ch = self.stem.shape.out_size, self.stem_channels
-        out = []
+    def slots(self) -> tuple[Slot, ...]:
+        """Every place of the network in execution order: the stem, one searchable layer per block of every
+        stage (no candidates yet), the final 1x1 conv to `head_channels`, pooling + the classifier."""
+        stem = LayerShape(self.resolution, self.in_channels, self.stem_channels, self.stem_stride)
+        out = [Slot("Stem", stem, kernel=self.stem_kernel)]
+        size, ch, index = stem.out_size, self.stem_channels, 0
         for s, st in enumerate(self.stages, 1):
             for pos in range(1, st.repeats + 1):
                 shape = LayerShape(size, ch, st.out_channels, st.stride if pos == 1 else 1)
-                out.append((s, pos, shape))
+                index += 1
+                out.append(Slot("Block", shape, index=index, stage=s, position=pos))
                 size, ch = shape.out_size, st.out_channels
-        return out
-
-    @property
-    def final_conv(self) -> FixedPart:
-        """The 1x1 convolution to `head_channels`."""
-        _, _, last = self.layer_shapes()[-1]
-        return FixedPart("Conv1x1", LayerShape(last.out_size, last.out_ch, self.head_channels, 1))
-
-    @property
-    def pool_fc(self) -> FixedPart:
-        """Global average pooling and the fully connected classifier."""
-        size = self.final_conv.shape.out_size
-        return FixedPart("PoolFC", LayerShape(size, self.head_channels, self.num_classes, 1))
-
-    @property
-    def fixed_parts(self) -> tuple[FixedPart, FixedPart, FixedPart]:
-        """Stem, final 1x1 conv, pool + fc: the parts every architecture of the space shares."""
-        return (self.stem, self.final_conv, self.pool_fc)
+        out.append(Slot("Conv1x1", LayerShape(size, ch, self.head_channels, 1)))
+        out.append(Slot("PoolFC", LayerShape(size, self.head_channels, self.num_classes, 1)))
+        return tuple(out)
 
     def to_dict(self) -> dict:
         """Plain-data form for JSON."""
@@ -106,26 +89,6 @@ _SKELETON_KEYS = [f for f in Skeleton.__dataclass_fields__ if f != "stages"]
 
 
 @dataclass(frozen=True)
-class Layer:
-    """One searchable layer: its place in the skeleton, its shape and the ops allowed there."""
-
-    index: int
-    stage: int
-    position: int
-    shape: LayerShape
-    candidates: tuple[OpSpec, ...]
-
-    @property
-    def label(self) -> str:
-        """Human name used in messages, e.g. `layer 7 (stage 3, block 2)`."""
-        return f"layer {self.index} (stage {self.stage}, block {self.position})"
-
-    def key(self, op: OpSpec) -> str:
-        """LUT key of `op` in this layer."""
-        return op_key(op, self.shape)
-
-
-@dataclass(frozen=True)
 class SearchSpace:
     """A skeleton plus layer-wise candidate ops (index j of an architecture picks from `candidates[j]`)."""
 
@@ -133,22 +96,23 @@ class SearchSpace:
     skeleton: Skeleton
     candidates: tuple[tuple[OpSpec, ...], ...]
     identity_in_first_layer: bool = False
-    layers: tuple[Layer, ...] = field(init=False, repr=False, compare=False)
+    slots: tuple[Slot, ...] = field(init=False, repr=False, compare=False)
+    layers: tuple[Slot, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        shapes = self.skeleton.layer_shapes()
-        if len(self.candidates) != len(shapes):
+        slots = list(self.skeleton.slots())
+        searchable = [i for i, slot in enumerate(slots) if slot.searchable]
+        if len(self.candidates) != len(searchable):
             raise HnasError(
-                f"space {self.name!r}: {len(self.candidates)} candidate lists given for {len(shapes)} layers"
+                f"space {self.name!r}: {len(self.candidates)} candidate lists given for {len(searchable)} layers"
             )
-        layers = []
-        for j, ((stage, pos, shape), cands) in enumerate(zip(shapes, self.candidates), 1):
-            layer = Layer(j, stage, pos, shape, tuple(cands))
-            self._check_layer(layer)
-            layers.append(layer)
-        object.__setattr__(self, "layers", tuple(layers))
+        for i, cands in zip(searchable, self.candidates):
+            slots[i] = replace(slots[i], candidates=tuple(cands))
+            self._check_layer(slots[i])
+        object.__setattr__(self, "slots", tuple(slots))
+        object.__setattr__(self, "layers", tuple(slots[i] for i in searchable))
 
-    def _check_layer(self, layer: Layer) -> None:
+    def _check_layer(self, layer: Slot) -> None:
         where = f"space {self.name!r}, {layer.label}"
         if not layer.candidates:
             raise HnasError(f"{where}: no candidate operations; keep at least one")
@@ -157,7 +121,7 @@ class SearchSpace:
         fixed = self.skeleton.stages[layer.stage - 1].expand
         for op in layer.candidates:
             if op.is_identity:
-                if not layer.shape.allows_identity:
+                if not layer.shape.keeps_shape:
                     raise HnasError(f"{where}: Identity cannot map {layer.shape.text()} (stride {layer.shape.stride})")
                 if layer.position == 1 and not self.identity_in_first_layer:
                     raise HnasError(f"{where}: Identity is forbidden in the first layer of a stage")
@@ -174,11 +138,14 @@ class SearchSpace:
         it cannot keep the shape and, unless allowed, from the first layer of every stage.
         """
         cands = []
-        for _stage, pos, shape in skeleton.layer_shapes():
-            fixed = skeleton.stages[_stage - 1].expand
+        for slot in skeleton.slots():
+            if not slot.searchable:
+                continue
+            fixed = skeleton.stages[slot.stage - 1].expand
             layer_ops: list[OpSpec] = []
             for op in ops:
-                if op.is_identity and (not shape.allows_identity or (pos == 1 and not identity_in_first_layer)):
+                first = slot.position == 1 and not identity_in_first_layer
+                if op.is_identity and (not slot.shape.keeps_shape or first):
                     continue
                 if fixed is not None:
                     op = op.with_expand(fixed)

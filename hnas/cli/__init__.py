@@ -1,0 +1,50 @@
+"""The `hnas` command line: the command layer parses, calls and prints; the work happens in the modules it calls.
+
+    spaces      hnas space show|sample, hnas arch info
+    supernet    hnas supernet train|eval, hnas train
+    search      hnas search, hnas report, hnas rank, hnas demo
+    lut         hnas lut build|refresh|show|diff|import|validate, hnas profile, hnas devices, hnas verify
+
+Heavy libraries (torch, TensorFlow) are imported inside the commands that need them, so `hnas --help` is quick.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import typer
+
+from hnas.cli import lut, search, spaces, supernet
+from hnas.errors import HnasError
+
+app = typer.Typer(
+    help="Hierarchical Neural Architecture Search for phones: search spaces, latency tables, search.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(spaces.space_app, name="space")
+app.add_typer(spaces.arch_app, name="arch")
+app.add_typer(lut.lut_app, name="lut")
+app.add_typer(supernet.supernet_app, name="supernet")
+app.command("profile")(lut.profile)
+app.command("devices")(lut.devices)
+app.command("verify")(lut.verify)
+app.command("search")(search.search)
+app.command("report")(search.report)
+app.command("rank")(search.rank)
+app.command("demo")(search.demo)
+app.command("train")(supernet.train_standalone_cmd)
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app()
+    except HnasError as exc:
+        message = str(exc)
+        if type(exc).__name__ == "PhoneGone":
+            message += "; resume with: " + " ".join(["hnas", *(shlex.quote(a) for a in sys.argv[1:])])
+        sys.stderr.write(f"error: {message}\n")
+        sys.exit(2)

@@ -1,0 +1,5 @@
+"""`python -m hnas.cli` (what torchrun launches)."""
+
+from hnas.cli import main
+
+main()

@@ -1,0 +1,90 @@
+"""What every command module shares: the console, JSON output, architecture arguments, and the option types
+derived from the settings (`hnas.settings`), so each option's default, help and check are defined once."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from hnas.errors import HnasError
+from hnas.settings import ProxySettings, SearchSettings, TrainConfig, option
+
+# wide enough for a large space's candidate lists when the output goes to a file or a pipe
+console = Console(width=None if sys.stdout.isatty() else 160)
+
+SpaceArg = Annotated[str, typer.Argument(help="Preset name (basic, large, proxyless) or a .json/.yaml space file.")]
+SpaceOpt = Annotated[str, typer.Option("--space", help="Preset (basic, large, proxyless) or space file.")]
+DataOpt = Annotated[str, typer.Option("--data", help="digits, mnist5k, cifar10:PATH, imagenet:PATH.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+LutOpt = Annotated[str | None, typer.Option("--lut", help="Latency table (LUT file) of the target device.")]
+OutOpt = Annotated[str, typer.Option("--out", help="Run folder; an existing run resumes.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="`local` (this CPU) or a phone (serial or host:port).")]
+
+EpochsOpt = option(TrainConfig, "epochs")
+LrOpt = option(TrainConfig, "lr")
+BatchOpt = option(TrainConfig, "batch_size")
+LabelSmoothingOpt = option(TrainConfig, "label_smoothing")
+WarmupOpt = option(TrainConfig, "warmup_epochs")
+WorkersOpt = option(TrainConfig, "workers")
+SeedOpt = option(TrainConfig, "seed")
+ResolutionOpt = option(ProxySettings, "resolution")
+WidthOpt = option(ProxySettings, "width")
+PerClassOpt = option(ProxySettings, "per_class")
+BnImagesOpt = option(ProxySettings, "bn_images")
+PopulationOpt = option(SearchSettings, "population")
+GenerationsOpt = option(SearchSettings, "generations")
+PrescreenOpt = option(SearchSettings, "prescreen")
+LatOpt = Annotated[str | None, typer.Option("--lat", help="Latency band MIN:MAX in ms.")]
+LatRelOpt = Annotated[str | None, typer.Option("--lat-rel", help="Band relative to --ref, e.g. 0.98:1.15.")]
+RefOpt = Annotated[str | None, typer.Option("--ref", help="Reference architecture for --lat-rel.")]
+
+
+def emit_json(data) -> None:
+    """Print JSON to stdout (no colour, no wrapping)."""
+    sys.stdout.write(json.dumps(data, indent=1) + "\n")
+
+
+def fmt_size(n: int) -> str:
+    """`6.645e17` for large counts, the plain number for small ones."""
+    if n < 10**6:
+        return str(n)
+    mantissa, exponent = f"{n:.3e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def size_formula(space) -> str:
+    """The size as a product of candidate counts, e.g. `3 * 6^6 * 7^15`."""
+    counts = Counter(len(c) for c in space.candidates)
+    return " * ".join(f"{k}^{v}" if v > 1 else str(k) for k, v in sorted(counts.items()))
+
+
+def load_arch(text: str, space):
+    """An architecture from its string form or from a JSON file holding one."""
+    from hnas.spec import arch as archmod
+
+    path = Path(text)
+    if text.endswith(".json"):
+        if not path.is_file():
+            raise HnasError(f"architecture file {text} does not exist")
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise HnasError(f"architecture file {text} is not valid JSON: {exc}") from None
+        return archmod.from_dict(data, space)
+    return archmod.parse_arch(text, space)
+
+
+def numbers(text: str | None, what: str, cast=float) -> list | None:
+    """`120,80,40` -> [120, 80, 40]; None stays None."""
+    if text is None:
+        return None
+    try:
+        return [cast(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise HnasError(f"{what} {text!r}: write comma-separated numbers, e.g. 120,80,40") from None

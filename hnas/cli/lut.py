@@ -1,0 +1,419 @@
+"""`hnas lut build|refresh|show|diff|import|validate`, `hnas profile`, `hnas devices` and `hnas verify`."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from hnas.cli.common import DeviceOpt, JsonOpt, console, emit_json, load_arch
+from hnas.cli.show import print_validation, print_verify
+from hnas.errors import HnasError
+
+lut_app = typer.Typer(help="Latency lookup tables: build, refresh, show, diff, import, validate.", no_args_is_help=True)
+
+CoreOpt = Annotated[int | None, typer.Option("--core", help="CPU to pin to (default: the device's big core).")]
+BinaryOpt = Annotated[
+    str | None,
+    typer.Option("--benchmark-binary", help="A real TFLite benchmark_model binary (phones: the Android arm64 one)."),
+]
+RepeatsOpt = Annotated[int, typer.Option("--repeats", min=1, help="Repeats per entry, interleaved round-robin.")]
+RunsOpt = Annotated[int, typer.Option("--runs", min=1, help="Timed runs per repeat (benchmark_model --num_runs).")]
+WarmupRunsOpt = Annotated[int, typer.Option("--warmup", min=0, help="Warm-up runs per repeat.")]
+CacheOpt = Annotated[str | None, typer.Option("--cache", help="TFLite cache folder (default $HNAS_CACHE or ~/.cache).")]
+
+
+def parse_duration(text: str) -> float:
+    """`90s`, `30m`, `12h`, `7d` -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not m:
+        raise HnasError(f"--max-age {text!r}: write a number with s, m, h or d, e.g. 7d")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def parse_hwc(text: str) -> tuple[int, int]:
+    """`28x28x40` -> (28, 40); the feature map must be square."""
+    m = re.fullmatch(r"(\d+)x(\d+)x(\d+)", text.strip())
+    if not m or m.group(1) != m.group(2):
+        raise HnasError(f"--in {text!r}: write HxWxC with H == W, e.g. 28x28x40")
+    return int(m.group(1)), int(m.group(3))
+
+
+def _exporter(cache: str | None):
+    from latency.export import Exporter
+
+    return Exporter(cache)
+
+
+def _builds(jobs, items, options, cache, performance: bool = False) -> None:
+    """Run `build_many` under progress bars and print one line per table; an interrupt is one line too."""
+    from hnas.progress import bars
+    from latency.build import build_many, report_line
+
+    try:
+        with bars() as factory:
+            reports = build_many(jobs, items, options, _exporter(cache), factory, performance)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: every finished measurement is saved; rerun the same command to go on\n")
+        raise typer.Exit(130) from None
+    for report in reports.values():
+        console.print(report_line(report))
+
+
+@lut_app.command("build")
+def lut_build(
+    device: Annotated[
+        list[str], typer.Option("--device", help="`local` or a phone (serial or host:port); repeat for several.")
+    ] = None,
+    space: Annotated[list[str], typer.Option("--space", help="Preset or space file; repeat for several.")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="LUT file (default lut/<device>.json).")] = None,
+    repeats: RepeatsOpt = 5,
+    runs: RunsOpt = 20,
+    warmup: WarmupRunsOpt = 5,
+    spread: Annotated[float, typer.Option(help="Re-measure when repeat medians differ by more than this.")] = 0.10,
+    core: CoreOpt = None,
+    benchmark_binary: BinaryOpt = None,
+    cache: CacheOpt = None,
+    cool: Annotated[float, typer.Option("--cool", min=0, help="Phones: seconds of pause after each model.")] = 0.0,
+    max_temp: Annotated[float, typer.Option("--max-temp", help="Phones: re-measure above this many C.")] = 45.0,
+    min_freq: Annotated[
+        float, typer.Option("--min-freq", min=0, max=1, help="Phones: re-measure below this fraction of max frequency.")
+    ] = 0.9,
+    performance: Annotated[
+        bool, typer.Option("--performance", help="Phones, root only: performance governor while measuring.")
+    ] = False,
+    cooldown: Annotated[
+        float, typer.Option("--cooldown", min=0, help="Phones: seconds to cool after a throttled run.")
+    ] = 30.0,
+    retries: Annotated[
+        int, typer.Option("--retries", min=0, help="Phones: reconnect attempts after a dropped link.")
+    ] = 4,
+    backoff: Annotated[float, typer.Option("--backoff", min=0, help="Phones: first reconnect wait, doubling.")] = 1.0,
+) -> None:
+    """Measure every entry the spaces need on one or more devices; rerun to continue after an interruption."""
+    from hnas.spec.space import load_space
+    from latency.bench import BenchSettings
+    from latency.build import BuildOptions, default_lut_path
+    from latency.devices import open_device
+    from latency.items import dedupe, items_for_space
+
+    specs = device or ["local"]
+    if out and len(specs) > 1:
+        raise HnasError("--out names one file; with several --device each phone gets lut/<device>.json")
+    spaces = [load_space(s) for s in (space or ["basic"])]
+    phone = {
+        "cool_s": cool,
+        "max_temp_c": max_temp,
+        "min_freq_fraction": min_freq,
+        "cooldown_s": cooldown,
+        "retries": retries,
+        "backoff_s": backoff,
+    }
+    options = BuildOptions(BenchSettings(warmup_runs=warmup, num_runs=runs), repeats, spread_threshold=spread)
+    devs = [open_device(d, core, benchmark_binary, **({} if d == "local" else phone)) for d in specs]
+    items = dedupe([it for sp in spaces for it in items_for_space(sp)])
+    jobs = [(d, Path(out) if out else default_lut_path(d.describe())) for d in devs]
+    _builds(jobs, items, options, cache, performance)
+
+
+@lut_app.command("refresh")
+def lut_refresh(
+    lut: Annotated[str, typer.Option("--lut", help="The LUT file to refresh.")],
+    device: DeviceOpt = "local",
+    space: Annotated[list[str], typer.Option("--space", help="Also cover these spaces' entries.")] = None,
+    max_age: Annotated[str | None, typer.Option("--max-age", help="Re-measure entries older than this (7d).")] = None,
+    core: CoreOpt = None,
+    benchmark_binary: BinaryOpt = None,
+    cache: CacheOpt = None,
+) -> None:
+    """Re-measure only missing or stale entries (other settings, runtime, op spec, or older than --max-age)."""
+    from hnas.spec.parts import Part
+    from hnas.spec.space import load_space
+    from latency.build import BuildOptions
+    from latency.devices import open_device
+    from latency.items import dedupe, items_for_space
+    from latency.lut import Lut
+
+    age = parse_duration(max_age) if max_age else None
+    table = Lut.load(lut)
+    if table.is_published:
+        raise HnasError(f"{lut} holds a published table; re-import it with `hnas lut import` instead")
+    settings, repeats = table.bench_settings()
+    items = [Part.from_spec(e["spec"]) for e in table.entries.values() if e.get("source") == "measured"]
+    items += [it for s in (space or []) for it in items_for_space(load_space(s))]
+    dev = open_device(device, core if core is not None else table.device.get("core"), benchmark_binary)
+    _builds([(dev, Path(lut))], dedupe(items), BuildOptions(settings, repeats, max_age_s=age), cache)
+
+
+@lut_app.command("show")
+def lut_show(
+    lut: Annotated[str, typer.Argument(help="LUT file.")],
+    space: Annotated[str | None, typer.Option("--space", help="Report coverage of this space.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Entries as a table, and the coverage of a space."""
+    from hnas.spec.space import load_space
+    from latency.items import items_for_space
+    from latency.lut import Lut
+
+    table = Lut.load(lut)
+    coverage = None
+    if space:
+        sp = load_space(space)
+        keys = [it.key for it in items_for_space(sp)]
+        have = {k for k in keys if table.latency_ms(k) is not None}
+        coverage = {
+            "space": sp.name,
+            "needed": len(keys),
+            "present": len(have),
+            "missing": [k for k in keys if k not in have],
+        }
+    if as_json:
+        emit_json({**table.data, "coverage": coverage})
+        return
+    d, r = table.device, table.data["runtime"]
+    console.print(f"device: {d.get('model')} | {d.get('cpu')} | core {d.get('core')} | {d.get('os', '')}")
+    console.print(f"runtime: {r.get('kind')} {r.get('tflite_version', '')} | settings: {table.data['settings']}")
+    t = Table(title=f"{lut}: {len(table.entries)} entries, {len(table.pending)} unfinished")
+    for col in ("key", "median ms", "mean ms", "std ms", "min ms", "runs", "measured", "source"):
+        t.add_column(col, justify="left" if col in ("key", "measured", "source") else "right")
+
+    def f(x):
+        return "-" if x is None else f"{x:.4f}"
+
+    for key in sorted(table.entries):
+        e = table.entries[key]
+        t.add_row(
+            key,
+            f(e.get("median_ms")),
+            f(e.get("mean_ms")),
+            f(e.get("std_ms")),
+            f(e.get("min_ms")),
+            str(e.get("runs", "")),
+            (e.get("measured_at") or "")[:19],
+            e.get("source", "measured"),
+        )
+    console.print(t)
+    if coverage:
+        console.print(f"coverage of {coverage['space']}: {coverage['present']}/{coverage['needed']} entries")
+        for k in coverage["missing"][:20]:
+            console.print(f"  missing {k}")
+
+
+@lut_app.command("diff")
+def lut_diff(
+    a: Annotated[str, typer.Argument(help="First LUT.")],
+    b: Annotated[str, typer.Argument(help="Second LUT.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Per-entry ratios B / A of the keys both tables have."""
+    from latency.lut import Lut
+
+    ta, tb = Lut.load(a), Lut.load(b)
+    common = sorted(set(ta.entries) & set(tb.entries))
+    rows = [(k, ta.latency_ms(k), tb.latency_ms(k), tb.latency_ms(k) / ta.latency_ms(k)) for k in common]
+    only_a, only_b = sorted(set(ta.entries) - set(tb.entries)), sorted(set(tb.entries) - set(ta.entries))
+    ratios = [r[3] for r in rows]
+    summary = {
+        "common": len(rows),
+        "only_a": len(only_a),
+        "only_b": len(only_b),
+        "median_ratio": statistics.median(ratios) if ratios else None,
+        "min_ratio": min(ratios) if ratios else None,
+        "max_ratio": max(ratios) if ratios else None,
+    }
+    if as_json:
+        rows_json = [{"key": k, "a_ms": x, "b_ms": y, "ratio": q} for k, x, y, q in rows]
+        emit_json({"summary": summary, "rows": rows_json, "only_a": only_a, "only_b": only_b})
+        return
+    t = Table(title=f"B/A: {b} over {a}")
+    for col in ("key", "A ms", "B ms", "B/A"):
+        t.add_column(col, justify="left" if col == "key" else "right")
+    for k, x, y, q in rows:
+        t.add_row(k, f"{x:.4f}", f"{y:.4f}", f"{q:.3f}")
+    console.print(t)
+    median = summary["median_ratio"]
+    console.print(
+        f"{summary['common']} common entries; median ratio {median if median is None else round(median, 3)}; "
+        f"{len(only_a)} only in A, {len(only_b)} only in B"
+    )
+
+
+@lut_app.command("import")
+def lut_import(
+    file: Annotated[str, typer.Argument(help="A published table (YAML).")],
+    fmt: Annotated[str, typer.Option("--format", help="proxylessnas or ofa.")],
+    space: Annotated[list[str], typer.Option("--space", help="Spaces whose keys to map (default proxyless).")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Output LUT (default lut/published-FORMAT.json).")] = None,
+    device_name: Annotated[str | None, typer.Option("--device-name", help="Phone the table was measured on.")] = None,
+) -> None:
+    """Map a published ProxylessNAS or Once-for-All table onto our keys; list what did not map."""
+    from hnas.spec.space import load_space
+    from latency.published import FORMATS, import_table
+
+    if fmt not in FORMATS:
+        raise HnasError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    spaces = [load_space(s) for s in (space or ["proxyless"])]
+    path = Path(out) if out else Path("lut") / f"published-{fmt}.json"
+    _, result = import_table(file, fmt, spaces, path, device_name)
+    console.print(f"{path}: {len(result.mapped)} entries mapped from {file}")
+    console.print(f"not mapped ({len(result.unmapped)}): " + (", ".join(result.unmapped) or "none"))
+    console.print(
+        f"missing for {', '.join(s.name for s in spaces)} ({len(result.missing)}): "
+        + (", ".join(result.missing) or "none")
+    )
+
+
+@lut_app.command("validate")
+def lut_validate(
+    lut: Annotated[str, typer.Option("--lut", help="The LUT to check (its calibration is refitted).")],
+    device: DeviceOpt = "local",
+    space: Annotated[str, typer.Option("--space", help="Space to draw architectures from.")] = "basic",
+    n: Annotated[int, typer.Option("-n", min=4, help="Random architectures measured end to end.")] = 50,
+    fit: Annotated[int, typer.Option("--fit", min=2, help="Of those, how many fit the calibration.")] = 10,
+    out: Annotated[str | None, typer.Option("--out", help="Folder for validate.json and the plot.")] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Seed.")] = 0,
+    benchmark_binary: BinaryOpt = None,
+    cache: CacheOpt = None,
+) -> None:
+    """Predicted against measured end-to-end latency of N random architectures, before and after calibration."""
+    from hnas.progress import bars
+    from hnas.spec.space import load_space
+    from latency.devices import open_device
+    from latency.lut import Lut
+    from latency.validate import validate
+
+    if fit >= n:
+        raise HnasError(f"--fit {fit} leaves no held-out architecture of -n {n}: use --fit < -n")
+    sp = load_space(space)
+    dev = open_device(device, Lut.load(lut).device.get("core"), benchmark_binary)
+    with bars() as factory:
+        report = validate(lut, dev, sp, n, fit, out, seed, _exporter(cache), factory)
+    print_validation(report)
+
+
+def profile(
+    model: Annotated[str | None, typer.Argument(help="A .tflite file to measure.")] = None,
+    device: DeviceOpt = "local",
+    op: Annotated[str | None, typer.Option("--op", help="An op such as IBConv_K5_E6, measured at --in.")] = None,
+    in_shape: Annotated[str | None, typer.Option("--in", help="Input HxWxC of --op, e.g. 28x28x40.")] = None,
+    out_ch: Annotated[int | None, typer.Option("--out-ch", help="Output channels of --op.")] = None,
+    stride: Annotated[int, typer.Option("--stride", help="Stride of --op.")] = 1,
+    repeats: RepeatsOpt = 3,
+    runs: RunsOpt = 50,
+    warmup: WarmupRunsOpt = 5,
+    core: CoreOpt = None,
+    benchmark_binary: BinaryOpt = None,
+    cache: CacheOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One-off measurement of a .tflite model or of one op at one shape, printed as a table."""
+    from latency.bench import BenchSettings
+    from latency.devices import open_device
+    from latency.profile import profile_model
+
+    if (model is None) == (op is None):
+        raise HnasError("give either MODEL.tflite or --op OP --in HxWxC --out-ch N [--stride S]")
+    if op is not None:
+        from hnas.spec.ops import LayerShape, parse_op
+        from hnas.spec.parts import block
+
+        if in_shape is None or out_ch is None:
+            raise HnasError("--op needs --in HxWxC and --out-ch N")
+        size, in_ch = parse_hwc(in_shape)
+        item = block(parse_op(op), LayerShape(size, in_ch, out_ch, stride))
+        if item.op.is_identity:
+            raise HnasError("Identity has no kernel to measure (0 ms by definition)")
+        label, path = item.key, _exporter(cache).export_part(item).path
+    else:
+        path = Path(model)
+        if not path.is_file() or path.suffix != ".tflite":
+            raise HnasError(f"{model} is not a .tflite file")
+        label = path.name
+    dev = open_device(device, core, benchmark_binary)
+    result = profile_model(dev, path, label, BenchSettings(warmup_runs=warmup, num_runs=runs), repeats)
+    if as_json:
+        emit_json(result)
+        return
+    t = Table(title=f"{label} on {result['device']} core {result['core']}")
+    for col in ("repeat", "runs", "median ms", "mean ms", "std ms", "min ms"):
+        t.add_column(col, justify="right")
+    for i, rep in enumerate(result["repeats"], 1):
+        t.add_row(
+            str(i),
+            str(rep["count"]),
+            f"{rep['median_ms']:.4f}",
+            f"{rep['avg_ms']:.4f}",
+            "-" if rep["std_ms"] is None else f"{rep['std_ms']:.4f}",
+            "-" if rep["min_ms"] is None else f"{rep['min_ms']:.4f}",
+        )
+    console.print(t)
+    console.print(f"median of repeat medians: {result['median_ms']:.4f} ms")
+
+
+def devices(
+    tcp: Annotated[list[str], typer.Option("--tcp", help="Also probe a phone at HOST:PORT.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Attached phones (serial, model, state) and `local`."""
+    from latency.adb import list_devices
+    from latency.devices import LocalDevice
+
+    rows = [{"serial": "local", "model": LocalDevice().describe()["cpu"], "state": "device", "transport": "host"}]
+    rows += list_devices(tcp or [])
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=1) + "\n")
+        return
+    t = Table(title="devices")
+    for col in ("serial", "model", "state", "transport"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["serial"], r.get("model") or "-", r["state"], r["transport"])
+    console.print(t)
+
+
+def verify(
+    run: Annotated[str | None, typer.Argument(help="A search run folder: verifies its best architecture.")] = None,
+    arch: Annotated[str | None, typer.Option("--arch", help="An architecture instead of a run's best.")] = None,
+    space: Annotated[str, typer.Option("--space", help="Space of --arch.")] = "basic",
+    lut: Annotated[str | None, typer.Option("--lut", help="LUT (default: the run's).")] = None,
+    device: Annotated[str, typer.Option("--device", help="local or a phone; must be the LUT's device.")] = "local",
+    op_profile: Annotated[bool, typer.Option("--op-profile", help="Per-layer times next to the LUT entries.")] = False,
+    benchmark_binary: BinaryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure the chosen network end to end with the LUT's settings; print predicted against measured."""
+    from contextlib import nullcontext
+
+    from hnas.io import atomic_write_json
+    from hnas.progress import bars
+    from latency.verify import verify_arch
+
+    if (run is None) == (arch is None):
+        raise HnasError("give a search RUN folder or --arch ARCH (with --space and --lut)")
+    if run is not None:
+        from hnas.pipeline import saved_settings
+        from hnas.workflows.search import best_architecture
+
+        a = best_architecture(run)
+        lut = lut or saved_settings(run)[0].lut
+    else:
+        from hnas.spec.space import load_space
+
+        if lut is None:
+            raise HnasError("--lut is needed with --arch")
+        a = load_arch(arch, load_space(space))
+    with nullcontext(None) if as_json else bars() as factory:
+        result = verify_arch(a, lut, device, op_profile, benchmark_binary, progress=factory)
+    if run is not None:
+        atomic_write_json(Path(run) / "verify.json", result)
+    if as_json:
+        emit_json(result)
+        return
+    print_verify(result)

@@ -1,0 +1,254 @@
+"""`hnas search`, `hnas report`, `hnas rank` and `hnas demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from hnas.cli.common import (
+    BatchOpt,
+    BnImagesOpt,
+    DataOpt,
+    GenerationsOpt,
+    LabelSmoothingOpt,
+    LatOpt,
+    LatRelOpt,
+    LutOpt,
+    OutOpt,
+    PerClassOpt,
+    PopulationOpt,
+    PrescreenOpt,
+    RefOpt,
+    ResolutionOpt,
+    SeedOpt,
+    SpaceOpt,
+    WarmupOpt,
+    WidthOpt,
+    WorkersOpt,
+    console,
+    fmt_size,
+    load_arch,
+    numbers,
+)
+from hnas.cli.show import print_results, print_verify
+from hnas.errors import HnasError
+from hnas.settings import ProxySettings, SearchSettings, TrainConfig, option
+
+
+def search(
+    out: OutOpt,
+    lut: LutOpt = None,
+    space: SpaceOpt = "basic",
+    data: DataOpt = "digits",
+    stages: option(SearchSettings, "stages") = SearchSettings.stages,
+    lat: LatOpt = None,
+    lat_rel: LatRelOpt = None,
+    ref: RefOpt = None,
+    epochs: Annotated[str | None, typer.Option("--epochs", help="Per training stage, e.g. 120,80,40.")] = None,
+    lrs: Annotated[str | None, typer.Option("--lr", help="Per training stage, e.g. 0.5,0.1,0.1.")] = None,
+    population: PopulationOpt = SearchSettings.population,
+    generations: GenerationsOpt = SearchSettings.generations,
+    prescreen: PrescreenOpt = SearchSettings.prescreen,
+    p_th: option(SearchSettings, "p_th") = SearchSettings.p_th,
+    max_rank: option(SearchSettings, "max_rank") = SearchSettings.max_rank,
+    max_macs: option(SearchSettings, "max_macs") = None,
+    max_params: option(SearchSettings, "max_params") = None,
+    batch_size: BatchOpt = TrainConfig.batch_size,
+    resolution: ResolutionOpt = ProxySettings.resolution,
+    width: WidthOpt = ProxySettings.width,
+    per_class: PerClassOpt = None,
+    bn_images: BnImagesOpt = ProxySettings.bn_images,
+    label_smoothing: LabelSmoothingOpt = TrainConfig.label_smoothing,
+    warmup_epochs: WarmupOpt = TrainConfig.warmup_epochs,
+    workers: WorkersOpt = 0,
+    seed: SeedOpt = 0,
+) -> None:
+    """Run HNAS (Algorithm 1): train, search, prune and fine-tune over M stages under a latency band."""
+    from hnas.pipeline import Pipeline, default_schedule, saved_settings
+    from hnas.settings import Band, RunConfig
+    from hnas.spec.space import load_space
+    from hnas.train import init_distributed
+    from hnas.workflows.search import band_for, latency_of, open_search
+
+    init_distributed()
+    if saved_settings(out) is not None:
+        console.print(f"resuming {out} with the settings in its config.json")
+        pipe = open_search(out, log=console.print)
+    else:
+        if lut is None:
+            raise HnasError("--lut is needed: the latency table of the target device (`hnas lut build`)")
+        sp = load_space(space)
+        ep, lr = default_schedule(stages)
+        ep = numbers(epochs, "--epochs", int) or ep
+        lr = numbers(lrs, "--lr") or lr
+        run = RunConfig(
+            space=sp.to_dict(),
+            data=data,
+            proxy=ProxySettings(resolution=resolution, width=width, per_class=per_class, bn_images=bn_images),
+            train=TrainConfig(
+                epochs=ep[0],
+                lr=lr[0],
+                batch_size=batch_size,
+                label_smoothing=label_smoothing,
+                seed=seed,
+                workers=workers,
+                warmup_epochs=warmup_epochs,
+            ),
+            lut=lut,
+        )
+        latency = latency_of(run)
+        ref_arch = load_arch(ref, sp) if ref is not None else None
+        rel = Band.parse(lat_rel, "--lat-rel") if lat_rel else None
+        band = band_for(Band.parse(lat), rel, ref_arch, latency)
+        settings = SearchSettings(
+            stages=stages,
+            epochs=ep,
+            lrs=lr,
+            p_th=p_th,
+            max_rank=max_rank,
+            population=population,
+            generations=generations,
+            prescreen=prescreen,
+            band=band,
+            max_macs=max_macs,
+            max_params=max_params,
+            seed=seed,
+            band_rel=rel,
+            ref=str(ref_arch) if ref_arch else None,
+        )
+        if ref_arch is not None:
+            console.print(f"reference {ref_arch}: {latency.predict_arch(ref_arch):.3f} ms on {lut} -> band {band} ms")
+        pipe = Pipeline(out, run, settings, latency, log=console.print)
+    print_results(pipe.run())
+
+
+def report(run: Annotated[str, typer.Argument(help="A search run folder.")]) -> None:
+    """Write RUN/report/index.html with the Pareto fronts, operation heatmaps, space sizes and latency check."""
+    from hnas.report import build_report
+
+    console.print(f"report: {build_report(run)}")
+
+
+def rank(
+    run: Annotated[str | None, typer.Argument(help="A finished search run.")] = None,
+    k: Annotated[int, typer.Option("--k", min=2, help="Architectures along the final Pareto front.")] = 11,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="Stand-alone epochs (default: the run's total).")
+    ] = None,
+    study: Annotated[str | None, typer.Option("--study", help="Study folder: run M = 2, 3, 4 and rank each.")] = None,
+    lut: Annotated[str | None, typer.Option("--lut", help="Study: latency table.")] = None,
+    space: Annotated[str, typer.Option("--space", help="Study: space.")] = "basic",
+    data: Annotated[str, typer.Option("--data", help="Study: data.")] = "digits",
+    total_epochs: Annotated[
+        int, typer.Option("--total-epochs", min=3, help="Study: supernet epochs for every M.")
+    ] = 240,
+    lr: Annotated[float, typer.Option("--lr", help="Study: first-stage learning rate (later stages / 5).")] = 0.5,
+    lat_rel: Annotated[str, typer.Option("--lat-rel", help="Study: band relative to --ref.")] = "0.9:1.1",
+    ref: Annotated[str | None, typer.Option("--ref", help="Study: reference architecture.")] = None,
+    population: PopulationOpt = SearchSettings.population,
+    generations: GenerationsOpt = SearchSettings.generations,
+    batch_size: BatchOpt = TrainConfig.batch_size,
+    resolution: ResolutionOpt = ProxySettings.resolution,
+    width: WidthOpt = ProxySettings.width,
+    bn_images: BnImagesOpt = ProxySettings.bn_images,
+) -> None:
+    """Kendall tau and Spearman rho between one-shot and stand-alone top-1 (Table 4, Fig. 5)."""
+    from hnas.progress import bars
+    from hnas.rank import rank_run
+
+    if study is None:
+        if run is None:
+            raise HnasError("give a search RUN folder, or --study FOLDER to run M = 2, 3, 4 first")
+        with bars() as factory:
+            res = rank_run(run, k, epochs, log=console.print, progress=factory)
+        console.print(
+            f"{run}: Kendall tau {res['kendall_tau']:.3f}, Spearman rho {res['spearman_rho']:.3f} over "
+            f"{res['k']} architectures ({run}/rank/rank.json, rank.png)"
+        )
+        return
+    if lut is None:
+        raise HnasError("--study needs --lut (the latency table the searches use)")
+    from hnas.settings import Band
+    from hnas.spec.space import load_space
+    from hnas.workflows.search import REFERENCE
+    from hnas.workflows.study import StudySettings, run_study
+
+    sp = load_space(space)
+    settings = StudySettings(
+        space=sp,
+        lut=lut,
+        data=data,
+        total_epochs=total_epochs,
+        lr=lr,
+        band_rel=Band.parse(lat_rel, "--lat-rel"),
+        ref=load_arch(ref or REFERENCE, sp),
+        population=population,
+        generations=generations,
+        batch_size=batch_size,
+        proxy=ProxySettings(resolution=resolution, width=width, bn_images=bn_images, val_archs=2),
+        k=k,
+        standalone_epochs=epochs,
+    )
+    with bars() as factory:
+        out = run_study(study, settings, log=console.rule, progress=factory)
+    t = Table(title="ranking consistency (paper Table 4)")
+    for col in ("M", "tau", "rho", "size of the searched space", "K"):
+        t.add_column(col)
+    for r in out["table"]:
+        t.add_row(
+            str(r["M"]),
+            f"{r['kendall_tau']:.3f}",
+            f"{r['spearman_rho']:.3f}",
+            fmt_size(int(r["space_size"])),
+            str(r["k"]),
+        )
+    console.print(t)
+
+
+def demo(
+    out: Annotated[str, typer.Option("--out", help="Run folder (an existing one resumes).")] = "runs/demo",
+    space: SpaceOpt = "basic",
+    lut: Annotated[str | None, typer.Option("--lut", help="Host LUT (default lut/local-<cpu>.json).")] = None,
+    epochs: Annotated[str, typer.Option("--epochs", help="Supernet epochs per training stage.")] = "12,6,4",
+    population: PopulationOpt = 24,
+    generations: GenerationsOpt = 10,
+) -> None:
+    """The main job on embedded defaults: host LUT, proxy supernet on the bundled digits, four-stage HNAS with
+    pruning, end-to-end latency check of the result on this CPU, and the HTML report."""
+    import time
+
+    from hnas.io import atomic_write_json
+    from hnas.progress import bars
+    from hnas.report import build_report
+    from hnas.spec.space import load_space
+    from hnas.workflows.demo import demo_search, host_lut
+    from latency.build import report_line
+    from latency.verify import verify_arch
+
+    t0 = time.perf_counter()
+    sp = load_space(space)
+    console.rule("1/4 host latency table")
+    with bars() as factory:
+        lut_path, built = host_lut(sp, lut, factory)
+    console.print(report_line(built))
+    console.rule("2/4 HNAS: supernet, search, pruning (M = 4)")
+    pipe = demo_search(out, sp, lut_path, numbers(epochs, "--epochs", int), population, generations, console.print)
+    results = pipe.run()
+    print_results(results)
+    console.rule("3/4 end-to-end latency of the found network on this CPU")
+    if results["best"]:
+        from hnas.spec.arch import parse_arch
+
+        best = parse_arch(results["best"][0]["arch"], pipe.sn.deploy_space)
+        with bars() as factory:
+            result = verify_arch(best, str(lut_path), "local", op_profile=True, progress=factory)
+        atomic_write_json(Path(out) / "verify.json", result)
+        print_verify(result)
+    else:
+        console.print("no architecture inside the latency band: nothing to verify")
+    console.rule("4/4 report")
+    console.print(f"report: {build_report(out)}  (open it in a browser)")
+    console.print(f"total {time.perf_counter() - t0:.0f} s")

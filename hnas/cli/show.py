@@ -1,0 +1,91 @@
+"""Tables the commands print: a search's stages and best architectures, a verification, a LUT validation."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from hnas.cli.common import console, fmt_size
+from hnas.settings import Band
+
+
+def print_results(results: dict) -> None:
+    """Per-stage table and the best architectures of a search."""
+    t = Table(title="HNAS stages")
+    cols = ("stage", "space size", "supernet val acc", "evaluated / budget", "best one-shot acc", "latency ms")
+    for col in (*cols, "best architecture"):
+        t.add_column(col)
+    for s in results["stages"]:
+        size = s.get("space_size") or s.get("searched_size")
+        acc = s.get("supernet_val_acc")
+        t.add_row(
+            str(s["stage"]),
+            fmt_size(int(size)) if size else "-",
+            "-" if acc is None else f"{acc:.3f}",
+            f"{s['evaluated']} / {s['budget']}" if s.get("budget") else str(s.get("evaluated", "-")),
+            "-" if s.get("best_accuracy") is None else f"{s['best_accuracy']:.3f}",
+            "-" if s.get("best_latency_ms") is None else f"{s['best_latency_ms']:.2f}",
+            s.get("best_arch") or "-",
+        )
+    console.print(t)
+    for s in results["stages"]:
+        if s.get("exhausted"):
+            console.print(f"stage {s['stage']}: {s['evaluated']} of {s['budget']} evaluations: {s['exhausted']}")
+    band = Band(*results["latency_band_ms"])
+    console.print(f"latency band {band} ms on {results['lut']}; Pareto set: {len(results['pareto'])} architectures")
+    for r in results["best"]:
+        console.print(f"  {r['accuracy']:.3f}  {r['latency_ms']:.2f} ms  {r['macs'] / 1e6:.0f} MMACs  {r['arch']}")
+
+
+def print_verify(result: dict) -> None:
+    """Predicted against measured, and the per-layer table when there is one."""
+    t = Table(title=f"{result['arch']} on {result['device'].get('model')} core {result['device'].get('core')}")
+    t.add_column("quantity")
+    t.add_column("ms", justify="right")
+    t.add_row(
+        "predicted (LUT sum" + (", calibrated)" if result["calibrated"] else ")"), f"{result['predicted_ms']:.3f}"
+    )
+    if result["calibrated"]:
+        t.add_row("predicted (raw LUT sum)", f"{result['predicted_raw_ms']:.3f}")
+    t.add_row("measured end to end (median of repeat medians)", f"{result['measured_ms']:.3f}")
+    t.add_row("error", f"{result['error'] * 100:+.2f} %")
+    console.print(t)
+    if result.get("op_profile"):
+        p = Table(
+            title="per layer: op profile of the whole network against the LUT entry",
+            caption=f"op profile: {result['op_profile_method']}",
+        )
+        for col, just in (("layer", "left"), ("TFLite ops", "left"), ("in network ms", "right"), ("LUT ms", "right")):
+            p.add_column(col, justify=just)
+        p.add_column("network - LUT", justify="right")
+        for r in result["op_profile"]:
+            d = r["ms"] - r["lut_ms"]
+            p.add_row(r["layer"], " ".join(r["ops"]) or "-", f"{r['ms']:.3f}", f"{r['lut_ms']:.3f}", f"{d:+.3f}")
+        lut_total = sum(r["lut_ms"] for r in result["op_profile"])
+        tot = result["op_profile_total_ms"]
+        p.add_section()
+        p.add_row("sum", "", f"{tot:.3f}", f"{lut_total:.3f}", f"{tot - lut_total:+.3f}")
+        p.add_row("measured end to end", "", f"{result['measured_ms']:.3f}", "", "")
+        console.print(p)
+
+
+def print_validation(report: dict) -> None:
+    """Held-out errors of a LUT validation, raw and calibrated."""
+    n, fit = report["n"], report["fit"]
+    t = Table(title=f"{n - fit} held-out networks ({fit} fitted the calibration)")
+    for col in ("prediction", "MAPE", "within 5 %", "within 10 %", "max error", "Kendall tau"):
+        t.add_column(col, justify="right")
+    for name, st in (("raw LUT sum", report["held_out_raw"]), ("calibrated", report["held_out_calibrated"])):
+        t.add_row(
+            name,
+            f"{st['mape'] * 100:.2f} %",
+            f"{st['within_5'] * 100:.0f} %",
+            f"{st['within_10'] * 100:.0f} %",
+            f"{st['max_abs_error'] * 100:.1f} %",
+            f"{st['kendall_tau']:.3f}",
+        )
+    console.print(t)
+    cal, folder = report["calibration"], report["folder"]
+    console.print(
+        f"calibration: measured = {cal['offset_ms']:.3f} ms + {cal['scale']:.4f} x LUT sum (stored in "
+        f"{report['lut']}); report {folder}/validate.json, plot {folder}/validate.png"
+    )

@@ -1,0 +1,111 @@
+"""`hnas space show|sample` and `hnas arch info`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from hnas.cli.common import JsonOpt, SpaceArg, console, emit_json, fmt_size, load_arch, size_formula
+
+space_app = typer.Typer(
+    help="Inspect search spaces (presets basic, large, proxyless, or a JSON/YAML file).", no_args_is_help=True
+)
+arch_app = typer.Typer(help="Inspect architectures.", no_args_is_help=True)
+
+
+@space_app.command("show")
+def space_show(space: SpaceArg, as_json: JsonOpt = False) -> None:
+    """One row per searchable layer (stage, shapes, stride, candidate ops), then the space size."""
+    from hnas.spec.space import load_space
+
+    sp = load_space(space)
+    fixed = [s.key() for s in sp.slots if not s.searchable]
+    if as_json:
+        data = sp.to_dict()
+        data["layers"] = [
+            {
+                "layer": L.index,
+                "stage": L.stage,
+                "block": L.position,
+                "input": L.shape.text().split("->")[0],
+                "output": L.shape.text().split("->")[1],
+                "stride": L.shape.stride,
+                "candidates": [o.name for o in L.candidates],
+            }
+            for L in sp.layers
+        ]
+        data["fixed"] = fixed
+        emit_json(data)
+        return
+    sk = sp.skeleton
+    table = Table(title=f"space {sp.name}: {sk.resolution}x{sk.resolution} input, {sk.num_classes} classes")
+    for col in ("layer", "stage", "input", "output", "stride", "#", "candidate ops"):
+        table.add_column(col, justify="right" if col in ("layer", "stage", "stride", "#") else "left")
+    for L in sp.layers:
+        i, o = L.shape.text().split("->")
+        ops = " ".join(op.short for op in L.candidates)
+        table.add_row(str(L.index), str(L.stage), i, o, str(L.shape.stride), str(len(L.candidates)), ops)
+    console.print(table)
+    console.print("fixed parts: " + ", ".join(fixed))
+    console.print(f"searchable layers: {sp.num_layers}")
+    console.print(f"size: {fmt_size(sp.size())} = {size_formula(sp)} ({sp.size()} architectures)")
+
+
+@space_app.command("sample")
+def space_sample(
+    space: SpaceArg,
+    n: Annotated[int, typer.Option("-n", "--num", min=1, help="How many architectures.")] = 5,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Random valid architectures (uniform per layer), one string per line."""
+    import numpy as np
+
+    from hnas.spec.arch import sample
+    from hnas.spec.space import load_space
+
+    archs = sample(load_space(space), n, np.random.default_rng(seed))
+    if as_json:
+        emit_json([a.to_dict() for a in archs])
+        return
+    for a in archs:
+        sys.stdout.write(f"{a}\n")
+
+
+@arch_app.command("info")
+def arch_info(
+    arch: Annotated[str, typer.Argument(help="Architecture string (e.g. from `hnas space sample`) or a JSON file.")],
+    space: Annotated[str, typer.Option("--space", help="Preset name or space file.")] = "basic",
+    lut: Annotated[str | None, typer.Option("--lut", help="Also predict latency from this LUT.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """MACs and parameters (and, with --lut, predicted latency) at the space's deployment resolution."""
+    from hnas.spec.cost import arch_cost
+    from hnas.spec.space import load_space
+
+    sp = load_space(space)
+    a = load_arch(arch, sp)
+    cost = arch_cost(a)
+    latency_ms = None
+    if lut is not None:
+        from latency.predict import LatencyPredictor
+
+        latency_ms = LatencyPredictor.from_file(lut, sp).predict_arch(a)
+    if as_json:
+        extra = {"latency_ms": latency_ms, "lut": lut} if lut else {}
+        emit_json({**a.to_dict(), "macs": cost.macs, "params": cost.params, **extra})
+        return
+    console.print(f"arch: {a}", soft_wrap=True)
+    table = Table()
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_row("space", sp.name)
+    table.add_row("MACs", f"{cost.macs / 1e6:.1f} M")
+    table.add_row("params", f"{cost.params / 1e6:.3f} M")
+    if latency_ms is not None:
+        table.add_row("predicted latency", f"{latency_ms:.3f} ms")
+        table.add_row("LUT", lut)
+    console.print(table)

@@ -1,0 +1,346 @@
+"""Settings are defined once: a dataclass field carries its default, its help text and its check, and the
+command-line option is derived from the field (`option`), so a default or a check is changed in one place.
+
+    epochs: int = setting(120, "Supernet training epochs.", check=at_least(0))
+
+`check(obj)` runs every field's check and names the option in its one-line error; `from_dict` reads a saved
+settings block and says what is wrong with it (unknown or missing keys, wrong types) instead of a KeyError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, Any
+
+from hnas.errors import HnasError
+
+Check = Callable[[Any], str | None]
+
+
+def setting(default, help: str, *, flag: str | None = None, check: Check | None = None, factory=None):
+    """A dataclass field with its help, its command-line flag (default `--name-with-dashes`) and its check."""
+    meta = {"help": help, "flag": flag, "check": check}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    """The command-line flag of a settings field."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def option(cls, name: str, **typer_kwargs):
+    """`Annotated[type, typer.Option(...)]` for field `name` of settings class `cls` (help and flag from it)."""
+    import typer
+
+    f = {x.name: x for x in dataclasses.fields(cls)}[name]
+    hint = typing.get_type_hints(cls)[name]
+    return Annotated[hint, typer.Option(flag_of(f), help=f.metadata.get("help"), **typer_kwargs)]
+
+
+def check(obj) -> None:
+    """Run every field's check; the first failure is one line naming the option and what is allowed."""
+    for f in dataclasses.fields(obj):
+        test = f.metadata.get("check")
+        value = getattr(obj, f.name)
+        if test is not None and value is not None:
+            problem = test(value)
+            if problem:
+                raise HnasError(f"{flag_of(f)} {_show(value)}: {problem}")
+
+
+def _show(value) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(_show(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# --- checks ------------------------------------------------------------------------------------------
+
+
+def _number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def at_least(lo: float) -> Check:
+    """A finite number >= lo."""
+    return lambda v: None if _number(v) and v >= lo else f"must be a number of at least {lo:g}"
+
+
+def above(lo: float) -> Check:
+    """A finite number > lo."""
+    return lambda v: None if _number(v) and v > lo else f"must be a number above {lo:g}"
+
+
+def between(lo: float, hi: float) -> Check:
+    """A finite number in [lo, hi]."""
+    return lambda v: None if _number(v) and lo <= v <= hi else f"must be between {lo:g} and {hi:g}"
+
+
+def each(test: Check) -> Check:
+    """Every item of a list passes `test`."""
+
+    def run(values):
+        if not isinstance(values, list | tuple) or not values:
+            return "must be a non-empty comma-separated list"
+        return next((p for p in map(test, values) if p), None)
+
+    return run
+
+
+# --- reading saved settings ----------------------------------------------------------------------------
+
+
+def from_dict(cls, data, where: str):
+    """`cls(**data)` for a saved settings block, with one-line errors for what a file from another version or a
+    hand edit may hold: not a mapping, unknown keys, missing keys, values of the wrong type."""
+    if not isinstance(data, dict):
+        raise HnasError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise HnasError(
+            f"{where}: unknown settings {unknown} (written by another hnas version?); start a new run folder"
+        )
+    required = {f.name for f in dataclasses.fields(cls) if _required(f)}
+    missing = sorted(required - set(data))
+    if missing:
+        raise HnasError(f"{where}: settings {missing} are missing; start a new run folder")
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        if not _fits(value, hints[name]):
+            raise HnasError(f"{where}: {name} = {value!r} is not a {_type_name(hints[name])}")
+    try:
+        return cls(**data)
+    except (TypeError, ValueError) as exc:
+        raise HnasError(f"{where}: {exc}") from None
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _fits(value, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return _number(value) or (isinstance(value, float) and not math.isnan(value))
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple):
+        args = typing.get_args(hint)
+        return isinstance(value, list | tuple) and all(_fits(v, args[0]) for v in value) if args else True
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, dict | hint)
+    return True
+
+
+def _type_name(hint) -> str:
+    return str(hint).replace("typing.", "")
+
+
+# --- the latency band ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Band:
+    """A latency band in ms, either side open (None); the one definition the search, the sampler and the
+    reports share. `Band.parse("7:9")`, `str(band)` -> `[7.00, 9.00]`."""
+
+    lo: float | None = None
+    hi: float | None = None
+
+    def __post_init__(self):
+        for side in (self.lo, self.hi):
+            if side is not None and not (_number(side) and side >= 0):
+                raise HnasError(f"latency band {self}: bounds must be finite numbers of at least 0 ms")
+        if self.lo is not None and self.hi is not None and self.lo > self.hi:
+            raise HnasError(f"latency band {self} is inverted (MIN above MAX): write MIN:MAX, e.g. 7:9")
+
+    @classmethod
+    def parse(cls, text: str | None, what: str = "--lat") -> Band:
+        """`60:70` -> Band(60, 70); either side may be empty; None -> open band."""
+        if text is None:
+            return cls()
+        lo, sep, hi = str(text).partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            return cls(float(lo) if lo.strip() else None, float(hi) if hi.strip() else None)
+        except ValueError:
+            raise HnasError(f"{what} {text!r}: write MIN:MAX in ms, e.g. 60:70") from None
+
+    @property
+    def is_open(self) -> bool:
+        """Neither side set."""
+        return self.lo is None and self.hi is None
+
+    def scaled(self, ref_ms: float) -> Band:
+        """This band as factors of a reference latency, in ms."""
+        return Band(None if self.lo is None else self.lo * ref_ms, None if self.hi is None else self.hi * ref_ms)
+
+    def contains(self, lat):
+        """Elementwise: inside the band (numpy arrays or floats)."""
+        import numpy as np
+
+        lat = np.asarray(lat)
+        ok = np.ones(lat.shape, dtype=bool)
+        if self.lo is not None:
+            ok &= lat >= self.lo
+        if self.hi is not None:
+            ok &= lat <= self.hi
+        return ok
+
+    def __str__(self) -> str:
+        return "[" + ", ".join("-" if b is None else f"{b:.2f}" for b in (self.lo, self.hi)) + "]"
+
+
+# --- the settings of a run -------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (the paper's where it gives them): each field's default, help and check, once."""
+
+    epochs: int = setting(120, "Training epochs.", check=at_least(0))
+    lr: float = setting(0.5, "Initial learning rate (linear decay to 0).", check=above(0))
+    momentum: float = setting(0.9, "SGD momentum.", check=between(0, 1))
+    weight_decay: float = setting(4e-5, "Weight decay (not on BatchNorm and biases).", check=at_least(0))
+    batch_size: int = setting(1024, "Batch size per process.", check=at_least(1))
+    label_smoothing: float = setting(0.1, "Label smoothing of the cross-entropy loss.", check=between(0, 0.99))
+    seed: int = setting(0, "Seed.", check=at_least(0))
+    workers: int = setting(0, "Data loader workers.", check=at_least(0))
+    amp: bool = setting(True, "Mixed precision on CUDA.")
+    band: Band = setting(None, "Sample only paths whose LUT latency lies in MIN:MAX ms.", flag="--lat", factory=Band)
+    max_reject: int = setting(1000, "Draws per path before a latency band is given up on.", check=at_least(1))
+    warmup_epochs: int = setting(
+        0,
+        "First epochs with each stage-first layer held at its smallest op, then all candidates start from it "
+        "(short budgets need it).",
+        check=at_least(0),
+    )
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if isinstance(self.band, dict):
+            self.band = Band(**self.band)
+        check(self)
+        if self.warmup_epochs and not 0 < self.warmup_epochs < self.epochs:
+            raise HnasError(f"--warmup-epochs must be 0 or fewer than the {self.epochs} epochs of training")
+
+
+FIXED_ARCHS_SEED = 12345  # the architectures whose mean one-shot accuracy is logged as "supernet val acc"
+
+
+@dataclass
+class ProxySettings:
+    """What makes the trained supernet smaller than the deployed network (LUT shapes never change), and how
+    one-shot accuracy is measured."""
+
+    resolution: int = setting(224, "Input resolution the supernet trains at (proxy).", check=at_least(8))
+    width: float = setting(1.0, "Width multiplier of the trained supernet (proxy).", check=between(0.05, 4))
+    per_class: int | None = setting(None, "Training images per class (proxy subset).", check=at_least(1))
+    bn_images: int = setting(2000, "Training images for exact BatchNorm recalibration.", check=at_least(1))
+    eval_batch: int = setting(256, "Batch size of one-shot evaluation.", check=at_least(1))
+    val_archs: int = setting(3, "Fixed architectures whose mean one-shot top-1 is logged per epoch.", check=at_least(0))
+
+    def __post_init__(self):
+        check(self)
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs to be rebuilt and resumed (`lut`: the table its latency band refers to)."""
+
+    space: dict
+    data: str
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    lut: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d, where: str = "run config") -> RunConfig:
+        """A saved config, with one-line errors for anything another version or a hand edit left in it."""
+        d = dict(from_dict(_Raw, d, where).__dict__)
+        d["proxy"] = from_dict(ProxySettings, d["proxy"], f"{where}, proxy")
+        d["train"] = from_dict(TrainConfig, d["train"], f"{where}, train")
+        return cls(**d)
+
+
+@dataclass
+class _Raw:
+    """The top level of a saved RunConfig, checked before its parts are."""
+
+    space: dict
+    data: str
+    proxy: dict
+    train: dict
+    lut: str | None = None
+
+
+@dataclass
+class SearchSettings:
+    """Algorithm 1's numbers (paper defaults) and the latency band: each field's default, help and check, once.
+    `band` is in ms; when it came from `--lat-rel` with `--ref`, those are kept beside it (`band_rel`, `ref`)."""
+
+    stages: int = setting(4, "M: 2 = I-Supernet, 3 = P-Supernet, 4 = HNAS.", check=at_least(2))
+    epochs: list[int] = setting(
+        None,
+        "Supernet epochs per training stage, e.g. 120,80,40.",
+        check=each(at_least(0)),
+        factory=lambda: [120, 80, 40],
+    )
+    lrs: list[float] = setting(
+        None,
+        "Learning rate per training stage, e.g. 0.5,0.1,0.1.",
+        flag="--lr",
+        check=each(above(0)),
+        factory=lambda: [0.5, 0.1, 0.1],
+    )
+    p_th: float = setting(0.01, "Pruning threshold P_th: ops rarer than this are removed.", check=between(0, 1))
+    max_rank: int = setting(
+        10, "R: architectures of nondomination rank < R estimate the distribution.", check=at_least(2)
+    )
+    population: int = setting(64, "CES population.", check=at_least(2))
+    generations: int = setting(40, "CES generations.", check=at_least(1))
+    prescreen: int = setting(
+        8,
+        "Breed this many offspring per evaluation and evaluate the most promising (1: the paper's CES).",
+        check=at_least(1),
+    )
+    band: Band = setting(None, "Latency band MIN:MAX in ms.", flag="--lat", factory=Band)
+    max_macs: float | None = setting(None, "Also cap MACs.", check=above(0))
+    max_params: float | None = setting(None, "Also cap parameters.", check=above(0))
+    top: int = setting(5, "How many of the most accurate architectures the results list.", check=at_least(1))
+    seed: int = setting(0, "Seed.", check=at_least(0))
+    band_rel: Band | None = setting(None, "Band relative to --ref, e.g. 0.98:1.15.", flag="--lat-rel")
+    ref: str | None = setting(None, "Reference architecture for --lat-rel.")
+
+    def __post_init__(self):
+        if isinstance(self.band, dict):
+            self.band = Band(**self.band)
+        if isinstance(self.band_rel, dict):
+            self.band_rel = Band(**self.band_rel)
+        check(self)
+        if len(self.epochs) != self.stages - 1 or len(self.lrs) != self.stages - 1:
+            raise HnasError(
+                f"{self.stages} stages train {self.stages - 1} supernets: give that many --epochs and "
+                f"--lr values (got {len(self.epochs)} and {len(self.lrs)})"
+            )

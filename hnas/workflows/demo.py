@@ -1,0 +1,87 @@
+"""The main job on embedded defaults, step by step: this CPU's latency table, a four-stage HNAS search with a
+proxy supernet on the bundled digits, the found network measured end to end, the report.
+
+The demo's settings live here (`DEMO_PROXY`, `DEMO_TRAIN`, `demo_search_settings`); the command runs the steps
+and prints between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from hnas.pipeline import Pipeline
+from hnas.settings import Band, ProxySettings, RunConfig, SearchSettings, TrainConfig
+from hnas.spec.arch import parse_arch, sample
+from hnas.spec.space import SearchSpace
+from hnas.workflows.search import REFERENCE, open_search
+
+DEMO_PROXY = ProxySettings(resolution=16, width=0.5, bn_images=256, eval_batch=512, val_archs=2)
+DEMO_TRAIN = TrainConfig(epochs=12, lr=0.05, batch_size=32, warmup_epochs=4)
+DEMO_BAND_REL = Band(0.9, 1.1)
+
+
+def host_lut(space: SearchSpace, lut: str | None = None, progress=None):
+    """Build (or reuse) this CPU's table for `space`; returns (its path, the build report). Measures on the
+    core the table was measured on, with its settings, when it exists."""
+    from latency.bench import BenchSettings
+    from latency.build import BuildOptions, build_many, default_lut_path
+    from latency.devices import LocalDevice
+    from latency.export import Exporter
+    from latency.items import items_for_space
+    from latency.lut import Lut
+
+    dev = LocalDevice()
+    path = Path(lut) if lut else default_lut_path(dev.describe())
+    settings, repeats = BenchSettings(), 5
+    if path.is_file():
+        table = Lut.load(path)
+        settings, repeats = table.bench_settings()
+        if table.device.get("id") == "local":
+            dev = LocalDevice(core=table.device.get("core"))  # measure where the table was measured
+    options = BuildOptions(settings=settings, repeats=repeats)
+    (report,) = build_many([(dev, path)], items_for_space(space), options, Exporter(), progress).values()
+    return path, report
+
+
+def reference(space: SearchSpace):
+    """The MobileNetV2-like reference of the basic-like presets, or a fixed random architecture of `space`."""
+    if space.name in ("basic", "proxyless"):
+        return parse_arch(REFERENCE, space)
+    return sample(space, 1, np.random.default_rng(0))[0]
+
+
+def demo_search(
+    out: str | Path,
+    space: SearchSpace,
+    lut_path: Path,
+    epochs: list[int],
+    population: int,
+    generations: int,
+    log: Callable[[str], None] = print,
+) -> Pipeline:
+    """The demo's HNAS run in `out` (resumed when it exists): M = 4 on digits at the proxy settings, latency band
+    0.9-1.1 x the reference's predicted latency on the host table."""
+    from hnas.workflows.search import latency_of
+
+    if (Path(out) / "config.json").is_file():
+        log(f"resuming {out}")
+        return open_search(out, log=log)
+    run = RunConfig(space=space.to_dict(), data="digits", proxy=DEMO_PROXY, train=DEMO_TRAIN, lut=str(lut_path))
+    ref = reference(space)
+    ref_ms = latency_of(run).predict_arch(ref)
+    band = DEMO_BAND_REL.scaled(ref_ms)
+    log(f"latency band: 0.9-1.1 x the MobileNetV2-like reference ({ref_ms:.2f} ms) = {band} ms on this CPU")
+    search = SearchSettings(
+        stages=4,
+        epochs=epochs,
+        lrs=[0.05, 0.02, 0.02],
+        population=population,
+        generations=generations,
+        band=band,
+        band_rel=DEMO_BAND_REL,
+        ref=str(ref),
+    )
+    return open_search(out, run, search, log=log)

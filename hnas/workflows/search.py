@@ -1,0 +1,62 @@
+"""An HNAS search on a latency table: the LUT is opened here and handed to the pipeline as its latency objective."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from hnas.errors import HnasError
+from hnas.pipeline import Pipeline, saved_settings
+from hnas.settings import Band, RunConfig, SearchSettings
+from hnas.spec.arch import Architecture
+from hnas.spec.space import SearchSpace
+from latency.predict import LatencyPredictor
+
+# the demo's and the study's MobileNetV2-like reference: bands are written relative to its latency
+REFERENCE = "K3E1|K3E6-K3E6-ID-ID|K3E6-K3E6-K3E6-ID|K3E6-K3E6-K3E6-K3E6|K3E6-K3E6-K3E6-ID|K3E6-K3E6-K3E6-ID|K3E6"
+
+
+def latency_of(run: RunConfig) -> LatencyPredictor:
+    """The latency objective of a run: its LUT's predictor on its deployment space."""
+    if not run.lut:
+        raise HnasError("a search needs a latency table: pass --lut (build one with `hnas lut build`)")
+    return LatencyPredictor.from_file(run.lut, SearchSpace.from_dict(run.space))
+
+
+def band_for(band: Band, band_rel: Band | None, ref: Architecture | None, latency: LatencyPredictor) -> Band:
+    """The absolute band: `band` (ms), or `band_rel` times the reference architecture's predicted latency."""
+    if band_rel is not None and not band_rel.is_open:
+        if ref is None:
+            raise HnasError("--lat-rel needs --ref ARCH (a reference architecture priced on the same LUT)")
+        return band_rel.scaled(latency.predict_arch(ref))
+    return band
+
+
+def open_search(
+    path: str | Path,
+    run: RunConfig | None = None,
+    search: SearchSettings | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> Pipeline:
+    """The HNAS run in `path`: resumed from its config.json, or started with `run` and `search`."""
+    saved = saved_settings(path)
+    if saved is not None:
+        run, search = saved
+    elif run is None or search is None:
+        raise HnasError(f"{path} is not an HNAS run (no config.json): start one with `hnas search`")
+    return Pipeline(path, run, search, latency_of(run), log=log, progress=progress)
+
+
+def best_architecture(path: str | Path) -> Architecture:
+    """The most accurate architecture inside the band of a finished search run."""
+    from hnas.spec.arch import parse_arch
+    from hnas.train import read_json
+
+    saved = saved_settings(path)
+    if saved is None:
+        raise HnasError(f"{path} is not an HNAS run (no config.json)")
+    results = read_json(Path(path) / "results.json")
+    if not isinstance(results, dict) or not results.get("best"):
+        raise HnasError(f"{path} has no architecture inside the latency band to verify")
+    return parse_arch(results["best"][0]["arch"], SearchSpace.from_dict(saved[0].space))

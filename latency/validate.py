@@ -1,0 +1,158 @@
+"""How good a LUT is end to end: predicted against measured latency of N random whole networks.
+
+`validate` measures N random architectures of a space on the LUT's device and core with the LUT's settings,
+fits a per-device end-to-end correction (measured = offset + scale x LUT sum) on the first `fit` of them,
+stores it in the LUT (the predictor applies it from then on) and reports, on the held-out networks, the mean
+absolute percentage error, the share within 5 % and 10 % and Kendall's tau, raw and calibrated, with a plot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hnas.errors import HnasError
+from hnas.io import atomic_write_json
+from hnas.spec.arch import sample
+from hnas.spec.space import SearchSpace
+from latency.devices import Device
+from latency.export import Exporter
+from latency.lut import Lut, now_iso
+from latency.predict import LatencyPredictor
+from latency.verify import check_device, measure_networks
+
+
+def default_folder(lut_path: str | Path) -> Path:
+    """`lut/<name>-validate/` beside the LUT."""
+    p = Path(lut_path)
+    return p.parent / (p.stem + "-validate")
+
+
+def validate(
+    lut_path: str,
+    device: Device,
+    space: SearchSpace,
+    n: int = 50,
+    fit: int = 10,
+    folder: str | Path | None = None,
+    seed: int = 0,
+    exporter: Exporter | None = None,
+    progress=None,
+) -> dict:
+    """Measure `n` random networks, refit the LUT's calibration on `fit` of them, report on the rest; writes
+    `validate.json` and `validate.png` to `folder` and returns the report."""
+    if fit >= n:
+        raise HnasError(f"--fit {fit} leaves no held-out architecture of -n {n}: use --fit < -n")
+    table = Lut.load(lut_path)
+    raw = LatencyPredictor(table, space, lut_path, calibrated=False)
+    check_device(table, device, lut_path)
+    archs = sample(space, n, np.random.default_rng(seed))
+    rows = measure_networks(device, archs, table, exporter, progress)
+    pred = np.array([raw.predict_arch(a) for a in archs])
+    meas = np.array([r["measured_ms"] for r in rows])
+    cal = fit_calibration(pred[:fit], meas[:fit])
+    held = slice(fit, n)
+    stats_raw, stats_cal = error_stats(pred[held], meas[held]), error_stats(cal.apply(pred[held]), meas[held])
+    store_calibration(table, cal, space.name, fit, stats_raw, stats_cal)
+    folder = Path(folder) if folder else default_folder(lut_path)
+    report = {
+        "lut": lut_path,
+        "space": space.name,
+        "device": device.describe(),
+        "n": n,
+        "fit": fit,
+        "calibration": {"offset_ms": cal.offset_ms, "scale": cal.scale},
+        "held_out_raw": stats_raw,
+        "held_out_calibrated": stats_cal,
+        "networks": [
+            {**r, "predicted_raw_ms": float(p), "predicted_calibrated_ms": float(cal.apply(p)), "used_for_fit": i < fit}
+            for i, (r, p) in enumerate(zip(rows, pred))
+        ],
+        "folder": str(folder),
+    }
+    atomic_write_json(folder / "validate.json", report)
+    scatter_plot(
+        folder / "validate.png",
+        pred,
+        meas,
+        cal.apply(pred),
+        title=f"{space.name} on {table.device.get('model')}: {n} networks",
+    )
+    return report
+
+
+@dataclass
+class Calibration:
+    """measured ~= offset_ms + scale * LUT sum, fitted by least squares."""
+
+    offset_ms: float
+    scale: float
+
+    def apply(self, predicted):
+        return self.offset_ms + self.scale * np.asarray(predicted)
+
+
+def fit_calibration(predicted, measured) -> Calibration:
+    """Least-squares line through (LUT sum, measured)."""
+    p, m = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
+    if len(p) < 2 or np.ptp(p) == 0:
+        return Calibration(0.0, float(np.mean(m / p)) if len(p) else 1.0)
+    scale, offset = np.polyfit(p, m, 1)
+    return Calibration(float(offset), float(scale))
+
+
+def error_stats(predicted, measured) -> dict:
+    """MAPE, share within +-5 % and +-10 %, Kendall tau."""
+    from scipy.stats import kendalltau
+
+    p, m = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
+    rel = (p - m) / m
+    tau = kendalltau(p, m).statistic if len(p) > 1 else float("nan")
+    return {
+        "n": int(len(p)),
+        "mape": float(np.mean(np.abs(rel))),
+        "within_5": float(np.mean(np.abs(rel) <= 0.05)),
+        "within_10": float(np.mean(np.abs(rel) <= 0.10)),
+        "max_abs_error": float(np.max(np.abs(rel))),
+        "kendall_tau": float(tau),
+    }
+
+
+def store_calibration(
+    lut: Lut, cal: Calibration, space_name: str, n_fit: int, stats_raw: dict, stats_cal: dict
+) -> None:
+    """Record the correction in the LUT, with how it was fitted."""
+    lut.data["calibration"] = {
+        "offset_ms": cal.offset_ms,
+        "scale": cal.scale,
+        "method": "least squares: measured whole-network latency = offset_ms + scale * sum of LUT entries",
+        "space": space_name,
+        "fitted_on": n_fit,
+        "fitted_at": now_iso(),
+        "settings_id": lut.settings_id,
+        "held_out_raw": stats_raw,
+        "held_out_calibrated": stats_cal,
+    }
+    lut.save()
+
+
+def scatter_plot(path: Path, predicted, measured, calibrated=None, title: str = "") -> None:
+    """Predicted against measured latency, with the identity line and +-10 % band."""
+    from hnas.plots import pyplot, save_png
+
+    fig, ax = pyplot().subplots(figsize=(5.5, 5))
+    m = np.asarray(measured)
+    lo, hi = float(min(m.min(), np.min(predicted))) * 0.9, float(max(m.max(), np.max(predicted))) * 1.1
+    xs = np.linspace(lo, hi, 10)
+    ax.plot(xs, xs, "k-", lw=1, label="predicted = measured")
+    ax.fill_between(xs, xs * 0.9, xs * 1.1, color="0.9", label="+-10 %")
+    ax.scatter(m, predicted, s=18, label="LUT sum (raw)")
+    if calibrated is not None:
+        ax.scatter(m, calibrated, s=18, marker="x", label="calibrated")
+    ax.set_xlabel("measured end-to-end latency (ms)")
+    ax.set_ylabel("predicted latency (ms)")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    save_png(fig, path)
