@@ -103,7 +103,7 @@ def rank_run(
     run: str | Path, k: int = 11, epochs: int | None = None, lr: float | None = None, log=print, progress=None
 ) -> dict:
     """Train K Pareto-front architectures of a finished search stand-alone; tau and rho; RUN/rank/rank.json."""
-    from hnas.pipeline import saved_settings
+    from hnas.pipeline import SEARCH_SCHEMA, read_record, saved_settings
 
     run = Path(run)
     saved = saved_settings(run)
@@ -114,7 +114,7 @@ def rank_run(
     final = run / f"stage{stages}" / "search.json"
     if not final.is_file():
         raise HnasError(f"{run} has no final search ({final}): finish it with `hnas search --out {run}`")
-    rec = read_json(final)
+    rec = read_record(final, SEARCH_SCHEMA, "search record")
     space = SearchSpace.from_dict(cfg.space)
     picked = pick_along_front(rec["archive"], k)
     proxy, base = cfg.proxy, cfg.train

@@ -43,6 +43,15 @@ def option(cls, name: str, **typer_kwargs):
     return Annotated[hint, typer.Option(flag_of(f), help=f.metadata.get("help"), **typer_kwargs)]
 
 
+def by_flag(*objs) -> dict[str, object]:
+    """The values of settings objects keyed by their command-line flags (later objects win a shared flag)."""
+    out = {}
+    for obj in objs:
+        for f in dataclasses.fields(obj):
+            out[flag_of(f)] = getattr(obj, f.name)
+    return out
+
+
 def check(obj) -> None:
     """Run every field's check; the first failure is one line naming the option and what is allowed."""
     for f in dataclasses.fields(obj):
@@ -180,9 +189,10 @@ class Band:
         try:
             if not sep:
                 raise ValueError
-            return cls(float(lo) if lo.strip() else None, float(hi) if hi.strip() else None)
+            sides = (float(lo) if lo.strip() else None, float(hi) if hi.strip() else None)
         except ValueError:
             raise HnasError(f"{what} {text!r}: write MIN:MAX in ms, e.g. 60:70") from None
+        return cls(*sides)
 
     @property
     def is_open(self) -> bool:

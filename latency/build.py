@@ -2,9 +2,9 @@
 
 Repeats are interleaved: round r benchmarks every unfinished entry once before round r+1 starts, so slow
 drift of the machine (heat, other load) spreads over all entries instead of biasing a few. An entry's figure
-is the median of its repeat medians; entries whose repeat medians disagree by more than `spread_threshold`
-get extra repeats. Every repeat is written to the table's `pending` section at once (atomically), so a killed
-build reruns only what is missing.
+is the median of its repeat medians; entries whose repeat medians disagree get extra repeats after a pause
+(`latency.stability`), and are marked unstable when they keep disagreeing. Every repeat is written to the
+table's `pending` section at once (atomically), so a killed build reruns only what is missing.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from hnas.spec.parts import Part
 from latency.bench import BenchSettings, parse_benchmark_output
 from latency.devices import Device
 from latency.export import Exporter
-from latency.lut import Lut, aggregate, now_iso, settings_id, spread
+from latency.lut import Lut, aggregate, now_iso, settings_id
+from latency.stability import Stability
 
 
 @dataclass
@@ -30,16 +31,13 @@ class BuildOptions:
 
     settings: BenchSettings = field(default_factory=BenchSettings)
     repeats: int = 5
-    spread_threshold: float = 0.10
-    extra_repeats: int = 4
+    stability: Stability = field(default_factory=Stability)
     max_age_s: float | None = None
     max_throttled: int = 5
 
     def __post_init__(self):
         if self.repeats < 1:
             raise HnasError("--repeats must be at least 1")
-        if self.spread_threshold <= 0:
-            raise HnasError("--spread must be positive (e.g. 0.1 for 10 %)")
 
 
 @dataclass
@@ -51,6 +49,8 @@ class BuildReport:
     measured: list[str]
     remeasured: list[str]
     skipped_fresh: int
+    unstable: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)
     export_s: float = 0.0
     convert_s: float = 0.0
     measure_s: float = 0.0
@@ -60,15 +60,24 @@ class BuildReport:
 
 
 def default_lut_path(device: dict, lut_dir: str | Path = "lut") -> Path:
-    """`lut/<device id>-<cpu or model>.json`, lower case."""
-    name = f"{device.get('id', 'device')}-{device.get('cpu') or device.get('model', '')}"
+    """`lut/<device id>-<cpu or model>[-<machine>].json`, lower case (the host's machine fingerprint is part of the
+    name: a table of this CPU model measured on another machine is never written to)."""
+    name = f"{device.get('id', 'device')}-{device.get('cpu') or device.get('model', '')}-{device.get('machine', '')}"
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     return Path(lut_dir) / f"{slug}.json"
 
 
+def device_name(d: dict) -> str:
+    """`x86_64 host / AMD EPYC core 1 (machine 1a2b3c4d)`: how messages name a device."""
+    machine = (
+        f" (machine {d['machine']})" if d.get("machine") else (" (machine unknown)" if d.get("id") == "local" else "")
+    )
+    return f"{d.get('model')} / {d.get('cpu')} core {d.get('core')}{machine}"
+
+
 def same_device(a: dict, b: dict) -> bool:
-    """Two device fingerprints name the same device and core."""
-    return all(a.get(k) == b.get(k) for k in ("id", "model", "cpu", "core"))
+    """Two device fingerprints name the same device and core (for the host: the same machine too)."""
+    return all(a.get(k) == b.get(k) for k in ("id", "model", "cpu", "core", "machine"))
 
 
 def open_lut(path: Path, device: Device, settings: dict) -> Lut:
@@ -79,9 +88,8 @@ def open_lut(path: Path, device: Device, settings: dict) -> Lut:
     lut = Lut.load(path)
     if not same_device(lut.device, desc):
         raise HnasError(
-            f"LUT {path} was measured on {lut.device.get('model')} / {lut.device.get('cpu')} core "
-            f"{lut.device.get('core')}, not on this device ({desc.get('model')} / {desc.get('cpu')} core "
-            f"{desc.get('core')}): pass another --out"
+            f"LUT {path} was measured on {device_name(lut.device)}, not on this device ({device_name(desc)}): a table "
+            "never mixes two devices' measurements; pass another --out"
         )
     lut.data["device"] = desc
     if lut.data["settings"] != settings or lut.data["runtime"] != runtime:
@@ -150,13 +158,16 @@ def build(
         if len(reps) < target[key]:
             return False
         extra = len(reps) - options.repeats
-        if spread(reps) > options.spread_threshold and extra < options.extra_repeats:
+        medians = [r["median_us"] for r in reps]
+        if options.stability.again(medians, extra):
             target[key] = len(reps) + 1
             if key not in report.remeasured:
                 report.remeasured.append(key)
             return False
-        _finish(lut, by_key[key], reps, exported[key], sid, max(0, extra))
+        _finish(lut, by_key[key], reps, exported[key], sid, max(0, extra), options.stability.verdict(medians))
         report.measured.append(key)
+        if not options.stability.agrees(medians):
+            report.unstable.append(key)
         return True
 
     for key in report.planned:  # repeats finished before an interruption
@@ -167,10 +178,17 @@ def build(
     t0 = time.perf_counter()
     total = sum(max(0, target[k] - len(pending_repeats(k))) for k in report.planned if k not in report.measured)
     with phase(progress, "measure", total) as advance:
+        rounds = 0
         while True:
             todo = [k for k in report.planned if k not in report.measured]
             if not todo:
                 break
+            if rounds >= options.repeats:  # only entries whose repeats disagree are left: let a disturbance pass
+                options.stability.pause()
+            rounds += 1
+            busy = device.busy()
+            if busy and busy not in report.busy:
+                report.busy.append(busy)
             for out in device.benchmark_batch([remote[k] for k in todo], options.settings):
                 key = key_of.get(out.model)
                 if key is None:
@@ -221,7 +239,7 @@ def _conditions(reps: list[dict]) -> dict | None:
     }
 
 
-def _finish(lut: Lut, item: Part, reps: list[dict], ex, sid: str, extra: int) -> None:
+def _finish(lut: Lut, item: Part, reps: list[dict], ex, sid: str, extra: int, verdict: dict) -> None:
     lut.entries[item.key] = {
         "spec": item.to_spec(),
         **aggregate(reps),
@@ -231,6 +249,7 @@ def _finish(lut: Lut, item: Part, reps: list[dict], ex, sid: str, extra: int) ->
         "settings_id": sid,
         "source": "measured",
         "remeasured": extra,
+        **verdict,
         "conditions": _conditions(reps),
     }
     lut.pending.pop(item.key, None)
@@ -253,6 +272,8 @@ def build_many(
 
     from hnas.progress import phase
 
+    for dev, _ in jobs:
+        dev.describe()  # every device is reached (and probed) before anything is converted or measured
     converted = cached = 0
     with phase(progress, "export", len(items)) as advance:
         for it in items:
@@ -304,6 +325,12 @@ def report_line(report: BuildReport) -> str:
     )
     if report.throttled:
         line += f"; {len(report.throttled)} throttled runs re-measured"
+    if report.unstable:
+        line += (
+            f"; {len(report.unstable)} entries stayed unstable (marked in the table): {', '.join(report.unstable[:3])}"
+        )
+    if report.busy:
+        line += f"; the host was busy ({report.busy[0]}): rerun with --max-age 0s on a quiet machine to re-measure"
     if report.measured:
         import statistics
 

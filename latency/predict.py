@@ -19,6 +19,19 @@ from latency.items import items_for_space
 from latency.lut import Lut
 
 
+def _how_to_fill(space: SearchSpace, lut_name: str) -> str:
+    """The command that measures a space's missing entries: by preset name when the space is a preset, else with
+    the space file it came from (a pruned space needs the entries of the space it was pruned from)."""
+    from hnas.spec.space import PRESETS
+
+    if space.name in PRESETS and PRESETS[space.name]() == space:
+        return f"measure them with `hnas lut refresh --lut {lut_name} --space {space.name}`"
+    return (
+        f"measure them with `hnas lut refresh --lut {lut_name} --space FILE`, FILE being the space file the "
+        f"space {space.name.split('@')[0]!r} was read from"
+    )
+
+
 class LatencyPredictor:
     """Predicts end-to-end latency (ms) of architectures of one space from one LUT."""
 
@@ -30,10 +43,8 @@ class LatencyPredictor:
         missing = [p.key for p in items_for_space(space) if lut.latency_ms(p.key) is None]
         if missing:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-            raise HnasError(
-                f"{lut_name} lacks {len(missing)} entries of space {space.name!r} ({shown}); measure them with "
-                f"`hnas lut refresh --lut {lut_name} --space {space.name}`"
-            )
+            fix = _how_to_fill(space, lut_name)
+            raise HnasError(f"{lut_name} lacks {len(missing)} entries of space {space.name!r} ({shown}); {fix}")
         self.table = np.zeros((space.num_layers, max(len(c) for c in space.candidates)))
         self.fixed_ms = 0.0
         j = 0

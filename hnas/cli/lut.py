@@ -16,7 +16,11 @@ from hnas.cli.common import DeviceOpt, JsonOpt, console, emit_json, load_arch
 from hnas.cli.show import print_validation, print_verify
 from hnas.errors import HnasError
 
-lut_app = typer.Typer(help="Latency lookup tables: build, refresh, show, diff, import, validate.", no_args_is_help=True)
+lut_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Latency lookup tables: build, refresh, show, diff, import, validate.",
+    no_args_is_help=True,
+)
 
 CoreOpt = Annotated[int | None, typer.Option("--core", help="CPU to pin to (default: the device's big core).")]
 BinaryOpt = Annotated[
@@ -27,6 +31,12 @@ RepeatsOpt = Annotated[int, typer.Option("--repeats", min=1, help="Repeats per e
 RunsOpt = Annotated[int, typer.Option("--runs", min=1, help="Timed runs per repeat (benchmark_model --num_runs).")]
 WarmupRunsOpt = Annotated[int, typer.Option("--warmup", min=0, help="Warm-up runs per repeat.")]
 CacheOpt = Annotated[str | None, typer.Option("--cache", help="TFLite cache folder (default $HNAS_CACHE or ~/.cache).")]
+SpreadOpt = Annotated[
+    float,
+    typer.Option(
+        "--spread", min=0.0001, help="Repeats agree when their medians differ by at most this (else: measured again)."
+    ),
+]
 
 
 def parse_duration(text: str) -> float:
@@ -76,7 +86,7 @@ def lut_build(
     repeats: RepeatsOpt = 5,
     runs: RunsOpt = 20,
     warmup: WarmupRunsOpt = 5,
-    spread: Annotated[float, typer.Option(help="Re-measure when repeat medians differ by more than this.")] = 0.10,
+    spread: SpreadOpt = 0.10,
     core: CoreOpt = None,
     benchmark_binary: BinaryOpt = None,
     cache: CacheOpt = None,
@@ -102,6 +112,7 @@ def lut_build(
     from latency.build import BuildOptions, default_lut_path
     from latency.devices import open_device
     from latency.items import dedupe, items_for_space
+    from latency.stability import Stability
 
     specs = device or ["local"]
     if out and len(specs) > 1:
@@ -115,7 +126,7 @@ def lut_build(
         "retries": retries,
         "backoff_s": backoff,
     }
-    options = BuildOptions(BenchSettings(warmup_runs=warmup, num_runs=runs), repeats, spread_threshold=spread)
+    options = BuildOptions(BenchSettings(warmup_runs=warmup, num_runs=runs), repeats, Stability(spread=spread))
     devs = [open_device(d, core, benchmark_binary, **({} if d == "local" else phone)) for d in specs]
     items = dedupe([it for sp in spaces for it in items_for_space(sp)])
     jobs = [(d, Path(out) if out else default_lut_path(d.describe())) for d in devs]
@@ -181,7 +192,7 @@ def lut_show(
     console.print(f"device: {d.get('model')} | {d.get('cpu')} | core {d.get('core')} | {d.get('os', '')}")
     console.print(f"runtime: {r.get('kind')} {r.get('tflite_version', '')} | settings: {table.data['settings']}")
     t = Table(title=f"{lut}: {len(table.entries)} entries, {len(table.pending)} unfinished")
-    for col in ("key", "median ms", "mean ms", "std ms", "min ms", "runs", "measured", "source"):
+    for col in ("key", "median ms", "mean ms", "std ms", "min ms", "runs", "measured", "source", "stable"):
         t.add_column(col, justify="left" if col in ("key", "measured", "source") else "right")
 
     def f(x):
@@ -198,6 +209,7 @@ def lut_show(
             str(e.get("runs", "")),
             (e.get("measured_at") or "")[:19],
             e.get("source", "measured"),
+            {True: "yes", False: f"no ({e.get('spread', 0) * 100:.0f} %)"}.get(e.get("stable"), "-"),
         )
     console.print(t)
     if coverage:
@@ -279,6 +291,7 @@ def lut_validate(
     fit: Annotated[int, typer.Option("--fit", min=2, help="Of those, how many fit the calibration.")] = 10,
     out: Annotated[str | None, typer.Option("--out", help="Folder for validate.json and the plot.")] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed.")] = 0,
+    spread: SpreadOpt = 0.10,
     benchmark_binary: BinaryOpt = None,
     cache: CacheOpt = None,
 ) -> None:
@@ -287,6 +300,7 @@ def lut_validate(
     from hnas.spec.space import load_space
     from latency.devices import open_device
     from latency.lut import Lut
+    from latency.stability import Stability
     from latency.validate import validate
 
     if fit >= n:
@@ -294,7 +308,7 @@ def lut_validate(
     sp = load_space(space)
     dev = open_device(device, Lut.load(lut).device.get("core"), benchmark_binary)
     with bars() as factory:
-        report = validate(lut, dev, sp, n, fit, out, seed, _exporter(cache), factory)
+        report = validate(lut, dev, sp, n, fit, out, seed, _exporter(cache), factory, Stability(spread=spread))
     print_validation(report)
 
 
@@ -308,6 +322,7 @@ def profile(
     repeats: RepeatsOpt = 3,
     runs: RunsOpt = 50,
     warmup: WarmupRunsOpt = 5,
+    spread: SpreadOpt = 0.10,
     core: CoreOpt = None,
     benchmark_binary: BinaryOpt = None,
     cache: CacheOpt = None,
@@ -317,6 +332,7 @@ def profile(
     from latency.bench import BenchSettings
     from latency.devices import open_device
     from latency.profile import profile_model
+    from latency.stability import Stability
 
     if (model is None) == (op is None):
         raise HnasError("give either MODEL.tflite or --op OP --in HxWxC --out-ch N [--stride S]")
@@ -337,7 +353,8 @@ def profile(
             raise HnasError(f"{model} is not a .tflite file")
         label = path.name
     dev = open_device(device, core, benchmark_binary)
-    result = profile_model(dev, path, label, BenchSettings(warmup_runs=warmup, num_runs=runs), repeats)
+    bench = BenchSettings(warmup_runs=warmup, num_runs=runs)
+    result = profile_model(dev, path, label, bench, repeats, Stability(spread=spread))
     if as_json:
         emit_json(result)
         return
@@ -355,6 +372,10 @@ def profile(
         )
     console.print(t)
     console.print(f"median of repeat medians: {result['median_ms']:.4f} ms")
+    if not result["stable"]:
+        console.print(f"unstable: the repeat medians differ by {result['spread'] * 100:.0f} % even after extra repeats")
+    if result["host_busy"]:
+        console.print(f"the host was busy while measuring: {result['host_busy']}")
 
 
 def devices(
@@ -385,6 +406,7 @@ def verify(
     lut: Annotated[str | None, typer.Option("--lut", help="LUT (default: the run's).")] = None,
     device: Annotated[str, typer.Option("--device", help="local or a phone; must be the LUT's device.")] = "local",
     op_profile: Annotated[bool, typer.Option("--op-profile", help="Per-layer times next to the LUT entries.")] = False,
+    spread: SpreadOpt = 0.10,
     benchmark_binary: BinaryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -393,6 +415,7 @@ def verify(
 
     from hnas.io import atomic_write_json
     from hnas.progress import bars
+    from latency.stability import Stability
     from latency.verify import verify_arch
 
     if (run is None) == (arch is None):
@@ -410,7 +433,7 @@ def verify(
             raise HnasError("--lut is needed with --arch")
         a = load_arch(arch, load_space(space))
     with nullcontext(None) if as_json else bars() as factory:
-        result = verify_arch(a, lut, device, op_profile, benchmark_binary, progress=factory)
+        result = verify_arch(a, lut, device, op_profile, benchmark_binary, factory, stability=Stability(spread=spread))
     if run is not None:
         atomic_write_json(Path(run) / "verify.json", result)
     if as_json:

@@ -32,6 +32,7 @@ from hnas.cli.common import (
     fmt_size,
     load_arch,
     numbers,
+    refuse_changed_settings,
 )
 from hnas.cli.show import print_results, print_verify
 from hnas.errors import HnasError
@@ -39,6 +40,7 @@ from hnas.settings import ProxySettings, SearchSettings, TrainConfig, option
 
 
 def search(
+    ctx: typer.Context,
     out: OutOpt,
     lut: LutOpt = None,
     space: SpaceOpt = "basic",
@@ -68,13 +70,30 @@ def search(
 ) -> None:
     """Run HNAS (Algorithm 1): train, search, prune and fine-tune over M stages under a latency band."""
     from hnas.pipeline import Pipeline, default_schedule, saved_settings
-    from hnas.settings import Band, RunConfig
-    from hnas.spec.space import load_space
+    from hnas.settings import Band, RunConfig, by_flag
+    from hnas.spec.space import SearchSpace, load_space
     from hnas.train import init_distributed
     from hnas.workflows.search import band_for, latency_of, open_search
 
     init_distributed()
-    if saved_settings(out) is not None:
+    saved = saved_settings(out)
+    if saved is not None:
+        run_cfg, s = saved
+        deploy = SearchSpace.from_dict(run_cfg.space)
+        flags = {**by_flag(run_cfg.proxy, run_cfg.train, s), "--space": run_cfg.space, "--data": run_cfg.data}
+        refuse_changed_settings(
+            ctx,
+            {**flags, "--lut": run_cfg.lut},
+            out,
+            {
+                "--space": lambda t: load_space(t).to_dict(),
+                "--lat": Band.parse,
+                "--lat-rel": lambda t: Band.parse(t, "--lat-rel"),
+                "--epochs": lambda t: numbers(t, "--epochs", int),
+                "--lr": lambda t: numbers(t, "--lr"),
+                "--ref": lambda t: str(load_arch(t, deploy)),
+            },
+        )
         console.print(f"resuming {out} with the settings in its config.json")
         pipe = open_search(out, log=console.print)
     else:
@@ -209,6 +228,7 @@ def rank(
 
 
 def demo(
+    ctx: typer.Context,
     out: Annotated[str, typer.Option("--out", help="Run folder (an existing one resumes).")] = "runs/demo",
     space: SpaceOpt = "basic",
     lut: Annotated[str | None, typer.Option("--lut", help="Host LUT (default lut/local-<cpu>.json).")] = None,
@@ -221,6 +241,7 @@ def demo(
     import time
 
     from hnas.io import atomic_write_json
+    from hnas.pipeline import saved_settings
     from hnas.progress import bars
     from hnas.report import build_report
     from hnas.spec.space import load_space
@@ -235,6 +256,16 @@ def demo(
         lut_path, built = host_lut(sp, lut, factory)
     console.print(report_line(built))
     console.rule("2/4 HNAS: supernet, search, pruning (M = 4)")
+    saved = saved_settings(out)
+    if saved is not None:
+        s = saved[1]
+        flags = {"--epochs": s.epochs, "--population": s.population, "--generations": s.generations}
+        refuse_changed_settings(
+            ctx,
+            {**flags, "--space": saved[0].space},
+            out,
+            {"--epochs": lambda t: numbers(t, "--epochs", int), "--space": lambda t: load_space(t).to_dict()},
+        )
     pipe = demo_search(out, sp, lut_path, numbers(epochs, "--epochs", int), population, generations, console.print)
     results = pipe.run()
     print_results(results)

@@ -31,9 +31,14 @@ def print_results(results: dict) -> None:
         if s.get("exhausted"):
             console.print(f"stage {s['stage']}: {s['evaluated']} of {s['budget']} evaluations: {s['exhausted']}")
     band = Band(*results["latency_band_ms"])
-    console.print(f"latency band {band} ms on {results['lut']}; Pareto set: {len(results['pareto'])} architectures")
-    for r in results["best"]:
-        console.print(f"  {r['accuracy']:.3f}  {r['latency_ms']:.2f} ms  {r['macs'] / 1e6:.0f} MMACs  {r['arch']}")
+    console.print(f"latency band {band} ms on {results['lut']}")
+    for title, rows in (
+        (f"the {len(results['best'])} most accurate architectures inside the band", results["best"]),
+        (f"the final Pareto set ({len(results['pareto'])} architectures, by latency)", results["pareto"]),
+    ):
+        console.print(f"{title}:")
+        for r in rows:
+            console.print(f"  {r['accuracy']:.3f}  {r['latency_ms']:.2f} ms  {r['macs'] / 1e6:.0f} MMACs  {r['arch']}")
 
 
 def print_verify(result: dict) -> None:
@@ -47,8 +52,19 @@ def print_verify(result: dict) -> None:
     if result["calibrated"]:
         t.add_row("predicted (raw LUT sum)", f"{result['predicted_raw_ms']:.3f}")
     t.add_row("measured end to end (median of repeat medians)", f"{result['measured_ms']:.3f}")
-    t.add_row("error", f"{result['error'] * 100:+.2f} %")
+    if result["error"] is not None:
+        t.add_row("error", f"{result['error'] * 100:+.2f} %")
+    else:
+        t.add_row("error", "not reported: the measurement is unstable")
     console.print(t)
+    if not result["stable"]:
+        medians = ", ".join(f"{m:.2f}" for m in result["repeat_medians_ms"])
+        console.print(
+            f"unstable: the repeat medians ({medians} ms) differ by {result['spread'] * 100:.0f} % even after extra "
+            "repeats; no error is reported. Rerun on a quiet machine."
+        )
+    if result.get("host_busy"):
+        console.print(f"the host was busy while measuring: {result['host_busy']}")
     if result.get("op_profile"):
         p = Table(
             title="per layer: op profile of the whole network against the LUT entry",
@@ -84,6 +100,10 @@ def print_validation(report: dict) -> None:
             f"{st['kendall_tau']:.3f}",
         )
     console.print(t)
+    if report["unstable"]:
+        console.print(
+            f"{report['unstable']} of {n} networks stayed unstable and were left out of the fit and the errors"
+        )
     cal, folder = report["calibration"], report["folder"]
     console.print(
         f"calibration: measured = {cal['offset_ms']:.3f} ms + {cal['scale']:.4f} x LUT sum (stored in "

@@ -50,13 +50,13 @@ def open_search(
 
 def best_architecture(path: str | Path) -> Architecture:
     """The most accurate architecture inside the band of a finished search run."""
+    from hnas.pipeline import RESULTS_SCHEMA, read_record
     from hnas.spec.arch import parse_arch
-    from hnas.train import read_json
 
     saved = saved_settings(path)
     if saved is None:
         raise HnasError(f"{path} is not an HNAS run (no config.json)")
-    results = read_json(Path(path) / "results.json")
-    if not isinstance(results, dict) or not results.get("best"):
+    results = read_record(Path(path) / "results.json", RESULTS_SCHEMA, "results")
+    if not results["best"]:
         raise HnasError(f"{path} has no architecture inside the latency band to verify")
     return parse_arch(results["best"][0]["arch"], SearchSpace.from_dict(saved[0].space))
