@@ -143,6 +143,7 @@ class Lut:
         stored = dict(self.data["settings"])
         repeats = int(stored.pop("repeats", 5))
         stored.pop("core", None)
+        stored.pop("precision", None)  # the table's, not benchmark_model's (latency.precision)
         return BenchSettings.from_dict(stored), repeats
 
     def latency_ms(self, key: str) -> float | None:
