@@ -201,6 +201,13 @@ class Pipeline:
         """The latency objective on `space` (a pruned one, in later stages)."""
         return self.latency.for_space(space)
 
+    def final_supernet(self) -> Supernet:
+        """The supernet the final search ran on: the one trained in stage M-1, with its (pruned) space."""
+        last = self.search.stages - 1
+        if not (self.path / f"stage{last}" / "trained.json").is_file():
+            raise HnasError(f"{self.path} has not finished training its stage {last} supernet: run `hnas search` first")
+        return self._supernet_after(last)
+
     def _supernet_after(self, k: int) -> Supernet:
         """The trained supernet of stage k (from its checkpoint)."""
         ck = load_checkpoint(self.stage_dir(k) / "checkpoint.pt")

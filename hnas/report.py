@@ -310,15 +310,24 @@ def build_report(run: str | Path) -> Path:
         )
     verify = _read(run / "verify.json", VERIFY_SCHEMA, "verification")
     if verify:
-        lut_path = Path(cfg.lut)
+        lut_path = Path(verify.get("lut") or cfg.lut)
         validate = _read(
             lut_path.parent / (lut_path.stem + "-validate") / "validate.json", VALIDATE_SCHEMA, "validation"
         )
         rows = [
+            ["precision", verify.get("precision", "float32")],
             ["predicted (LUT" + (", calibrated)" if verify["calibrated"] else ")"), f"{verify['predicted_ms']:.3f}"],
             ["measured end to end", f"{verify['measured_ms']:.3f}"],
             ["error", "not reported: unstable" if verify.get("error") is None else f"{verify['error'] * 100:+.2f} %"],
         ]
+        acc = verify.get("int8_accuracy")
+        if acc:
+            rows.append(
+                [
+                    f"top-1 on {acc['images']} {acc['split']} images, float32 -> int8",
+                    f"{acc['float32_top1']:.4f} -> {acc['int8_top1']:.4f} ({acc['drop'] * 100:+.2f} points drop)",
+                ]
+            )
         if validate:
             c = validate["held_out_calibrated"]
             rows.append(

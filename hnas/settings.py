@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any
 
 from hnas.errors import HnasError
+from hnas.spec.parts import PRECISIONS
 
 Check = Callable[[Any], str | None]
 
@@ -89,6 +90,11 @@ def above(lo: float) -> Check:
 def between(lo: float, hi: float) -> Check:
     """A finite number in [lo, hi]."""
     return lambda v: None if _number(v) and lo <= v <= hi else f"must be between {lo:g} and {hi:g}"
+
+
+def one_of(*values) -> Check:
+    """One of `values`."""
+    return lambda v: None if v in values else f"must be one of {', '.join(map(str, values))}"
 
 
 def each(test: Check) -> Check:
@@ -220,6 +226,22 @@ class Band:
 
 
 # --- the settings of a run -------------------------------------------------------------------------------
+
+
+@dataclass
+class Deployment:
+    """How the searched network runs on the device: its numeric precision, which is also the precision of the
+    latency table's entries (a table holds one precision; `None` takes the table's own)."""
+
+    precision: str | None = setting(
+        None,
+        "float32 or int8 (full-integer quantized): the precision of the LUT's entries and of the networks measured; "
+        "default: the LUT's own (a new LUT: float32). Given with a LUT of another precision, it is an error.",
+        check=one_of(*PRECISIONS),
+    )
+
+    def __post_init__(self):
+        check(self)
 
 
 @dataclass

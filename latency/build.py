@@ -17,25 +17,29 @@ from pathlib import Path
 
 from hnas.errors import HnasError
 from hnas.progress import phase
-from hnas.spec.parts import Part
+from hnas.spec.parts import FLOAT32, Part, check_precision
 from latency.bench import BenchSettings, parse_benchmark_output
 from latency.devices import Device
 from latency.export import Exporter
 from latency.lut import Lut, aggregate, now_iso, settings_id
+from latency.precision import check_build_target, lut_file_suffix, precision_settings, settings_precision
 from latency.stability import Stability
 
 
 @dataclass
 class BuildOptions:
-    """How to measure: benchmark settings, repeats per entry, re-measure rule, staleness age."""
+    """How to measure: benchmark settings, repeats per entry, re-measure rule, staleness age, and the precision of
+    the table's entries (float32, or int8: full-integer quantized; `latency.precision`)."""
 
     settings: BenchSettings = field(default_factory=BenchSettings)
     repeats: int = 5
     stability: Stability = field(default_factory=Stability)
     max_age_s: float | None = None
     max_throttled: int = 5
+    precision: str = FLOAT32
 
     def __post_init__(self):
+        check_precision(self.precision)
         if self.repeats < 1:
             raise HnasError("--repeats must be at least 1")
 
@@ -59,12 +63,12 @@ class BuildReport:
     throttled: list[str] = field(default_factory=list)
 
 
-def default_lut_path(device: dict, lut_dir: str | Path = "lut") -> Path:
-    """`lut/<device id>-<cpu or model>[-<machine>].json`, lower case (the host's machine fingerprint is part of the
-    name: a table of this CPU model measured on another machine is never written to)."""
+def default_lut_path(device: dict, lut_dir: str | Path = "lut", precision: str = FLOAT32) -> Path:
+    """`lut/<device id>-<cpu or model>[-<machine>][-int8].json`, lower case (the host's machine fingerprint is part
+    of the name: a table of this CPU model measured on another machine is never written to)."""
     name = f"{device.get('id', 'device')}-{device.get('cpu') or device.get('model', '')}-{device.get('machine', '')}"
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    return Path(lut_dir) / f"{slug}.json"
+    return Path(lut_dir) / f"{slug}{lut_file_suffix(precision)}.json"
 
 
 def device_name(d: dict) -> str:
@@ -91,6 +95,7 @@ def open_lut(path: Path, device: Device, settings: dict) -> Lut:
             f"LUT {path} was measured on {device_name(lut.device)}, not on this device ({device_name(desc)}): a table "
             "never mixes two devices' measurements; pass another --out"
         )
+    check_build_target(lut, settings_precision(settings), path)
     lut.data["device"] = desc
     if lut.data["settings"] != settings or lut.data["runtime"] != runtime:
         lut.data["settings"], lut.data["runtime"] = settings, runtime
@@ -112,11 +117,14 @@ def build(
     path = Path(path)
     exporter = exporter or Exporter()
     settings = {**options.settings.to_dict(), "repeats": options.repeats, "core": device.describe().get("core")}
+    settings.update(precision_settings(options.precision))
     lut = open_lut(path, device, settings)
     sid = settings_id(settings, lut.data["runtime"])
     by_key = {it.key: it for it in items}
     if len(by_key) != len(items):
         raise HnasError("duplicate LUT items given")
+    if any(it.precision != options.precision for it in items):
+        raise HnasError(f"LUT items of another precision than the table's ({options.precision}) given")
 
     # 1. plan: export (cached) every item and decide which need measuring
     report = BuildReport(path, {}, [], [], 0)

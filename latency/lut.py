@@ -32,8 +32,8 @@ SCHEMA = "hnas.lut/1"
 
 _SHAPE = Obj({"in_size": Int(1), "in_ch": Int(1), "out_ch": Int(1), "stride": Int(allowed=(1, 2))})
 _SPEC = Obj(
-    {"op": Str(nonempty=True), "part": Str(nonempty=True), "kernel": Int(1), "shape": _SHAPE},
-    optional=frozenset({"op", "part", "kernel"}),
+    {"op": Str(nonempty=True), "part": Str(nonempty=True), "kernel": Int(1), "shape": _SHAPE, "precision": Str()},
+    optional=frozenset({"op", "part", "kernel", "precision"}),
     rule=lambda d: None if ("op" in d) != ("part" in d) else "needs exactly one of 'op' and 'part'",
 )
 _ENTRY = Obj(
@@ -204,6 +204,7 @@ class Lut:
         stored = dict(self.data["settings"])
         repeats = int(stored.pop("repeats", 5))
         stored.pop("core", None)
+        stored.pop("precision", None)  # the table's, not benchmark_model's (latency.precision)
         return BenchSettings.from_dict(stored), repeats
 
     def latency_ms(self, key: str) -> float | None:

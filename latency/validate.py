@@ -42,13 +42,15 @@ def validate(
     exporter: Exporter | None = None,
     progress=None,
     stability: Stability | None = None,
+    precision: str | None = None,
 ) -> dict:
-    """Measure `n` random networks, refit the LUT's calibration on `fit` of them, report on the rest; writes
+    """Measure `n` random networks (the same ones for every table, given `seed`) at the LUT's precision (which
+    `precision` must match when given), refit the LUT's calibration on `fit` of them, report on the rest; writes
     `validate.json` and `validate.png` to `folder` and returns the report."""
     if fit >= n:
         raise HnasError(f"--fit {fit} leaves no held-out architecture of -n {n}: use --fit < -n")
     table = Lut.load(lut_path)
-    raw = LatencyPredictor(table, space, lut_path, calibrated=False)
+    raw = LatencyPredictor(table, space, lut_path, calibrated=False, precision=precision)
     check_device(table, device, lut_path)
     archs = sample(space, n, np.random.default_rng(seed))
     rows = measure_networks(device, archs, table, exporter, progress, stability=stability)
@@ -68,6 +70,7 @@ def validate(
     report = {
         "lut": lut_path,
         "space": space.name,
+        "precision": raw.precision,
         "device": device.describe(),
         "n": n,
         "fit": fit,
@@ -84,7 +87,7 @@ def validate(
     atomic_write_json(folder / "validate.json", report)
     from hnas.plots import save_png
 
-    title = f"{space.name} on {table.device.get('model')}: {n} networks"
+    title = f"{space.name} on {table.device.get('model')}, {raw.precision}: {n} networks"
     save_png(validation_plot(pred, meas, cal.apply(pred), title=title), folder / "validate.png")
     return report
 

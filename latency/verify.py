@@ -19,6 +19,7 @@ from latency.build import device_name, same_device
 from latency.devices import Device
 from latency.export import Exporter, export_network
 from latency.lut import Lut
+from latency.precision import table_precision
 from latency.stability import Stability
 
 
@@ -41,16 +42,17 @@ def measure_networks(
     op_profile: bool = False,
     stability: Stability | None = None,
 ) -> list[dict]:
-    """Median of repeat medians (ms) per architecture's whole network, whether its repeats agree (`Stability`:
-    networks whose repeats disagree are measured again after a pause, then marked unstable), whether the host
-    was busy, and its op profile if asked."""
+    """Median of repeat medians (ms) per architecture's whole network at the LUT's precision, whether its repeats
+    agree (`Stability`: networks whose repeats disagree are measured again after a pause, then marked unstable),
+    whether the host was busy, and its op profile if asked."""
     stability = stability or Stability()
     exporter = exporter or Exporter()
     settings, repeats = lut.bench_settings()
+    precision = table_precision(lut)
     exported = []
     with phase(progress, "export", len(archs)) as advance:
         for a in archs:
-            exported.append(export_network(a, exporter))
+            exported.append(export_network(a, exporter, precision))
             advance()
     remotes = device.push_many([e.path for e in exported])
     index = {r: i for i, r in enumerate(remotes)}
@@ -112,15 +114,17 @@ def verify_arch(
     progress=None,
     exporter: Exporter | None = None,
     stability: Stability | None = None,
+    precision: str | None = None,
 ) -> dict:
-    """Predicted (LUT) against measured (the whole network on the LUT's device and core, the LUT's settings)
-    latency of `arch`; with `op_profile`, each part's time inside the network beside its LUT entry."""
+    """Predicted (LUT) against measured (the whole network on the LUT's device and core, the LUT's settings and
+    precision, which `precision` must match when given) latency of `arch`; with `op_profile`, each part's time
+    inside the network beside its LUT entry."""
     from latency.devices import open_device
     from latency.export import tflite_ops
     from latency.predict import LatencyPredictor
 
     table = Lut.load(lut_path)
-    pred = LatencyPredictor(table, arch.space, lut_path)
+    pred = LatencyPredictor(table, arch.space, lut_path, precision=precision)
     parts_ms = pred.breakdown(arch)  # raw LUT figures per part
     dev = open_device(device, core=table.device.get("core"), benchmark_binary=benchmark_binary)
     check_device(table, dev, lut_path)
@@ -131,6 +135,7 @@ def verify_arch(
         "arch": str(arch),
         "space": arch.space.name,
         "lut": lut_path,
+        "precision": pred.precision,
         "device": dev.describe(),
         "predicted_ms": predicted,
         "predicted_raw_ms": sum(ms for _, ms in parts_ms),
@@ -147,7 +152,8 @@ def verify_arch(
     if op_profile:
         if not row["op_profile"]:
             raise HnasError(f"the benchmark on {device} printed no op profile (was --enable_op_profiling ignored?)")
-        seqs = [(p.label, tflite_ops(ex.export_part(p).path) if p.key else []) for p in arch.parts()]
+        parts = [p.at(pred.precision) for p in arch.parts()]
+        seqs = [(p.label, tflite_ops(ex.export_part(p).path) if p.key else []) for p in parts]
         mapped = map_op_profile(row["op_profile"], seqs)
         result["op_profile"] = [{**m, "lut_ms": ms} for m, (_, ms) in zip(mapped, parts_ms, strict=True)]
         result["op_profile_total_ms"] = sum(m["ms"] for m in mapped)

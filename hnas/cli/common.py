@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from hnas.errors import HnasError
-from hnas.settings import ProxySettings, SearchSettings, TrainConfig, option
+from hnas.settings import Deployment, ProxySettings, SearchSettings, TrainConfig, option
 
 # wide enough for a large space's candidate lists when the output goes to a file or a pipe
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -40,9 +40,15 @@ BnImagesOpt = option(ProxySettings, "bn_images")
 PopulationOpt = option(SearchSettings, "population")
 GenerationsOpt = option(SearchSettings, "generations")
 PrescreenOpt = option(SearchSettings, "prescreen")
+PrecisionOpt = option(Deployment, "precision")
 LatOpt = Annotated[str | None, typer.Option("--lat", help="Latency band MIN:MAX in ms.")]
 LatRelOpt = Annotated[str | None, typer.Option("--lat-rel", help="Band relative to --ref, e.g. 0.98:1.15.")]
 RefOpt = Annotated[str | None, typer.Option("--ref", help="Reference architecture for --lat-rel.")]
+
+
+def precision_arg(precision: str | None) -> str | None:
+    """`--precision` checked (one line naming the choices when it is not one)."""
+    return Deployment(precision=precision).precision
 
 
 def emit_json(data) -> None:

@@ -16,11 +16,12 @@ from latency.predict import LatencyPredictor
 REFERENCE = "K3E1|K3E6-K3E6-ID-ID|K3E6-K3E6-K3E6-ID|K3E6-K3E6-K3E6-K3E6|K3E6-K3E6-K3E6-ID|K3E6-K3E6-K3E6-ID|K3E6"
 
 
-def latency_of(run: RunConfig) -> LatencyPredictor:
-    """The latency objective of a run: its LUT's predictor on its deployment space."""
+def latency_of(run: RunConfig, precision: str | None = None) -> LatencyPredictor:
+    """The latency objective of a run: its LUT's predictor on its deployment space, at the LUT's precision (which
+    `precision` must match when given)."""
     if not run.lut:
         raise HnasError("a search needs a latency table: pass --lut (build one with `hnas lut build`)")
-    return LatencyPredictor.from_file(run.lut, SearchSpace.from_dict(run.space))
+    return LatencyPredictor.from_file(run.lut, SearchSpace.from_dict(run.space), precision=precision)
 
 
 def band_for(band: Band, band_rel: Band | None, ref: Architecture | None, latency: LatencyPredictor) -> Band:
@@ -38,14 +39,16 @@ def open_search(
     search: SearchSettings | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    precision: str | None = None,
 ) -> Pipeline:
-    """The HNAS run in `path`: resumed from its config.json, or started with `run` and `search`."""
+    """The HNAS run in `path`: resumed from its config.json, or started with `run` and `search`; its latency
+    objective at its LUT's precision (`precision`, when given, must match)."""
     saved = saved_settings(path)
     if saved is not None:
         run, search = saved
     elif run is None or search is None:
         raise HnasError(f"{path} is not an HNAS run (no config.json): start one with `hnas search`")
-    return Pipeline(path, run, search, latency_of(run), log=log, progress=progress)
+    return Pipeline(path, run, search, latency_of(run, precision), log=log, progress=progress)
 
 
 def best_architecture(path: str | Path) -> Architecture:
