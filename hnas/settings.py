@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any
 
 from hnas.errors import HnasError
-from hnas.spec.parts import PRECISIONS
+from hnas.spec.precision import PRECISIONS
 
 Check = Callable[[Any], str | None]
 

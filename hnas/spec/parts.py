@@ -26,17 +26,7 @@ from dataclasses import dataclass, field, replace
 from hnas.errors import HnasError
 from hnas.spec.cost import Cost, conv_cost
 from hnas.spec.ops import LayerShape, OpSpec, parse_op
-
-FLOAT32 = "float32"
-INT8 = "int8"
-PRECISIONS = (FLOAT32, INT8)  # the first is the default
-
-
-def check_precision(precision: str) -> str:
-    """`precision` when it is one of `PRECISIONS`; a one-line error otherwise."""
-    if precision not in PRECISIONS:
-        raise HnasError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    return precision
+from hnas.spec.precision import FLOAT32, INT8, PRECISIONS, check_precision  # noqa: F401 - re-exported
 
 
 class Kind:
