@@ -206,6 +206,21 @@ class ArchProblem(Problem):
         self.generation += 1
 
 
+def require_feasible(space: SearchSpace, latency, constraints: Constraints, draws: int = 100_000) -> None:
+    """Refuse, before anything is trained or written, a search whose constraints no architecture of `space` meets
+    (checked on `draws` random architectures; the message gives the latency range they span)."""
+    problem = ArchProblem(space, lambda archs: np.zeros(len(archs)), latency, constraints)
+    counts = problem.xu.astype(np.int64) + 1
+    vecs = (np.random.default_rng(0).random((draws, len(counts))) * counts).astype(np.int64)
+    G, lat, _, _ = problem.violations(vecs)
+    if not (G <= 0).all(axis=1).any():
+        caps = " and the MACs/params caps" if constraints.max_macs or constraints.max_params else ""
+        raise HnasError(
+            f"no architecture of space {space.name!r} meets the latency band {constraints.band} ms{caps}: {draws:,} "
+            f"random architectures span {lat.min():.2f}-{lat.max():.2f} ms on this latency table; widen --lat"
+        )
+
+
 class FreshFeasible:
     """Architectures worth an accuracy evaluation: inside every constraint, never evaluated, distinct.
 

@@ -27,11 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from hnas.ces import Constraints, ces
+from hnas import schema
+from hnas.ces import Constraints, ces, require_feasible
 from hnas.errors import HnasError
 from hnas.progress import bars, phase, standalone
 from hnas.prune import estimate, prune, select_by_rank
 from hnas.runs import SupernetRun
+from hnas.schema import POSITIVE_MS, Any, Int, ListOf, MapOf, Num, Obj, Opt, Str
 from hnas.settings import FIXED_ARCHS_SEED, RunConfig, SearchSettings, TrainConfig, from_dict
 from hnas.spec.modules import zero_init_residuals
 from hnas.spec.space import SearchSpace
@@ -80,6 +82,65 @@ def split_epochs(total: int, stages: int) -> list[int]:
 AccuracyFactory = Callable[[Supernet, int], Callable]
 
 
+# --- the run folder's files and their schemas (checked whenever they are read) ------------------------------
+
+_ROW = Obj(
+    {
+        "arch": Str(nonempty=True),
+        "vector": ListOf(Int(0), 1),
+        "accuracy": Num(at_least=0),
+        "latency_ms": POSITIVE_MS,
+        "macs": Num(at_least=0),
+        "params": Num(at_least=0),
+        "rank": Int(1),
+        "generation": Int(0),
+    }
+)
+SEARCH_SCHEMA = Obj(
+    {
+        "stage": Int(1),
+        "searched_space": Obj({}, extra=True),
+        "searched_size": Str(nonempty=True),
+        "archive": ListOf(_ROW),
+        "evaluated": Int(0),
+        "accuracy_calls": Int(0),
+        "budget": Int(0),
+        "exhausted": Opt(Str()),
+        "selected": Int(0),
+        "distribution": Obj({"n_archs": Int(0), "layers": ListOf(MapOf(Num(at_least=0)))}),
+        "pruned_space": Obj({}, extra=True),
+        "pruned_size": Str(nonempty=True),
+    }
+)
+TRAINED_SCHEMA = ListOf(
+    Obj(
+        {
+            "epoch": Int(0),
+            "loss": Any(),
+            "train_acc": Num(at_least=0),
+            "lr": Any(),
+            "seconds": Any(),
+            "val_acc": Opt(Num()),
+        }
+    )
+)
+EVALS_SCHEMA = MapOf(Num(at_least=0))
+RESULTS_SCHEMA = Obj(
+    {
+        "stages": ListOf(Obj({"stage": Int(1)}, extra=True), 1),
+        "best": ListOf(_ROW),
+        "pareto": ListOf(_ROW),
+        "latency_band_ms": ListOf(Opt(Num(at_least=0)), 2, 2),
+        "lut": Opt(Str()),
+    }
+)
+
+
+def read_record(path: Path, spec, what: str):
+    """A run file, checked against its schema: a truncated or hand-broken file is one line naming it."""
+    return schema.read_json(path, spec, what)
+
+
 def saved_settings(path: str | Path) -> tuple[RunConfig, SearchSettings] | None:
     """The settings in an HNAS run folder's config.json, or None when it has none."""
     cfg_file = Path(path) / "config.json"
@@ -112,8 +173,10 @@ class Pipeline:
         self.search = search
         self.latency = latency
         self.sn = SupernetRun(self.path, run)  # its config lives inside this run's config.json
-        if not cfg_file.is_file():
-            self.sn.data()  # a bad data spec fails before anything is written
+        if not cfg_file.is_file():  # every input is checked before anything is written
+            constraints = Constraints(search.band, search.max_macs, search.max_params)
+            require_feasible(self.sn.deploy_space, latency.predict, constraints)
+            self.sn.data()
             self.path.mkdir(parents=True, exist_ok=True)
             write_json(cfg_file, {"run": run.to_dict(), "search": asdict(search)})
         self.accuracy_factory = accuracy_factory
@@ -131,11 +194,19 @@ class Pipeline:
         """The layer-wise space trained in stage k (stage 1: the initial space; k > 1: pruned in stage k)."""
         if k == 1:
             return self.sn.deploy_space
-        return SearchSpace.from_dict(read_json(self.stage_dir(k) / "search.json")["pruned_space"])
+        rec = read_record(self.stage_dir(k) / "search.json", SEARCH_SCHEMA, "search record")
+        return SearchSpace.from_dict(rec["pruned_space"], f"{self.stage_dir(k) / 'search.json'}: pruned_space")
 
     def predictor(self, space: SearchSpace):
         """The latency objective on `space` (a pruned one, in later stages)."""
         return self.latency.for_space(space)
+
+    def final_supernet(self) -> Supernet:
+        """The supernet the final search ran on: the one trained in stage M-1, with its (pruned) space."""
+        last = self.search.stages - 1
+        if not (self.path / f"stage{last}" / "trained.json").is_file():
+            raise HnasError(f"{self.path} has not finished training its stage {last} supernet: run `hnas search` first")
+        return self._supernet_after(last)
 
     def _supernet_after(self, k: int) -> Supernet:
         """The trained supernet of stage k (from its checkpoint)."""
@@ -153,7 +224,8 @@ class Pipeline:
         evaluator = self.sn.evaluator(supernet, tag=f"stage{trained_stage}")
         evals_file = self.stage_dir(k) / "evals.json"
         if evals_file.is_file():
-            evaluator.cache.update({(f"stage{trained_stage}", a): v for a, v in read_json(evals_file).items()})
+            evals = read_record(evals_file, EVALS_SCHEMA, "one-shot accuracies")
+            evaluator.cache.update({(f"stage{trained_stage}", a): v for a, v in evals.items()})
         return evaluator
 
     def final_accuracy(self) -> tuple[Callable, SearchSpace]:
@@ -215,7 +287,7 @@ class Pipeline:
         d = self.stage_dir(k)
         out = d / "search.json"
         if out.is_file():
-            return read_json(out)
+            return read_record(out, SEARCH_SCHEMA, "search record")
         space = self.space_of(trained_stage)
         evals_file = d / "evals.json"
         acc_fn = self.accuracy_source(k, trained_stage)
@@ -301,12 +373,12 @@ class Pipeline:
             d = self.stage_dir(k)
             entry = {"stage": k}
             if (d / "trained.json").is_file():
-                hist = read_json(d / "trained.json")
+                hist = read_record(d / "trained.json", TRAINED_SCHEMA, "training history")
                 entry["space_size"] = str(self.space_of(k).size())
                 entry["supernet_val_acc"] = hist[-1]["val_acc"] if hist else None
                 entry["epochs"] = len(hist)
             if (d / "search.json").is_file():
-                rec = read_json(d / "search.json")
+                rec = read_record(d / "search.json", SEARCH_SCHEMA, "search record")
                 srows = rec["archive"]
                 top = max(srows, key=lambda r: r["accuracy"]) if srows else None
                 entry.update(

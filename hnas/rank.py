@@ -198,7 +198,7 @@ def rank_run(
     """Rank a finished search run: pick K architectures (per `settings.pick`), train each stand-alone with S seeds,
     score one-shot against stand-alone with intervals and the noise ceiling; RUN/rank/rank.json and rank.png.
     `lr`: stand-alone learning rate (default the run's first); `latency` prices space draws (optional)."""
-    from hnas.pipeline import Pipeline, saved_settings
+    from hnas.pipeline import SEARCH_SCHEMA, Pipeline, read_record, saved_settings
 
     settings = settings or RankSettings()
     run = Path(run)
@@ -209,7 +209,7 @@ def rank_run(
     final_file = run / f"stage{search.stages}" / "search.json"
     if not final_file.is_file():
         raise HnasError(f"{run} has no final search ({final_file}): finish it with `hnas search --out {run}`")
-    final = read_json(final_file)
+    final = read_record(final_file, SEARCH_SCHEMA, "search record")
     pipe = Pipeline(run, cfg, search, latency, log=log, progress=False)
     picks = pick_architectures(pipe, final, settings, latency)
     space = SearchSpace.from_dict(cfg.space)

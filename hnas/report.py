@@ -10,24 +10,51 @@ the network against its LUT entry.
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 import numpy as np
 
 from hnas.errors import HnasError
 from hnas.io import atomic_write_text
+from hnas.pipeline import RESULTS_SCHEMA, SEARCH_SCHEMA, TRAINED_SCHEMA, read_record, saved_settings
 from hnas.plots import pyplot as _plt
 from hnas.plots import save_png as _save
+from hnas.schema import POSITIVE_MS, Bool, ListOf, Num, Obj, Opt, Str
 from hnas.settings import Band
 from hnas.spec.space import SearchSpace
 
+# what the report reads of the latency toolkit's files (the engine does not import it; a test checks that the
+# files `hnas verify` and `hnas lut validate` write fit these)
+VERIFY_SCHEMA = Obj(
+    {
+        "arch": Str(nonempty=True),
+        "calibrated": Bool(),
+        "predicted_ms": POSITIVE_MS,
+        "measured_ms": POSITIVE_MS,
+        "error": Opt(Num()),
+        "op_profile": ListOf(
+            Obj({"layer": Str(), "ops": ListOf(Str()), "ms": Num(at_least=0), "lut_ms": Num(at_least=0)}, extra=True)
+        ),
+        "op_profile_total_ms": Num(at_least=0),
+        "op_profile_method": Str(),
+    },
+    optional=frozenset({"error", "op_profile", "op_profile_total_ms", "op_profile_method"}),
+    extra=True,
+)
+VALIDATE_SCHEMA = Obj(
+    {
+        "networks": ListOf(Obj({"measured_ms": POSITIVE_MS, "predicted_calibrated_ms": POSITIVE_MS}, extra=True), 1),
+        "held_out_calibrated": Obj({"mape": Num(at_least=0), "within_5": Num(at_least=0)}, extra=True),
+    },
+    extra=True,
+)
 
-def _read(path: Path):
-    return json.loads(path.read_text()) if path.is_file() else None
+
+def _read(path: Path, spec, what: str):
+    return read_record(path, spec, what) if path.is_file() else None
 
 
-def pareto_figure(searches: dict[int, dict], band: Band, max_rank: int, out: Path) -> str:
+def pareto_plot(searches: dict[int, dict], band: Band, max_rank: int):
     plt = _plt()
     n = len(searches)
     fig, axes = plt.subplots(1, n, figsize=(4.4 * n, 3.8), squeeze=False, constrained_layout=True)
@@ -48,10 +75,10 @@ def pareto_figure(searches: dict[int, dict], band: Band, max_rank: int, out: Pat
         ax.set_xlabel("predicted latency (ms)")
         ax.set_ylabel("one-shot top-1")
         ax.legend(fontsize=7, loc="lower right")
-    return _save(fig, out / "pareto.png")
+    return fig
 
 
-def heatmap_figure(searches: dict[int, dict], out: Path) -> str:
+def heatmap_plot(searches: dict[int, dict]):
     plt = _plt()
     n = len(searches)
     fig, axes = plt.subplots(n, 1, figsize=(10, 3.1 * n), squeeze=False, constrained_layout=True)
@@ -68,19 +95,19 @@ def heatmap_figure(searches: dict[int, dict], out: Path) -> str:
         ax.set_title(f"stage {k}: operation probability per layer (blank: op not a candidate)", fontsize=9)
         ax.set_xlabel("layer")
         fig.colorbar(im, ax=ax, fraction=0.02)
-    return _save(fig, out / "op_distribution.png")
+    return fig
 
 
-def size_figure(sizes: list[tuple[str, int]], out: Path) -> str:
+def size_plot(sizes: list[tuple[str, int]]):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.bar([s for s, _ in sizes], [np.log10(float(v)) for _, v in sizes], color="tab:green")
     ax.set_ylabel("log10(space size)")
     ax.set_title("search-space size per stage")
-    return _save(fig, out / "space_size.png")
+    return fig
 
 
-def training_figure(histories: dict[int, list], out: Path) -> str | None:
+def training_plot(histories: dict[int, list]):
     if not histories:
         return None
     plt = _plt()
@@ -95,34 +122,40 @@ def training_figure(histories: dict[int, list], out: Path) -> str | None:
     ax.set_ylabel("top-1 (solid: val, dotted: train)")
     ax.set_title("supernet accuracy across stages")
     ax.legend(fontsize=7)
-    return _save(fig, out / "supernet_accuracy.png")
+    return fig
 
 
-def latency_figure(verify: dict, validate: dict | None, out: Path) -> str:
+def latency_plot(verify: dict, validate: dict | None):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     pts = []
     if validate:
         m = [r["measured_ms"] for r in validate["networks"]]
         p = [r["predicted_calibrated_ms"] for r in validate["networks"]]
-        ax.scatter(m, p, s=10, c="0.6", label=f"LUT validation ({len(m)} random networks)")
+        ax.scatter(m, p, s=10, c="0.45", label=f"LUT validation ({len(m)} random networks)", zorder=2)
         pts += m + p
     ax.scatter(
-        [verify["measured_ms"]], [verify["predicted_ms"]], s=60, c="tab:red", marker="*", label="searched architecture"
+        [verify["measured_ms"]],
+        [verify["predicted_ms"]],
+        s=60,
+        c="tab:red",
+        marker="*",
+        label="searched architecture",
+        zorder=3,
     )
     pts += [verify["measured_ms"], verify["predicted_ms"]]
     lo, hi = min(pts) * 0.9, max(pts) * 1.1
     xs = np.linspace(lo, hi, 5)
     ax.plot(xs, xs, "k-", lw=0.8)
-    ax.fill_between(xs, xs * 0.95, xs * 1.05, color="0.9", label="+-5 %")
+    ax.fill_between(xs, xs * 0.95, xs * 1.05, color="0.9", label="+-5 %", zorder=0)  # under the points
     ax.set_xlabel("measured end-to-end latency (ms)")
     ax.set_ylabel("predicted latency (ms)")
     ax.legend(fontsize=7, loc="upper left")
     ax.set_title("predicted against measured")
-    return _save(fig, out / "latency.png")
+    return fig
 
 
-def layer_profile_figure(verify: dict, out: Path) -> str:
+def layer_profile_plot(verify: dict):
     """Per layer: time inside the whole network (op profile) against the LUT entry."""
     plt = _plt()
     rows = verify["op_profile"]
@@ -138,7 +171,12 @@ def layer_profile_figure(verify: dict, out: Path) -> str:
         fontsize=9,
     )
     ax.legend(fontsize=7)
-    return _save(fig, out / "layers.png")
+    return fig
+
+
+def _figure(fig, path: Path) -> str | None:
+    """Save a plot (None: nothing to plot) and return its file name."""
+    return None if fig is None else _save(fig, path)
 
 
 def _size(n) -> str:
@@ -154,21 +192,28 @@ def _table(headers: list[str], rows: list[list]) -> str:
 def build_report(run: str | Path) -> Path:
     """Write RUN/report/index.html and its figures; returns the page's path."""
     run = Path(run)
-    cfg = _read(run / "config.json")
-    results = _read(run / "results.json")
-    if cfg is None or results is None:
+    saved = saved_settings(run)
+    if saved is None or not (run / "results.json").is_file():
         raise HnasError(f"{run} is not a finished search run (config.json and results.json are needed)")
+    cfg, search = saved
+    results = read_record(run / "results.json", RESULTS_SCHEMA, "results")
+    stages = search.stages
+    searches = {
+        k: rec
+        for k in range(2, stages + 1)
+        if (rec := _read(run / f"stage{k}" / "search.json", SEARCH_SCHEMA, "search"))
+    }
+    histories = {
+        k: h for k in range(1, stages) if (h := _read(run / f"stage{k}" / "trained.json", TRAINED_SCHEMA, "history"))
+    }
     out = run / "report"
     out.mkdir(exist_ok=True)
-    stages = cfg["search"]["stages"]
-    searches = {k: rec for k in range(2, stages + 1) if (rec := _read(run / f"stage{k}" / "search.json"))}
-    histories = {k: h for k in range(1, stages) if (h := _read(run / f"stage{k}" / "trained.json"))}
-    space = SearchSpace.from_dict(cfg["run"]["space"])
+    space = SearchSpace.from_dict(cfg.space)
     sizes = [("stage 1", space.size())] + [
         (f"stage {k}", int(r["pruned_size"])) for k, r in sorted(searches.items()) if k < stages
     ]
     band = Band(*results["latency_band_ms"])
-    max_rank, p_th = cfg["search"]["max_rank"], cfg["search"]["p_th"]
+    max_rank, p_th = search.max_rank, search.p_th
     sections = []
     stage_rows = [
         [
@@ -204,7 +249,7 @@ def build_report(run: str | Path) -> Path:
         sections.append(
             (
                 "Pareto front per stage",
-                pareto_figure(searches, band, max_rank, out),
+                _figure(pareto_plot(searches, band, max_rank), out / "pareto.png"),
                 _table(
                     ["stage", "evaluated", f"rank < {max_rank}", "Pareto set"],
                     [
@@ -218,7 +263,7 @@ def build_report(run: str | Path) -> Path:
         sections.append(
             (
                 "Operation probability per layer",
-                heatmap_figure(searches, out),
+                _figure(heatmap_plot(searches), out / "op_distribution.png"),
                 _table(
                     ["layer", f"stage {max(searches)}: ops with p >= P_th = {p_th:g}"],
                     [
@@ -236,9 +281,13 @@ def build_report(run: str | Path) -> Path:
             )
         )
     sections.append(
-        ("Search-space size", size_figure(sizes, out), _table(["stage", "size"], [[s, f"{v:.3e}"] for s, v in sizes]))
+        (
+            "Search-space size",
+            _figure(size_plot(sizes), out / "space_size.png"),
+            _table(["stage", "size"], [[s, f"{v:.3e}"] for s, v in sizes]),
+        )
     )
-    fig = training_figure(histories, out)
+    fig = _figure(training_plot(histories), out / "supernet_accuracy.png")
     if fig:
         sections.append(
             (
@@ -259,15 +308,26 @@ def build_report(run: str | Path) -> Path:
                 ),
             )
         )
-    verify = _read(run / "verify.json")
+    verify = _read(run / "verify.json", VERIFY_SCHEMA, "verification")
     if verify:
-        lut_path = Path(cfg["run"]["lut"])
-        validate = _read(lut_path.parent / (lut_path.stem + "-validate") / "validate.json")
+        lut_path = Path(verify.get("lut") or cfg.lut)
+        validate = _read(
+            lut_path.parent / (lut_path.stem + "-validate") / "validate.json", VALIDATE_SCHEMA, "validation"
+        )
         rows = [
+            ["precision", verify.get("precision", "float32")],
             ["predicted (LUT" + (", calibrated)" if verify["calibrated"] else ")"), f"{verify['predicted_ms']:.3f}"],
             ["measured end to end", f"{verify['measured_ms']:.3f}"],
-            ["error", f"{verify['error'] * 100:+.2f} %"],
+            ["error", "not reported: unstable" if verify.get("error") is None else f"{verify['error'] * 100:+.2f} %"],
         ]
+        acc = verify.get("int8_accuracy")
+        if acc:
+            rows.append(
+                [
+                    f"top-1 on {acc['images']} {acc['split']} images, float32 -> int8",
+                    f"{acc['float32_top1']:.4f} -> {acc['int8_top1']:.4f} ({acc['drop'] * 100:+.2f} points drop)",
+                ]
+            )
         if validate:
             c = validate["held_out_calibrated"]
             rows.append(
@@ -277,7 +337,11 @@ def build_report(run: str | Path) -> Path:
                 ]
             )
         sections.append(
-            ("Predicted against measured latency", latency_figure(verify, validate, out), _table(["", "value"], rows))
+            (
+                "Predicted against measured latency",
+                _figure(latency_plot(verify, validate), out / "latency.png"),
+                _table(["", "value"], rows),
+            )
         )
         if verify.get("op_profile"):
             prof_rows = [
@@ -287,7 +351,7 @@ def build_report(run: str | Path) -> Path:
             sections.append(
                 (
                     "Where the time goes, layer by layer",
-                    layer_profile_figure(verify, out),
+                    _figure(layer_profile_plot(verify), out / "layers.png"),
                     f"<p>op profile: {html.escape(verify['op_profile_method'])}</p>"
                     + _table(["layer", "TFLite ops", "in network ms", "LUT ms"], prof_rows),
                 )
@@ -320,7 +384,7 @@ def build_report(run: str | Path) -> Path:
 flex-wrap:wrap}} img{{max-width:900px}} table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} h2{{border-bottom:1px solid #888}}</style></head>
 <body><h1>HNAS run {html.escape(run.name)}</h1>
-<p>space {html.escape(space.name)} ({space.size():.3e} architectures), data {html.escape(cfg["run"]["data"])},
-LUT {html.escape(cfg["run"]["lut"])}, latency band {band} ms, M = {stages}.</p>{body}</body></html>"""
+<p>space {html.escape(space.name)} ({space.size():.3e} architectures), data {html.escape(cfg.data)},
+LUT {html.escape(str(cfg.lut))}, latency band {band} ms, M = {stages}.</p>{body}</body></html>"""
     atomic_write_text(out / "index.html", page)
     return out / "index.html"

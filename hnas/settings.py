@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any
 
 from hnas.errors import HnasError
+from hnas.spec.parts import PRECISIONS
 
 Check = Callable[[Any], str | None]
 
@@ -41,6 +42,15 @@ def option(cls, name: str, **typer_kwargs):
     f = {x.name: x for x in dataclasses.fields(cls)}[name]
     hint = typing.get_type_hints(cls)[name]
     return Annotated[hint, typer.Option(flag_of(f), help=f.metadata.get("help"), **typer_kwargs)]
+
+
+def by_flag(*objs) -> dict[str, object]:
+    """The values of settings objects keyed by their command-line flags (later objects win a shared flag)."""
+    out = {}
+    for obj in objs:
+        for f in dataclasses.fields(obj):
+            out[flag_of(f)] = getattr(obj, f.name)
+    return out
 
 
 def check(obj) -> None:
@@ -82,9 +92,9 @@ def between(lo: float, hi: float) -> Check:
     return lambda v: None if _number(v) and lo <= v <= hi else f"must be between {lo:g} and {hi:g}"
 
 
-def one_of(values: tuple[str, ...]) -> Check:
-    """One of the given words."""
-    return lambda v: None if v in values else "must be one of " + ", ".join(values)
+def one_of(*values) -> Check:
+    """One of `values`."""
+    return lambda v: None if v in values else f"must be one of {', '.join(map(str, values))}"
 
 
 def each(test: Check) -> Check:
@@ -185,9 +195,10 @@ class Band:
         try:
             if not sep:
                 raise ValueError
-            return cls(float(lo) if lo.strip() else None, float(hi) if hi.strip() else None)
+            sides = (float(lo) if lo.strip() else None, float(hi) if hi.strip() else None)
         except ValueError:
             raise HnasError(f"{what} {text!r}: write MIN:MAX in ms, e.g. 60:70") from None
+        return cls(*sides)
 
     @property
     def is_open(self) -> bool:
@@ -215,6 +226,22 @@ class Band:
 
 
 # --- the settings of a run -------------------------------------------------------------------------------
+
+
+@dataclass
+class Deployment:
+    """How the searched network runs on the device: its numeric precision, which is also the precision of the
+    latency table's entries (a table holds one precision; `None` takes the table's own)."""
+
+    precision: str | None = setting(
+        None,
+        "float32 or int8 (full-integer quantized): the precision of the LUT's entries and of the networks measured; "
+        "default: the LUT's own (a new LUT: float32). Given with a LUT of another precision, it is an error.",
+        check=one_of(*PRECISIONS),
+    )
+
+    def __post_init__(self):
+        check(self)
 
 
 @dataclass
@@ -364,7 +391,7 @@ class RankSettings:
         "front",
         "front: K along the final Pareto front (the paper's choice); space: K drawn uniformly from the final "
         "(pruned) space; both.",
-        check=one_of(PICKS),
+        check=one_of(*PICKS),
     )
     seeds: int = setting(
         3, "S: stand-alone trainings per architecture (seeds 0..S-1); their spread is the noise.", check=at_least(1)

@@ -2,9 +2,9 @@
 
 Repeats are interleaved: round r benchmarks every unfinished entry once before round r+1 starts, so slow
 drift of the machine (heat, other load) spreads over all entries instead of biasing a few. An entry's figure
-is the median of its repeat medians; entries whose repeat medians disagree by more than `spread_threshold`
-get extra repeats. Every repeat is written to the table's `pending` section at once (atomically), so a killed
-build reruns only what is missing.
+is the median of its repeat medians; entries whose repeat medians disagree get extra repeats after a pause
+(`latency.stability`), and are marked unstable when they keep disagreeing. Every repeat is written to the
+table's `pending` section at once (atomically), so a killed build reruns only what is missing.
 """
 
 from __future__ import annotations
@@ -17,29 +17,31 @@ from pathlib import Path
 
 from hnas.errors import HnasError
 from hnas.progress import phase
-from hnas.spec.parts import Part
+from hnas.spec.parts import FLOAT32, Part, check_precision
 from latency.bench import BenchSettings, parse_benchmark_output
 from latency.devices import Device
 from latency.export import Exporter
-from latency.lut import Lut, aggregate, now_iso, settings_id, spread
+from latency.lut import Lut, aggregate, now_iso, settings_id
+from latency.precision import check_build_target, lut_file_suffix, precision_settings, settings_precision
+from latency.stability import Stability
 
 
 @dataclass
 class BuildOptions:
-    """How to measure: benchmark settings, repeats per entry, re-measure rule, staleness age."""
+    """How to measure: benchmark settings, repeats per entry, re-measure rule, staleness age, and the precision of
+    the table's entries (float32, or int8: full-integer quantized; `latency.precision`)."""
 
     settings: BenchSettings = field(default_factory=BenchSettings)
     repeats: int = 5
-    spread_threshold: float = 0.10
-    extra_repeats: int = 4
+    stability: Stability = field(default_factory=Stability)
     max_age_s: float | None = None
     max_throttled: int = 5
+    precision: str = FLOAT32
 
     def __post_init__(self):
+        check_precision(self.precision)
         if self.repeats < 1:
             raise HnasError("--repeats must be at least 1")
-        if self.spread_threshold <= 0:
-            raise HnasError("--spread must be positive (e.g. 0.1 for 10 %)")
 
 
 @dataclass
@@ -51,6 +53,8 @@ class BuildReport:
     measured: list[str]
     remeasured: list[str]
     skipped_fresh: int
+    unstable: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)
     export_s: float = 0.0
     convert_s: float = 0.0
     measure_s: float = 0.0
@@ -59,16 +63,25 @@ class BuildReport:
     throttled: list[str] = field(default_factory=list)
 
 
-def default_lut_path(device: dict, lut_dir: str | Path = "lut") -> Path:
-    """`lut/<device id>-<cpu or model>.json`, lower case."""
-    name = f"{device.get('id', 'device')}-{device.get('cpu') or device.get('model', '')}"
+def default_lut_path(device: dict, lut_dir: str | Path = "lut", precision: str = FLOAT32) -> Path:
+    """`lut/<device id>-<cpu or model>[-<machine>][-int8].json`, lower case (the host's machine fingerprint is part
+    of the name: a table of this CPU model measured on another machine is never written to)."""
+    name = f"{device.get('id', 'device')}-{device.get('cpu') or device.get('model', '')}-{device.get('machine', '')}"
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    return Path(lut_dir) / f"{slug}.json"
+    return Path(lut_dir) / f"{slug}{lut_file_suffix(precision)}.json"
+
+
+def device_name(d: dict) -> str:
+    """`x86_64 host / AMD EPYC core 1 (machine 1a2b3c4d)`: how messages name a device."""
+    machine = (
+        f" (machine {d['machine']})" if d.get("machine") else (" (machine unknown)" if d.get("id") == "local" else "")
+    )
+    return f"{d.get('model')} / {d.get('cpu')} core {d.get('core')}{machine}"
 
 
 def same_device(a: dict, b: dict) -> bool:
-    """Two device fingerprints name the same device and core."""
-    return all(a.get(k) == b.get(k) for k in ("id", "model", "cpu", "core"))
+    """Two device fingerprints name the same device and core (for the host: the same machine too)."""
+    return all(a.get(k) == b.get(k) for k in ("id", "model", "cpu", "core", "machine"))
 
 
 def open_lut(path: Path, device: Device, settings: dict) -> Lut:
@@ -79,10 +92,10 @@ def open_lut(path: Path, device: Device, settings: dict) -> Lut:
     lut = Lut.load(path)
     if not same_device(lut.device, desc):
         raise HnasError(
-            f"LUT {path} was measured on {lut.device.get('model')} / {lut.device.get('cpu')} core "
-            f"{lut.device.get('core')}, not on this device ({desc.get('model')} / {desc.get('cpu')} core "
-            f"{desc.get('core')}): pass another --out"
+            f"LUT {path} was measured on {device_name(lut.device)}, not on this device ({device_name(desc)}): a table "
+            "never mixes two devices' measurements; pass another --out"
         )
+    check_build_target(lut, settings_precision(settings), path)
     lut.data["device"] = desc
     if lut.data["settings"] != settings or lut.data["runtime"] != runtime:
         lut.data["settings"], lut.data["runtime"] = settings, runtime
@@ -104,11 +117,14 @@ def build(
     path = Path(path)
     exporter = exporter or Exporter()
     settings = {**options.settings.to_dict(), "repeats": options.repeats, "core": device.describe().get("core")}
+    settings.update(precision_settings(options.precision))
     lut = open_lut(path, device, settings)
     sid = settings_id(settings, lut.data["runtime"])
     by_key = {it.key: it for it in items}
     if len(by_key) != len(items):
         raise HnasError("duplicate LUT items given")
+    if any(it.precision != options.precision for it in items):
+        raise HnasError(f"LUT items of another precision than the table's ({options.precision}) given")
 
     # 1. plan: export (cached) every item and decide which need measuring
     report = BuildReport(path, {}, [], [], 0)
@@ -150,13 +166,16 @@ def build(
         if len(reps) < target[key]:
             return False
         extra = len(reps) - options.repeats
-        if spread(reps) > options.spread_threshold and extra < options.extra_repeats:
+        medians = [r["median_us"] for r in reps]
+        if options.stability.again(medians, extra):
             target[key] = len(reps) + 1
             if key not in report.remeasured:
                 report.remeasured.append(key)
             return False
-        _finish(lut, by_key[key], reps, exported[key], sid, max(0, extra))
+        _finish(lut, by_key[key], reps, exported[key], sid, max(0, extra), options.stability.verdict(medians))
         report.measured.append(key)
+        if not options.stability.agrees(medians):
+            report.unstable.append(key)
         return True
 
     for key in report.planned:  # repeats finished before an interruption
@@ -167,10 +186,17 @@ def build(
     t0 = time.perf_counter()
     total = sum(max(0, target[k] - len(pending_repeats(k))) for k in report.planned if k not in report.measured)
     with phase(progress, "measure", total) as advance:
+        rounds = 0
         while True:
             todo = [k for k in report.planned if k not in report.measured]
             if not todo:
                 break
+            if rounds >= options.repeats:  # only entries whose repeats disagree are left: let a disturbance pass
+                options.stability.pause()
+            rounds += 1
+            busy = device.busy()
+            if busy and busy not in report.busy:
+                report.busy.append(busy)
             for out in device.benchmark_batch([remote[k] for k in todo], options.settings):
                 key = key_of.get(out.model)
                 if key is None:
@@ -221,7 +247,7 @@ def _conditions(reps: list[dict]) -> dict | None:
     }
 
 
-def _finish(lut: Lut, item: Part, reps: list[dict], ex, sid: str, extra: int) -> None:
+def _finish(lut: Lut, item: Part, reps: list[dict], ex, sid: str, extra: int, verdict: dict) -> None:
     lut.entries[item.key] = {
         "spec": item.to_spec(),
         **aggregate(reps),
@@ -231,6 +257,7 @@ def _finish(lut: Lut, item: Part, reps: list[dict], ex, sid: str, extra: int) ->
         "settings_id": sid,
         "source": "measured",
         "remeasured": extra,
+        **verdict,
         "conditions": _conditions(reps),
     }
     lut.pending.pop(item.key, None)
@@ -253,6 +280,8 @@ def build_many(
 
     from hnas.progress import phase
 
+    for dev, _ in jobs:
+        dev.describe()  # every device is reached (and probed) before anything is converted or measured
     converted = cached = 0
     with phase(progress, "export", len(items)) as advance:
         for it in items:
@@ -304,6 +333,12 @@ def report_line(report: BuildReport) -> str:
     )
     if report.throttled:
         line += f"; {len(report.throttled)} throttled runs re-measured"
+    if report.unstable:
+        line += (
+            f"; {len(report.unstable)} entries stayed unstable (marked in the table): {', '.join(report.unstable[:3])}"
+        )
+    if report.busy:
+        line += f"; the host was busy ({report.busy[0]}): rerun with --max-age 0s on a quiet machine to re-measure"
     if report.measured:
         import statistics
 

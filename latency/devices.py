@@ -8,6 +8,7 @@ every era).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import shlex
@@ -101,6 +102,10 @@ class Device(ABC):
         """Why a run must be re-measured (the core slowed down, the device ran hot), or None."""
         return None
 
+    def busy(self) -> str | None:
+        """Why other work may have competed with the measurement (the host: its pinned core), or None."""
+        return None
+
     def cool_down(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Let the device cool before re-measuring."""
 
@@ -151,11 +156,14 @@ class LocalDevice(Device):
         for line in (_read("/proc/cpuinfo") or "").splitlines():
             if line.startswith("cpu MHz"):
                 mhz = float(line.split(":", 1)[1])
+        identity = "|".join([_read("/etc/machine-id") or "", platform.release(), cpu_model, str(os.cpu_count())])
         return {
             "id": "local",
             "kind": "host",
             "model": f"{platform.machine()} host",
             "cpu": cpu_model,
+            # which machine this is: the same CPU model on another machine (or kernel) is another device
+            "machine": hashlib.sha256(identity.encode()).hexdigest()[:8],
             "cpus": len(_host_cpus()),
             "core": self.core,
             "core_max_khz": int(max_khz) if max_khz else (int(mhz * 1000) if mhz else None),
@@ -185,6 +193,11 @@ class LocalDevice(Device):
 
     def push(self, local: Path) -> str:
         return str(Path(local).resolve())
+
+    def busy(self) -> str | None:
+        from latency.stability import host_contention
+
+        return host_contention(self.core)
 
     def shell(self, argv: list[str], timeout: float = 600) -> tuple[int, str]:
         try:

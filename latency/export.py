@@ -1,4 +1,4 @@
-"""Export the search space's own torch modules to float32 TFLite (torch -> ONNX -> onnx2tf), with a cache.
+"""Export the search space's own torch modules to TFLite (torch -> ONNX -> onnx2tf), float32 or int8, with a cache.
 
 The module of an op at a shape comes from `hnas.spec.ops.build_op` / `FixedPart.build`, a whole network from
 `hnas.spec.network.build_network`: the very classes the supernet trains. Each module is wrapped so that it takes
@@ -7,6 +7,10 @@ and returns NHWC tensors, which lets onnx2tf produce a graph with no TRANSPOSE o
 The cache is content-addressed: the key hashes the module's structure (`repr`), its input shape and the
 versions of torch, onnx, onnx2tf and TensorFlow, so nothing is converted twice and a tool upgrade re-exports.
 TensorFlow (through onnx2tf) is imported once per process, on the first conversion.
+
+An int8 export (`precision="int8"`, `latency.quantize`) converts the module once with onnx2tf and writes both
+flatbuffers from that Keras model: the float32 one (under its own, unchanged key) and the full-integer one, whose
+key adds the precision and the calibration recipe.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from torch import nn
 
 from hnas.errors import HnasError
 from hnas.io import atomic_write_bytes, sha256_file
+from hnas.spec.parts import FLOAT32, check_precision
 
 EXPORT_FORMAT = 2  # bump when the export recipe changes (2: eval-mode copy, never the caller's module)
 
@@ -74,10 +79,19 @@ class Exported:
     cached: bool
     export_s: float = 0.0
     convert_s: float = 0.0
+    precision: str = FLOAT32
 
 
-def cache_key(module: nn.Module, input_shape: tuple[int, int, int], label: str = "") -> str:
-    """Content address of an export: module structure, NCHW input shape (C, H, W), tool versions."""
+def cache_key(
+    module: nn.Module,
+    input_shape: tuple[int, int, int],
+    label: str = "",
+    precision: str = FLOAT32,
+    calibration: dict | None = None,
+) -> str:
+    """Content address of an export: module structure, NCHW input shape (C, H, W), tool versions; for any
+    precision but float32 (whose keys stay those of every table written before) also the precision and the
+    calibration's identity."""
     payload = {
         "format": EXPORT_FORMAT,
         "module": repr(module),
@@ -85,6 +99,8 @@ def cache_key(module: nn.Module, input_shape: tuple[int, int, int], label: str =
         "tools": tool_versions(),
         "label": label,
     }
+    if precision != FLOAT32:
+        payload["quantization"] = {"precision": precision, "calibration": calibration}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -99,12 +115,28 @@ class Exporter:
         """Where the model with this cache key lives."""
         return self.cache_dir / key[:2] / f"{key}.tflite"
 
-    def export(self, module: nn.Module, input_shape: tuple[int, int, int], label: str = "") -> Exported:
-        """The float32 NHWC TFLite model of `module` for a (C, H, W) input; converted only if not cached."""
-        key = cache_key(module, input_shape, label)
+    def export(
+        self,
+        module: nn.Module,
+        input_shape: tuple[int, int, int],
+        label: str = "",
+        precision: str = FLOAT32,
+        calibration=None,
+    ) -> Exported:
+        """The NHWC TFLite model of `module` for a (C, H, W) input at `precision` (float32, or int8 calibrated
+        with `calibration`, default `CalibrationRecipe()`); converted only if not cached. An int8 conversion
+        also caches the float32 model of the same conversion."""
+        check_precision(precision)
+        if precision == FLOAT32:
+            key = cache_key(module, input_shape, label)
+        else:
+            from latency.quantize import CalibrationRecipe
+
+            calibration = calibration or CalibrationRecipe()
+            key = cache_key(module, input_shape, label, precision, calibration.identity())
         path = self.path_for(key)
         if path.is_file():
-            return Exported(path, sha256_file(path), key, cached=True)
+            return Exported(path, sha256_file(path), key, cached=True, precision=precision)
         import time
 
         # export a copy in eval mode: the exporter must neither see training-mode BatchNorm nor touch the
@@ -127,12 +159,32 @@ class Exporter:
                     dynamo=False,
                 )
             t1 = time.perf_counter()
-            tflite = self._convert(onnx_path, tmp)
+            if precision == FLOAT32:
+                atomic_write_bytes(path, self._convert(onnx_path, tmp).read_bytes())
+            else:
+                from latency.quantize import int8_tflite
+
+                model = self._keras(onnx_path, tmp)
+                float_path = self.path_for(cache_key(module, input_shape, label))
+                if not float_path.is_file():
+                    atomic_write_bytes(float_path, _tflite(float32_tflite, model, onnx_path))
+                samples = calibration.samples(input_shape)
+                atomic_write_bytes(path, _tflite(lambda m: int8_tflite(m, samples), model, onnx_path, precision))
             t2 = time.perf_counter()
-            atomic_write_bytes(path, tflite.read_bytes())
-        return Exported(path, sha256_file(path), key, cached=False, export_s=t1 - t0, convert_s=t2 - t1)
+        return Exported(
+            path, sha256_file(path), key, cached=False, export_s=t1 - t0, convert_s=t2 - t1, precision=precision
+        )
 
     def _convert(self, onnx_path: Path, workdir: Path) -> Path:
+        """The float32 .tflite of an ONNX file (in `workdir`)."""
+        flat = _tflite(float32_tflite, self._keras(onnx_path, workdir), onnx_path)
+        out = workdir / "tf" / "model_float32.tflite"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(flat)
+        return out
+
+    def _keras(self, onnx_path: Path, workdir: Path):
+        """The Keras model onnx2tf builds from an ONNX file (nothing written but its scratch files in `workdir`)."""
         if self._onnx2tf is None:
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
             with _quiet():
@@ -143,30 +195,34 @@ class Exporter:
             # (the values only feed onnx2tf's own output check), so conversion stays offline
             core.download_test_image_data = _sample_images
             self._onnx2tf = onnx2tf
-        out_dir = workdir / "tf"
         try:
             with _quiet():
-                model = self._onnx2tf.convert(
+                return self._onnx2tf.convert(
                     input_onnx_file_path=str(onnx_path),
-                    output_folder_path=str(out_dir),
+                    output_folder_path=str(workdir / "tf"),
                     non_verbose=True,
                     keep_nwc_or_nhwc_or_ndhwc_input_names=["input"],
                     not_use_onnxsim=True,
                     disable_model_save=True,
                 )
-                flat = float32_tflite(model)
         except Exception as exc:  # noqa: BLE001 - conversion failures are reported with their cause
             raise HnasError(f"onnx2tf could not convert {onnx_path.name}: {exc}") from exc
-        out_dir.mkdir(parents=True, exist_ok=True)
-        out = out_dir / "model_float32.tflite"
-        out.write_bytes(flat)
-        return out
 
     def export_part(self, part) -> Exported:
-        """A part of the spec with its canonical weights (`canonical`, seed 0): what a LUT entry measures."""
+        """A part of the spec with its canonical weights (`canonical`, seed 0), at the part's precision: what a
+        LUT entry measures."""
         from hnas.spec.modules import canonical
 
-        return self.export(canonical(part.build), part.input_shape)
+        return self.export(canonical(part.build), part.input_shape, precision=part.precision)
+
+    def export_pair(
+        self, module: nn.Module, input_shape: tuple[int, int, int], label: str, calibration
+    ) -> tuple[Exported, Exported]:
+        """The float32 and the int8 model of `module`, both from one onnx2tf conversion."""
+        from hnas.spec.parts import INT8
+
+        int8 = self.export(module, input_shape, label, INT8, calibration)
+        return self.export(module, input_shape, label), int8
 
     def clear(self) -> None:
         """Remove every cached model."""
@@ -176,6 +232,15 @@ class Exporter:
 def _sample_images() -> np.ndarray:
     """What onnx2tf would download: 20 RGB images of 128 x 128 in [0, 1] (here seeded random values)."""
     return np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
+
+
+def _tflite(convert, model, onnx_path: Path, precision: str = FLOAT32) -> bytes:
+    """`convert(model)` with the converters silenced; a failure is a one-line error naming the model."""
+    try:
+        with _quiet():
+            return convert(model)
+    except Exception as exc:  # noqa: BLE001 - conversion failures are reported with their cause
+        raise HnasError(f"TFLite could not convert {onnx_path.name} to {precision}: {exc}") from exc
 
 
 def float32_tflite(model) -> bytes:
@@ -239,11 +304,12 @@ def tflite_io(path: str | Path) -> tuple[list[int], list[int]]:
     return list(interp.get_input_details()[0]["shape"]), list(interp.get_output_details()[0]["shape"])
 
 
-def export_network(arch, exporter: Exporter | None = None) -> Exported:
-    """The whole stand-alone network of `arch` (stem, blocks, head) at its deployment resolution."""
+def export_network(arch, exporter: Exporter | None = None, precision: str = FLOAT32) -> Exported:
+    """The whole stand-alone network of `arch` (stem, blocks, head) at its deployment resolution, canonical
+    weights, at `precision` (int8: calibrated as the LUT entries are, `CalibrationRecipe()`)."""
     from hnas.spec.modules import canonical
     from hnas.spec.network import build_network
 
     sk = arch.space.skeleton
     net = canonical(lambda: build_network(arch))
-    return (exporter or Exporter()).export(net, (sk.in_channels, sk.resolution, sk.resolution))
+    return (exporter or Exporter()).export(net, (sk.in_channels, sk.resolution, sk.resolution), precision=precision)

@@ -7,13 +7,15 @@ as free text.
 
 from __future__ import annotations
 
-from hnas.spec.parts import Part
+from hnas.spec.parts import FLOAT32, Part
 from hnas.spec.space import SearchSpace
 
 
-def items_for_space(space: SearchSpace) -> list[Part]:
-    """Every part a space's table needs, once each, in execution order; Identity needs none (0 ms)."""
-    return dedupe([part for slot in space.slots for part in slot.choices() if part.key is not None])
+def items_for_space(space: SearchSpace, precision: str = FLOAT32) -> list[Part]:
+    """Every part a space's table of `precision` needs, once each, in execution order; Identity needs none
+    (0 ms)."""
+    parts = [part.at(precision) for slot in space.slots for part in slot.choices()]
+    return dedupe([part for part in parts if part.key is not None])
 
 
 def dedupe(parts: list[Part]) -> list[Part]:

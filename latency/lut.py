@@ -25,8 +25,63 @@ import numpy as np
 
 from hnas.errors import HnasError
 from hnas.io import atomic_write_json
+from hnas.schema import POSITIVE_MS, Int, ListOf, MapOf, Num, Obj, Opt, Str, check
 
 SCHEMA = "hnas.lut/1"
+
+
+_SHAPE = Obj({"in_size": Int(1), "in_ch": Int(1), "out_ch": Int(1), "stride": Int(allowed=(1, 2))})
+_SPEC = Obj(
+    {"op": Str(nonempty=True), "part": Str(nonempty=True), "kernel": Int(1), "shape": _SHAPE, "precision": Str()},
+    optional=frozenset({"op", "part", "kernel", "precision"}),
+    rule=lambda d: None if ("op" in d) != ("part" in d) else "needs exactly one of 'op' and 'part'",
+)
+_ENTRY = Obj(
+    {
+        "spec": _SPEC,
+        "median_ms": Opt(POSITIVE_MS),
+        "mean_ms": Opt(POSITIVE_MS),
+        "std_ms": Opt(Num(at_least=0)),
+        "min_ms": Opt(POSITIVE_MS),
+        "runs": Int(1),
+        "repeats": Int(1),
+        "repeat_medians_ms": ListOf(POSITIVE_MS),
+    },
+    optional=frozenset({"median_ms", "mean_ms", "std_ms", "min_ms", "runs", "repeats", "repeat_medians_ms"}),
+    extra=True,
+    rule=lambda d: (
+        "a measured entry needs median_ms"
+        if d.get("source", "measured") == "measured" and d.get("median_ms") is None
+        else None
+        if d.get("median_ms") or d.get("mean_ms")
+        else "has neither median_ms nor mean_ms"
+    ),
+)
+_REPEAT = Obj(
+    {
+        "count": Int(1),
+        "avg_us": POSITIVE_MS,
+        "std_us": Num(at_least=0),
+        "min_us": POSITIVE_MS,
+        "median_us": POSITIVE_MS,
+    },
+    extra=True,
+)
+LUT_SCHEMA = Obj(
+    {
+        "schema": Str(),
+        "device": Obj({}, extra=True),
+        "runtime": Obj({}, extra=True),
+        "settings": Obj({}, extra=True),
+        "created_at": Str(),
+        "updated_at": Str(),
+        "entries": MapOf(_ENTRY),
+        "pending": MapOf(Obj({"repeats": ListOf(_REPEAT)}, extra=True)),
+        "calibration": Opt(Obj({"offset_ms": Num(), "scale": Num(above=0)}, extra=True)),
+    },
+    optional=frozenset({"pending", "calibration", "created_at", "updated_at"}),
+    extra=True,
+)
 
 
 def now_iso() -> str:
@@ -58,12 +113,6 @@ def aggregate(repeats: list[dict]) -> dict:
         "repeats": len(repeats),
         "repeat_medians_ms": [round(float(m) / 1000, 6) for m in meds],
     }
-
-
-def spread(repeats: list[dict]) -> float:
-    """Relative disagreement of repeat medians: max / min - 1."""
-    meds = [r["median_us"] for r in repeats]
-    return max(meds) / min(meds) - 1 if min(meds) > 0 else math.inf
 
 
 class Lut:
@@ -105,6 +154,18 @@ class Lut:
                 f"LUT {path} has schema {data.get('schema') if isinstance(data, dict) else None!r}, "
                 f"expected {SCHEMA!r}; rebuild it with `hnas lut build`"
             )
+        check(data, LUT_SCHEMA, f"LUT {path}")
+        for key, entry in data["entries"].items():
+            from hnas.spec.parts import Part
+
+            try:
+                derived = Part.from_spec(entry["spec"]).key
+            except HnasError as exc:
+                raise HnasError(f"LUT {path}: entries[{key!r}].spec: {exc}") from None
+            if derived != key:
+                raise HnasError(
+                    f"LUT {path}: entry {key!r} holds the spec of {derived!r}; rebuild it with `hnas lut refresh`"
+                )
         data.setdefault("pending", {})
         data.setdefault("calibration", None)
         return cls(data, path)
@@ -143,6 +204,7 @@ class Lut:
         stored = dict(self.data["settings"])
         repeats = int(stored.pop("repeats", 5))
         stored.pop("core", None)
+        stored.pop("precision", None)  # the table's, not benchmark_model's (latency.precision)
         return BenchSettings.from_dict(stored), repeats
 
     def latency_ms(self, key: str) -> float | None:

@@ -8,23 +8,41 @@ from pathlib import Path
 from hnas.errors import HnasError
 from latency.bench import BenchSettings, parse_benchmark_output
 from latency.devices import Device
+from latency.stability import Stability
 
 
-def profile_model(device: Device, path: Path, label: str, settings: BenchSettings, repeats: int) -> dict:
-    """`repeats` benchmark runs of the model at `path`: each repeat's statistics and the median of medians."""
+def profile_model(
+    device: Device, path: Path, label: str, settings: BenchSettings, repeats: int, stability: Stability | None = None
+) -> dict:
+    """`repeats` benchmark runs of the model at `path` (more after a pause while they disagree, `Stability`):
+    each repeat's statistics, the median of medians, whether they agree and whether the host was busy."""
+    stability = stability or Stability()
     remote = device.push(path)
     rows = []
-    for _ in range(repeats):
+    busy = device.busy()
+
+    def once() -> None:
         for out in device.benchmark_batch([remote], settings):
             if out.rc != 0:
                 raise HnasError(f"benchmark failed (exit {out.rc}): {out.text.strip().splitlines()[-1:]}")
             rows.append(parse_benchmark_output(out.text).runs)
+
+    for _ in range(repeats):
+        once()
+    extra = 0
+    while repeats > 1 and stability.again([r.median_or_avg_ms for r in rows], extra):
+        stability.pause()
+        once()
+        extra += 1
+    busy = busy or device.busy()
     desc = device.describe()
     return {
         "model": label,
         "device": desc.get("model"),
         "core": desc.get("core"),
         "median_ms": statistics.median(r.median_or_avg_ms for r in rows),
+        **(stability.verdict([r.median_or_avg_ms for r in rows]) if repeats > 1 else {"stable": True, "spread": 0.0}),
+        "host_busy": busy,
         "repeats": [
             {
                 "count": r.count,

@@ -79,7 +79,7 @@ def _phase(interp, runs: int, min_secs: float, max_secs: float, delay: float) ->
 
 def benchmark(graph: str, args: argparse.Namespace, out) -> int:
     """Benchmark one model, printing benchmark_model's lines; returns the exit status."""
-    from latency.runtime import load_interpreter
+    from latency.runtime import fully_delegated, load_interpreter, random_inputs
 
     def log(line: str = "") -> None:
         out.write(f"INFO: {line}\n")
@@ -100,11 +100,14 @@ def benchmark(graph: str, args: argparse.Namespace, out) -> int:
         out.write(f"ERROR: Failed to load model {graph}: {exc}\n")
         return 1
     init_ms = (time.perf_counter() - t0) * 1000
-    rng = np.random.default_rng(0)
-    feeds = {d["index"]: rng.standard_normal(d["shape"]).astype(d["dtype"]) for d in interp.get_input_details()}
+    feeds = random_inputs(interp)  # int8 inputs: uniform int8 values, as benchmark_model fills them
     for index, value in feeds.items():
         interp.set_tensor(index, value)
     log(f"Loaded model {graph}")
+    if args.use_xnnpack:
+        # benchmark_model's own line: an int8 graph runs on XNNPACK's quantized kernels only when all of it does
+        how = "completely" if fully_delegated(interp) else "partially"
+        log(f"Explicitly applied XNNPACK delegate, and the model graph will be {how} executed by the delegate.")
     log(f"The input model file size (MB): {os.path.getsize(graph) / 1e6:g}")
     log(f"Initialized session in {init_ms:.3f}ms.")
     log(

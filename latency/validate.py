@@ -21,6 +21,7 @@ from latency.devices import Device
 from latency.export import Exporter
 from latency.lut import Lut, now_iso
 from latency.predict import LatencyPredictor
+from latency.stability import Stability
 from latency.verify import check_device, measure_networks
 
 
@@ -40,29 +41,40 @@ def validate(
     seed: int = 0,
     exporter: Exporter | None = None,
     progress=None,
+    stability: Stability | None = None,
+    precision: str | None = None,
 ) -> dict:
-    """Measure `n` random networks, refit the LUT's calibration on `fit` of them, report on the rest; writes
+    """Measure `n` random networks (the same ones for every table, given `seed`) at the LUT's precision (which
+    `precision` must match when given), refit the LUT's calibration on `fit` of them, report on the rest; writes
     `validate.json` and `validate.png` to `folder` and returns the report."""
     if fit >= n:
         raise HnasError(f"--fit {fit} leaves no held-out architecture of -n {n}: use --fit < -n")
     table = Lut.load(lut_path)
-    raw = LatencyPredictor(table, space, lut_path, calibrated=False)
+    raw = LatencyPredictor(table, space, lut_path, calibrated=False, precision=precision)
     check_device(table, device, lut_path)
     archs = sample(space, n, np.random.default_rng(seed))
-    rows = measure_networks(device, archs, table, exporter, progress)
+    rows = measure_networks(device, archs, table, exporter, progress, stability=stability)
     pred = np.array([raw.predict_arch(a) for a in archs])
     meas = np.array([r["measured_ms"] for r in rows])
-    cal = fit_calibration(pred[:fit], meas[:fit])
-    held = slice(fit, n)
+    stable = np.array([r["stable"] for r in rows])
+    fitted, held = np.flatnonzero(stable[:fit]), fit + np.flatnonzero(stable[fit:])
+    if len(fitted) < 2 or len(held) < 2:
+        raise HnasError(
+            f"only {int(stable.sum())} of {n} networks measured stably (repeats within the spread rule): too few to "
+            "fit or judge a calibration; rerun on a quiet machine"
+        )
+    cal = fit_calibration(pred[fitted], meas[fitted])
     stats_raw, stats_cal = error_stats(pred[held], meas[held]), error_stats(cal.apply(pred[held]), meas[held])
     store_calibration(table, cal, space.name, fit, stats_raw, stats_cal)
     folder = Path(folder) if folder else default_folder(lut_path)
     report = {
         "lut": lut_path,
         "space": space.name,
+        "precision": raw.precision,
         "device": device.describe(),
         "n": n,
         "fit": fit,
+        "unstable": int((~stable).sum()),
         "calibration": {"offset_ms": cal.offset_ms, "scale": cal.scale},
         "held_out_raw": stats_raw,
         "held_out_calibrated": stats_cal,
@@ -73,13 +85,10 @@ def validate(
         "folder": str(folder),
     }
     atomic_write_json(folder / "validate.json", report)
-    scatter_plot(
-        folder / "validate.png",
-        pred,
-        meas,
-        cal.apply(pred),
-        title=f"{space.name} on {table.device.get('model')}: {n} networks",
-    )
+    from hnas.plots import save_png
+
+    title = f"{space.name} on {table.device.get('model')}, {raw.precision}: {n} networks"
+    save_png(validation_plot(pred, meas, cal.apply(pred), title=title), folder / "validate.png")
     return report
 
 
@@ -138,21 +147,21 @@ def store_calibration(
     lut.save()
 
 
-def scatter_plot(path: Path, predicted, measured, calibrated=None, title: str = "") -> None:
-    """Predicted against measured latency, with the identity line and +-10 % band."""
-    from hnas.plots import pyplot, save_png
+def validation_plot(predicted, measured, calibrated=None, title: str = ""):
+    """Predicted against measured latency, with the identity line and the +-10 % band under the points."""
+    from hnas.plots import pyplot
 
     fig, ax = pyplot().subplots(figsize=(5.5, 5))
     m = np.asarray(measured)
     lo, hi = float(min(m.min(), np.min(predicted))) * 0.9, float(max(m.max(), np.max(predicted))) * 1.1
     xs = np.linspace(lo, hi, 10)
     ax.plot(xs, xs, "k-", lw=1, label="predicted = measured")
-    ax.fill_between(xs, xs * 0.9, xs * 1.1, color="0.9", label="+-10 %")
-    ax.scatter(m, predicted, s=18, label="LUT sum (raw)")
+    ax.fill_between(xs, xs * 0.9, xs * 1.1, color="0.9", label="+-10 %", zorder=0)
+    ax.scatter(m, predicted, s=18, label="LUT sum (raw)", zorder=2)
     if calibrated is not None:
-        ax.scatter(m, calibrated, s=18, marker="x", label="calibrated")
+        ax.scatter(m, calibrated, s=18, marker="x", label="calibrated", zorder=2)
     ax.set_xlabel("measured end-to-end latency (ms)")
     ax.set_ylabel("predicted latency (ms)")
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8)
-    save_png(fig, path)
+    return fig

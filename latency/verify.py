@@ -15,10 +15,12 @@ from hnas.errors import HnasError
 from hnas.progress import phase
 from hnas.spec.arch import Architecture
 from latency.bench import BenchSettings, parse_benchmark_output
-from latency.build import same_device
+from latency.build import device_name, same_device
 from latency.devices import Device
 from latency.export import Exporter, export_network
 from latency.lut import Lut
+from latency.precision import table_precision
+from latency.stability import Stability
 
 
 def check_device(lut: Lut, device: Device, lut_name: str) -> None:
@@ -26,9 +28,8 @@ def check_device(lut: Lut, device: Device, lut_name: str) -> None:
     desc = device.describe()
     if not same_device(lut.device, desc):
         raise HnasError(
-            f"{lut_name} was measured on {lut.device.get('model')} / {lut.device.get('cpu')} core "
-            f"{lut.device.get('core')}, not on this device ({desc.get('model')} / {desc.get('cpu')} core "
-            f"{desc.get('core')}): verify with the LUT of this device"
+            f"{lut_name} was measured on {device_name(lut.device)}, not on this device ({device_name(desc)}): "
+            "verify with the LUT of this device (`hnas lut build --device local` writes it)"
         )
 
 
@@ -39,22 +40,32 @@ def measure_networks(
     exporter: Exporter | None = None,
     progress=None,
     op_profile: bool = False,
+    stability: Stability | None = None,
 ) -> list[dict]:
-    """Median of repeat medians (ms) per architecture's whole network, plus its op profile if asked."""
+    """Median of repeat medians (ms) per architecture's whole network at the LUT's precision, whether its repeats
+    agree (`Stability`: networks whose repeats disagree are measured again after a pause, then marked unstable),
+    whether the host was busy, and its op profile if asked."""
+    stability = stability or Stability()
     exporter = exporter or Exporter()
     settings, repeats = lut.bench_settings()
+    precision = table_precision(lut)
     exported = []
     with phase(progress, "export", len(archs)) as advance:
         for a in archs:
-            exported.append(export_network(a, exporter))
+            exported.append(export_network(a, exporter, precision))
             advance()
     remotes = device.push_many([e.path for e in exported])
     index = {r: i for i, r in enumerate(remotes)}
     medians: list[list[float]] = [[] for _ in archs]
     profiles: list[list] = [[] for _ in archs]
 
-    def batch(bench: BenchSettings, advance) -> None:
-        for out in device.benchmark_batch(remotes, bench):
+    busy: list[str] = []
+
+    def batch(bench: BenchSettings, advance, which: list[int] | None = None) -> None:
+        if (why := device.busy()) and why not in busy:
+            busy.append(why)
+        chosen = remotes if which is None else [remotes[i] for i in which]
+        for out in device.benchmark_batch(chosen, bench):
             i = index[out.model]
             if out.rc != 0:
                 tail = "\n".join(out.text.splitlines()[-15:])
@@ -69,6 +80,13 @@ def measure_networks(
     with phase(progress, "measure", repeats * len(archs)) as advance:
         for _ in range(repeats):
             batch(settings, advance)
+        for extra in range(stability.extra):
+            again = [i for i, m in enumerate(medians) if stability.again(m, extra)]
+            if not again:
+                break
+            advance(total_delta=len(again))
+            stability.pause()
+            batch(settings, advance, again)
     if op_profile:
         # a separate pass: a profiler adds its own overhead, and must not touch the measured figures
         with phase(progress, "op profile", len(archs)) as advance:
@@ -78,6 +96,8 @@ def measure_networks(
             "arch": str(a),
             "measured_ms": statistics.median(m),
             "repeat_medians_ms": m,
+            **stability.verdict(m),
+            "host_busy": "; ".join(busy) or None,
             "model_sha256": e.sha256,
             "op_profile": p or None,
         }
@@ -93,38 +113,47 @@ def verify_arch(
     benchmark_binary: str | None = None,
     progress=None,
     exporter: Exporter | None = None,
+    stability: Stability | None = None,
+    precision: str | None = None,
 ) -> dict:
-    """Predicted (LUT) against measured (the whole network on the LUT's device and core, the LUT's settings)
-    latency of `arch`; with `op_profile`, each part's time inside the network beside its LUT entry."""
+    """Predicted (LUT) against measured (the whole network on the LUT's device and core, the LUT's settings and
+    precision, which `precision` must match when given) latency of `arch`; with `op_profile`, each part's time
+    inside the network beside its LUT entry."""
     from latency.devices import open_device
     from latency.export import tflite_ops
     from latency.predict import LatencyPredictor
 
     table = Lut.load(lut_path)
-    pred = LatencyPredictor(table, arch.space, lut_path)
+    pred = LatencyPredictor(table, arch.space, lut_path, precision=precision)
     parts_ms = pred.breakdown(arch)  # raw LUT figures per part
     dev = open_device(device, core=table.device.get("core"), benchmark_binary=benchmark_binary)
     check_device(table, dev, lut_path)
     ex = exporter or Exporter()
-    (row,) = measure_networks(dev, [arch], table, ex, progress=progress, op_profile=op_profile)
+    (row,) = measure_networks(dev, [arch], table, ex, progress, op_profile, stability)
     measured, predicted = row["measured_ms"], pred.predict_arch(arch)
     result = {
         "arch": str(arch),
         "space": arch.space.name,
         "lut": lut_path,
+        "precision": pred.precision,
         "device": dev.describe(),
         "predicted_ms": predicted,
         "predicted_raw_ms": sum(ms for _, ms in parts_ms),
         "calibrated": pred.calibration is not None,
         "measured_ms": measured,
         "repeat_medians_ms": row["repeat_medians_ms"],
-        "error": (predicted - measured) / measured,
+        "stable": row["stable"],
+        "spread": row["spread"],
+        "host_busy": row["host_busy"],
+        # an unstable measurement has no error worth a number: verify says so instead
+        "error": (predicted - measured) / measured if row["stable"] else None,
         "model_sha256": row["model_sha256"],
     }
     if op_profile:
         if not row["op_profile"]:
             raise HnasError(f"the benchmark on {device} printed no op profile (was --enable_op_profiling ignored?)")
-        seqs = [(p.label, tflite_ops(ex.export_part(p).path) if p.key else []) for p in arch.parts()]
+        parts = [p.at(pred.precision) for p in arch.parts()]
+        seqs = [(p.label, tflite_ops(ex.export_part(p).path) if p.key else []) for p in parts]
         mapped = map_op_profile(row["op_profile"], seqs)
         result["op_profile"] = [{**m, "lut_ms": ms} for m, (_, ms) in zip(mapped, parts_ms, strict=True)]
         result["op_profile_total_ms"] = sum(m["ms"] for m in mapped)

@@ -15,11 +15,14 @@ from latency.bench import BenchSettings
 from latency.build import BuildOptions, build
 from latency.items import items_for_space
 from latency.lut import Lut
+from latency.stability import Stability
 from tests.adb_loopback import LoopbackPhone, loopback_phone, make_elf_aarch64  # noqa: F401
 from tests.conftest import ROOT, run_cli
 from tests.tiny import tiny_space
 
-FAST = BuildOptions(settings=BenchSettings(warmup_runs=1, num_runs=3), repeats=2, extra_repeats=1)
+FAST = BuildOptions(
+    settings=BenchSettings(warmup_runs=1, num_runs=3), repeats=2, stability=Stability(extra=1, pause_s=0)
+)
 
 
 @pytest.fixture

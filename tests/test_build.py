@@ -8,10 +8,13 @@ from latency.build import BuildOptions, build
 from latency.devices import LocalDevice
 from latency.items import items_for_space
 from latency.lut import Lut
+from latency.stability import Stability
 from tests.conftest import kill_cli_when, run_cli
 from tests.tiny import tiny_space
 
-FAST = BuildOptions(settings=BenchSettings(warmup_runs=1, num_runs=3), repeats=2, extra_repeats=1)
+FAST = BuildOptions(
+    settings=BenchSettings(warmup_runs=1, num_runs=3), repeats=2, stability=Stability(extra=1, pause_s=0)
+)
 
 
 class CountingDevice(LocalDevice):
@@ -48,7 +51,7 @@ def test_interrupted_build_resumes_without_remeasuring(tmp_path, exporter):
     items = items_for_space(tiny_space())
     # repeats always agree here, so round 2's first 4 results finish 4 entries (3-run medians on a busy machine
     # can differ by more than the spread threshold, which would make them wait for an extra repeat)
-    agreeing = BuildOptions(**{**FAST.__dict__, "spread_threshold": 1e9})
+    agreeing = BuildOptions(**{**FAST.__dict__, "stability": Stability(spread=1e9)})
     with pytest.raises(KeyboardInterrupt):
         build(CountingDevice(stop_after=13), items, path, agreeing, exporter)
     before = Lut.load(path)

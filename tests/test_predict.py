@@ -45,4 +45,12 @@ def test_missing_entries_name_keys_and_the_refresh_command(tiny_lut, tmp_path):
     with pytest.raises(HnasError) as err:
         LatencyPredictor(Lut.load(path), tiny_space(), lut_name=str(path))
     msg = str(err.value)
-    assert "IBConv_K5_E6:8x8x16->8x8x16:s1" in msg and f"hnas lut refresh --lut {path} --space tiny" in msg
+    assert "IBConv_K5_E6:8x8x16->8x8x16:s1" in msg  # a file space: the hint names the file to pass, not a preset
+    assert f"hnas lut refresh --lut {path} --space FILE`, FILE being the space file the space 'tiny'" in msg
+    from hnas.spec.space import basic
+
+    pruned = basic().with_candidates([c[:1] for c in basic().candidates], "basic@stage2")
+    with pytest.raises(HnasError, match=r"--space FILE`, FILE being the space file the space 'basic'"):
+        LatencyPredictor(Lut.load(path), pruned, lut_name=str(path))
+    with pytest.raises(HnasError, match=rf"`hnas lut refresh --lut {path} --space basic`$"):
+        LatencyPredictor(Lut.load(path), basic(), lut_name=str(path))  # a preset: its name is the fix

@@ -105,7 +105,7 @@ def test_user_space_on_a_preset_base(tmp_path):
     "data, message",
     [
         ({"base": "basic", "colour": 1}, "unknown keys"),
-        ({"base": "nope"}, "unknown space 'nope'"),
+        ({"base": "nope"}, "base 'nope' is not a preset; use one of basic, large, proxyless"),
         ({"base": "basic", "candidates": [["IBConv_K3_E1"]]}, "1 candidate lists given for 22 layers"),
         ({"base": "basic", "candidates": [["Identity"]] * 22}, "Identity"),
         ({"ops": ["IBConv_K3_E3"]}, "give a 'skeleton'"),

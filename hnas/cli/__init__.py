@@ -19,6 +19,7 @@ from hnas.cli import lut, search, spaces, supernet
 from hnas.errors import HnasError
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help="Hierarchical Neural Architecture Search for phones: search spaces, latency tables, search.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -39,12 +40,26 @@ app.command("train")(supernet.train_standalone_cmd)
 
 
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2."""
+    """Entry point, the one error boundary: user errors and file-system errors become one line on stderr and exit
+    code 2 (files are written atomically, so what was there before is intact); an interrupt exits 130."""
     try:
         app()
     except HnasError as exc:
         message = str(exc)
         if type(exc).__name__ == "PhoneGone":
             message += "; resume with: " + " ".join(["hnas", *(shlex.quote(a) for a in sys.argv[1:])])
-        sys.stderr.write(f"error: {message}\n")
-        sys.exit(2)
+        _fail(message)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        _fail(
+            f"{exc.strerror or exc}{where}: check that the path exists, is a folder where one is expected, is "
+            "writable and that the disk has space; nothing was overwritten"
+        )
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: what was finished is saved; rerun the same command to go on\n")
+        sys.exit(130)
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    sys.exit(2)

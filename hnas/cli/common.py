@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from hnas.errors import HnasError
-from hnas.settings import ProxySettings, SearchSettings, TrainConfig, option
+from hnas.settings import Deployment, ProxySettings, SearchSettings, TrainConfig, option
 
 # wide enough for a large space's candidate lists when the output goes to a file or a pipe
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -40,9 +40,15 @@ BnImagesOpt = option(ProxySettings, "bn_images")
 PopulationOpt = option(SearchSettings, "population")
 GenerationsOpt = option(SearchSettings, "generations")
 PrescreenOpt = option(SearchSettings, "prescreen")
+PrecisionOpt = option(Deployment, "precision")
 LatOpt = Annotated[str | None, typer.Option("--lat", help="Latency band MIN:MAX in ms.")]
 LatRelOpt = Annotated[str | None, typer.Option("--lat-rel", help="Band relative to --ref, e.g. 0.98:1.15.")]
 RefOpt = Annotated[str | None, typer.Option("--ref", help="Reference architecture for --lat-rel.")]
+
+
+def precision_arg(precision: str | None) -> str | None:
+    """`--precision` checked (one line naming the choices when it is not one)."""
+    return Deployment(precision=precision).precision
 
 
 def emit_json(data) -> None:
@@ -76,7 +82,7 @@ def load_arch(text: str, space):
             data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise HnasError(f"architecture file {text} is not valid JSON: {exc}") from None
-        return archmod.from_dict(data, space)
+        return archmod.from_dict(data, space, f"architecture file {text}")
     return archmod.parse_arch(text, space)
 
 
@@ -88,3 +94,41 @@ def numbers(text: str | None, what: str, cast=float) -> list | None:
         return [cast(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise HnasError(f"{what} {text!r}: write comma-separated numbers, e.g. 120,80,40") from None
+
+
+def refuse_changed_settings(ctx: typer.Context, saved: dict[str, object], out: str, normalize=None) -> None:
+    """A run resumes with its saved settings: an option given on this command line whose value differs from the
+    saved one is refused in one line naming each difference and how to go on (`saved`: flag -> saved value;
+    `normalize`: flag -> function turning the given text into the saved form)."""
+    normalize = {"--lut": lambda t: str(Path(t).resolve()), **(normalize or {})}
+    if saved.get("--lut"):
+        saved = {**saved, "--lut": str(Path(saved["--lut"]).resolve())}
+    changed = []
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if source is None or source.name != "COMMANDLINE":
+            continue
+        flag = next((o for o in param.opts if o in saved), None)
+        if flag is None:
+            continue
+        given = ctx.params[param.name]
+        now = normalize[flag](given) if flag in normalize else given
+        if now != saved[flag]:
+            changed.append(f"{flag} {_plain(saved[flag])} (given {_plain(now)})")
+    if changed:
+        raise HnasError(
+            f"{out} was started with " + "; ".join(changed) + ": rerun without those options to resume with the "
+            "saved settings, or give another --out (or delete the folder) to start afresh"
+        )
+
+
+def _plain(value) -> str:
+    from hnas.settings import Band
+
+    if isinstance(value, Band):
+        return ":".join("" if b is None else f"{b:g}" for b in (value.lo, value.hi))
+    if isinstance(value, list | tuple):
+        return ",".join(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return value.get("name", "a space file") if "skeleton" in value else str(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)

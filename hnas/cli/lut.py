@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import statistics
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,11 +11,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from hnas.cli.common import DeviceOpt, JsonOpt, console, emit_json, load_arch
-from hnas.cli.show import print_validation, print_verify
+from hnas.cli.common import DeviceOpt, JsonOpt, PrecisionOpt, console, emit_json, load_arch, precision_arg
+from hnas.cli.show import print_diff, print_validation, print_verify
 from hnas.errors import HnasError
 
-lut_app = typer.Typer(help="Latency lookup tables: build, refresh, show, diff, import, validate.", no_args_is_help=True)
+lut_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Latency lookup tables: build, refresh, show, diff, import, validate.",
+    no_args_is_help=True,
+)
 
 CoreOpt = Annotated[int | None, typer.Option("--core", help="CPU to pin to (default: the device's big core).")]
 BinaryOpt = Annotated[
@@ -27,6 +30,12 @@ RepeatsOpt = Annotated[int, typer.Option("--repeats", min=1, help="Repeats per e
 RunsOpt = Annotated[int, typer.Option("--runs", min=1, help="Timed runs per repeat (benchmark_model --num_runs).")]
 WarmupRunsOpt = Annotated[int, typer.Option("--warmup", min=0, help="Warm-up runs per repeat.")]
 CacheOpt = Annotated[str | None, typer.Option("--cache", help="TFLite cache folder (default $HNAS_CACHE or ~/.cache).")]
+SpreadOpt = Annotated[
+    float,
+    typer.Option(
+        "--spread", min=0.0001, help="Repeats agree when their medians differ by at most this (else: measured again)."
+    ),
+]
 
 
 def parse_duration(text: str) -> float:
@@ -76,7 +85,7 @@ def lut_build(
     repeats: RepeatsOpt = 5,
     runs: RunsOpt = 20,
     warmup: WarmupRunsOpt = 5,
-    spread: Annotated[float, typer.Option(help="Re-measure when repeat medians differ by more than this.")] = 0.10,
+    spread: SpreadOpt = 0.10,
     core: CoreOpt = None,
     benchmark_binary: BinaryOpt = None,
     cache: CacheOpt = None,
@@ -95,6 +104,7 @@ def lut_build(
         int, typer.Option("--retries", min=0, help="Phones: reconnect attempts after a dropped link.")
     ] = 4,
     backoff: Annotated[float, typer.Option("--backoff", min=0, help="Phones: first reconnect wait, doubling.")] = 1.0,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Measure every entry the spaces need on one or more devices; rerun to continue after an interruption."""
     from hnas.spec.space import load_space
@@ -102,6 +112,8 @@ def lut_build(
     from latency.build import BuildOptions, default_lut_path
     from latency.devices import open_device
     from latency.items import dedupe, items_for_space
+    from latency.precision import build_precision
+    from latency.stability import Stability
 
     specs = device or ["local"]
     if out and len(specs) > 1:
@@ -115,10 +127,12 @@ def lut_build(
         "retries": retries,
         "backoff_s": backoff,
     }
-    options = BuildOptions(BenchSettings(warmup_runs=warmup, num_runs=runs), repeats, spread_threshold=spread)
+    prec = build_precision(precision_arg(precision), Path(out) if out else None)
+    settings = BenchSettings(warmup_runs=warmup, num_runs=runs)
+    options = BuildOptions(settings, repeats, Stability(spread=spread), precision=prec)
     devs = [open_device(d, core, benchmark_binary, **({} if d == "local" else phone)) for d in specs]
-    items = dedupe([it for sp in spaces for it in items_for_space(sp)])
-    jobs = [(d, Path(out) if out else default_lut_path(d.describe())) for d in devs]
+    items = dedupe([it for sp in spaces for it in items_for_space(sp, prec)])
+    jobs = [(d, Path(out) if out else default_lut_path(d.describe(), precision=prec)) for d in devs]
     _builds(jobs, items, options, cache, performance)
 
 
@@ -131,6 +145,7 @@ def lut_refresh(
     core: CoreOpt = None,
     benchmark_binary: BinaryOpt = None,
     cache: CacheOpt = None,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Re-measure only missing or stale entries (other settings, runtime, op spec, or older than --max-age)."""
     from hnas.spec.parts import Part
@@ -139,16 +154,19 @@ def lut_refresh(
     from latency.devices import open_device
     from latency.items import dedupe, items_for_space
     from latency.lut import Lut
+    from latency.precision import require
 
     age = parse_duration(max_age) if max_age else None
     table = Lut.load(lut)
     if table.is_published:
         raise HnasError(f"{lut} holds a published table; re-import it with `hnas lut import` instead")
+    prec = require(table, precision_arg(precision), lut)
     settings, repeats = table.bench_settings()
     items = [Part.from_spec(e["spec"]) for e in table.entries.values() if e.get("source") == "measured"]
-    items += [it for s in (space or []) for it in items_for_space(load_space(s))]
+    items += [it for s in (space or []) for it in items_for_space(load_space(s), prec)]
     dev = open_device(device, core if core is not None else table.device.get("core"), benchmark_binary)
-    _builds([(dev, Path(lut))], dedupe(items), BuildOptions(settings, repeats, max_age_s=age), cache)
+    options = BuildOptions(settings, repeats, max_age_s=age, precision=prec)
+    _builds([(dev, Path(lut))], dedupe(items), options, cache)
 
 
 @lut_app.command("show")
@@ -156,17 +174,20 @@ def lut_show(
     lut: Annotated[str, typer.Argument(help="LUT file.")],
     space: Annotated[str | None, typer.Option("--space", help="Report coverage of this space.")] = None,
     as_json: JsonOpt = False,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Entries as a table, and the coverage of a space."""
     from hnas.spec.space import load_space
     from latency.items import items_for_space
     from latency.lut import Lut
+    from latency.precision import require
 
     table = Lut.load(lut)
+    prec = require(table, precision_arg(precision), lut)
     coverage = None
     if space:
         sp = load_space(space)
-        keys = [it.key for it in items_for_space(sp)]
+        keys = [it.key for it in items_for_space(sp, prec)]
         have = {k for k in keys if table.latency_ms(k) is not None}
         coverage = {
             "space": sp.name,
@@ -175,13 +196,14 @@ def lut_show(
             "missing": [k for k in keys if k not in have],
         }
     if as_json:
-        emit_json({**table.data, "coverage": coverage})
+        emit_json({**table.data, "precision": prec, "coverage": coverage})
         return
     d, r = table.device, table.data["runtime"]
     console.print(f"device: {d.get('model')} | {d.get('cpu')} | core {d.get('core')} | {d.get('os', '')}")
+    console.print(f"precision: {prec}")
     console.print(f"runtime: {r.get('kind')} {r.get('tflite_version', '')} | settings: {table.data['settings']}")
     t = Table(title=f"{lut}: {len(table.entries)} entries, {len(table.pending)} unfinished")
-    for col in ("key", "median ms", "mean ms", "std ms", "min ms", "runs", "measured", "source"):
+    for col in ("key", "median ms", "mean ms", "std ms", "min ms", "runs", "measured", "source", "stable"):
         t.add_column(col, justify="left" if col in ("key", "measured", "source") else "right")
 
     def f(x):
@@ -198,6 +220,7 @@ def lut_show(
             str(e.get("runs", "")),
             (e.get("measured_at") or "")[:19],
             e.get("source", "measured"),
+            {True: "yes", False: f"no ({e.get('spread', 0) * 100:.0f} %)"}.get(e.get("stable"), "-"),
         )
     console.print(t)
     if coverage:
@@ -211,38 +234,23 @@ def lut_diff(
     a: Annotated[str, typer.Argument(help="First LUT.")],
     b: Annotated[str, typer.Argument(help="Second LUT.")],
     as_json: JsonOpt = False,
+    precision: PrecisionOpt = None,
 ) -> None:
-    """Per-entry ratios B / A of the keys both tables have."""
+    """Per-entry ratios B / A of the parts both tables measured, and per op how the ratio varies (an int8 table
+    over a float32 one: each part's int8 / float32 ratio). --precision: both tables must hold it."""
+    from latency.compare import diff_tables
     from latency.lut import Lut
+    from latency.precision import require
 
     ta, tb = Lut.load(a), Lut.load(b)
-    common = sorted(set(ta.entries) & set(tb.entries))
-    rows = [(k, ta.latency_ms(k), tb.latency_ms(k), tb.latency_ms(k) / ta.latency_ms(k)) for k in common]
-    only_a, only_b = sorted(set(ta.entries) - set(tb.entries)), sorted(set(tb.entries) - set(ta.entries))
-    ratios = [r[3] for r in rows]
-    summary = {
-        "common": len(rows),
-        "only_a": len(only_a),
-        "only_b": len(only_b),
-        "median_ratio": statistics.median(ratios) if ratios else None,
-        "min_ratio": min(ratios) if ratios else None,
-        "max_ratio": max(ratios) if ratios else None,
-    }
+    prec = precision_arg(precision)
+    require(ta, prec, a)
+    require(tb, prec, b)
+    result = diff_tables(ta, tb)
     if as_json:
-        rows_json = [{"key": k, "a_ms": x, "b_ms": y, "ratio": q} for k, x, y, q in rows]
-        emit_json({"summary": summary, "rows": rows_json, "only_a": only_a, "only_b": only_b})
+        emit_json(result)
         return
-    t = Table(title=f"B/A: {b} over {a}")
-    for col in ("key", "A ms", "B ms", "B/A"):
-        t.add_column(col, justify="left" if col == "key" else "right")
-    for k, x, y, q in rows:
-        t.add_row(k, f"{x:.4f}", f"{y:.4f}", f"{q:.3f}")
-    console.print(t)
-    median = summary["median_ratio"]
-    console.print(
-        f"{summary['common']} common entries; median ratio {median if median is None else round(median, 3)}; "
-        f"{len(only_a)} only in A, {len(only_b)} only in B"
-    )
+    print_diff(result, a, b)
 
 
 @lut_app.command("import")
@@ -278,15 +286,18 @@ def lut_validate(
     n: Annotated[int, typer.Option("-n", min=4, help="Random architectures measured end to end.")] = 50,
     fit: Annotated[int, typer.Option("--fit", min=2, help="Of those, how many fit the calibration.")] = 10,
     out: Annotated[str | None, typer.Option("--out", help="Folder for validate.json and the plot.")] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed (the same seed draws the same networks for every table).")] = 0,
+    spread: SpreadOpt = 0.10,
     benchmark_binary: BinaryOpt = None,
     cache: CacheOpt = None,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Predicted against measured end-to-end latency of N random architectures, before and after calibration."""
     from hnas.progress import bars
     from hnas.spec.space import load_space
     from latency.devices import open_device
     from latency.lut import Lut
+    from latency.stability import Stability
     from latency.validate import validate
 
     if fit >= n:
@@ -294,7 +305,19 @@ def lut_validate(
     sp = load_space(space)
     dev = open_device(device, Lut.load(lut).device.get("core"), benchmark_binary)
     with bars() as factory:
-        report = validate(lut, dev, sp, n, fit, out, seed, _exporter(cache), factory)
+        report = validate(
+            lut,
+            dev,
+            sp,
+            n,
+            fit,
+            out,
+            seed,
+            _exporter(cache),
+            factory,
+            Stability(spread=spread),
+            precision_arg(precision),
+        )
     print_validation(report)
 
 
@@ -308,36 +331,48 @@ def profile(
     repeats: RepeatsOpt = 3,
     runs: RunsOpt = 50,
     warmup: WarmupRunsOpt = 5,
+    spread: SpreadOpt = 0.10,
     core: CoreOpt = None,
     benchmark_binary: BinaryOpt = None,
     cache: CacheOpt = None,
     as_json: JsonOpt = False,
+    precision: PrecisionOpt = None,
 ) -> None:
-    """One-off measurement of a .tflite model or of one op at one shape, printed as a table."""
+    """One-off measurement of a .tflite model or of one op at one shape (at --precision, default float32),
+    printed as a table."""
     from latency.bench import BenchSettings
     from latency.devices import open_device
     from latency.profile import profile_model
+    from latency.stability import Stability
 
     if (model is None) == (op is None):
         raise HnasError("give either MODEL.tflite or --op OP --in HxWxC --out-ch N [--stride S]")
+    precision = precision_arg(precision)
     if op is not None:
         from hnas.spec.ops import LayerShape, parse_op
-        from hnas.spec.parts import block
+        from hnas.spec.parts import FLOAT32, block
 
         if in_shape is None or out_ch is None:
             raise HnasError("--op needs --in HxWxC and --out-ch N")
         size, in_ch = parse_hwc(in_shape)
-        item = block(parse_op(op), LayerShape(size, in_ch, out_ch, stride))
+        item = block(parse_op(op), LayerShape(size, in_ch, out_ch, stride)).at(precision or FLOAT32)
         if item.op.is_identity:
             raise HnasError("Identity has no kernel to measure (0 ms by definition)")
         label, path = item.key, _exporter(cache).export_part(item).path
     else:
+        from latency.quantize import precision_of
+
         path = Path(model)
         if not path.is_file() or path.suffix != ".tflite":
             raise HnasError(f"{model} is not a .tflite file")
+        if precision is not None and precision_of(path) != precision:
+            raise HnasError(
+                f"{model} is {precision_of(path)}, not {precision}: drop --precision (a model has its own precision)"
+            )
         label = path.name
     dev = open_device(device, core, benchmark_binary)
-    result = profile_model(dev, path, label, BenchSettings(warmup_runs=warmup, num_runs=runs), repeats)
+    bench = BenchSettings(warmup_runs=warmup, num_runs=runs)
+    result = profile_model(dev, path, label, bench, repeats, Stability(spread=spread))
     if as_json:
         emit_json(result)
         return
@@ -355,6 +390,10 @@ def profile(
         )
     console.print(t)
     console.print(f"median of repeat medians: {result['median_ms']:.4f} ms")
+    if not result["stable"]:
+        console.print(f"unstable: the repeat medians differ by {result['spread'] * 100:.0f} % even after extra repeats")
+    if result["host_busy"]:
+        console.print(f"the host was busy while measuring: {result['host_busy']}")
 
 
 def devices(
@@ -385,34 +424,46 @@ def verify(
     lut: Annotated[str | None, typer.Option("--lut", help="LUT (default: the run's).")] = None,
     device: Annotated[str, typer.Option("--device", help="local or a phone; must be the LUT's device.")] = "local",
     op_profile: Annotated[bool, typer.Option("--op-profile", help="Per-layer times next to the LUT entries.")] = False,
+    spread: SpreadOpt = 0.10,
     benchmark_binary: BinaryOpt = None,
     as_json: JsonOpt = False,
+    precision: PrecisionOpt = None,
 ) -> None:
-    """Measure the chosen network end to end with the LUT's settings; print predicted against measured."""
+    """Measure the chosen network end to end with the LUT's settings and precision; print predicted against
+    measured. An int8 verification of a RUN also reports the int8 network's top-1 against the float one's."""
     from contextlib import nullcontext
 
-    from hnas.io import atomic_write_json
     from hnas.progress import bars
+    from latency.stability import Stability
     from latency.verify import verify_arch
 
     if (run is None) == (arch is None):
         raise HnasError("give a search RUN folder or --arch ARCH (with --space and --lut)")
+    precision = precision_arg(precision)
     if run is not None:
-        from hnas.pipeline import saved_settings
-        from hnas.workflows.search import best_architecture
+        from hnas.workflows.verify import verify_run
 
-        a = best_architecture(run)
-        lut = lut or saved_settings(run)[0].lut
+        with nullcontext(None) if as_json else bars() as factory:
+            result = verify_run(
+                run, lut, device, op_profile, benchmark_binary, precision, factory, stability=Stability(spread=spread)
+            )
     else:
         from hnas.spec.space import load_space
 
         if lut is None:
             raise HnasError("--lut is needed with --arch")
         a = load_arch(arch, load_space(space))
-    with nullcontext(None) if as_json else bars() as factory:
-        result = verify_arch(a, lut, device, op_profile, benchmark_binary, progress=factory)
-    if run is not None:
-        atomic_write_json(Path(run) / "verify.json", result)
+        with nullcontext(None) if as_json else bars() as factory:
+            result = verify_arch(
+                a,
+                lut,
+                device,
+                op_profile,
+                benchmark_binary,
+                factory,
+                stability=Stability(spread=spread),
+                precision=precision,
+            )
     if as_json:
         emit_json(result)
         return

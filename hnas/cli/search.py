@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,6 +19,7 @@ from hnas.cli.common import (
     OutOpt,
     PerClassOpt,
     PopulationOpt,
+    PrecisionOpt,
     PrescreenOpt,
     RefOpt,
     ResolutionOpt,
@@ -32,6 +32,8 @@ from hnas.cli.common import (
     fmt_size,
     load_arch,
     numbers,
+    precision_arg,
+    refuse_changed_settings,
 )
 from hnas.cli.show import print_results, print_verify
 from hnas.errors import HnasError
@@ -39,6 +41,7 @@ from hnas.settings import ProxySettings, RankSettings, SearchSettings, TrainConf
 
 
 def search(
+    ctx: typer.Context,
     out: OutOpt,
     lut: LutOpt = None,
     space: SpaceOpt = "basic",
@@ -65,18 +68,38 @@ def search(
     warmup_epochs: WarmupOpt = TrainConfig.warmup_epochs,
     workers: WorkersOpt = 0,
     seed: SeedOpt = 0,
+    precision: PrecisionOpt = None,
 ) -> None:
-    """Run HNAS (Algorithm 1): train, search, prune and fine-tune over M stages under a latency band."""
+    """Run HNAS (Algorithm 1): train, search, prune and fine-tune over M stages under a latency band (at the
+    LUT's precision: an int8 table searches for an int8 deployment)."""
     from hnas.pipeline import Pipeline, default_schedule, saved_settings
-    from hnas.settings import Band, RunConfig
-    from hnas.spec.space import load_space
+    from hnas.settings import Band, RunConfig, by_flag
+    from hnas.spec.space import SearchSpace, load_space
     from hnas.train import init_distributed
     from hnas.workflows.search import band_for, latency_of, open_search
 
     init_distributed()
-    if saved_settings(out) is not None:
+    precision = precision_arg(precision)
+    saved = saved_settings(out)
+    if saved is not None:
+        run_cfg, s = saved
+        deploy = SearchSpace.from_dict(run_cfg.space)
+        flags = {**by_flag(run_cfg.proxy, run_cfg.train, s), "--space": run_cfg.space, "--data": run_cfg.data}
+        refuse_changed_settings(
+            ctx,
+            {**flags, "--lut": run_cfg.lut},
+            out,
+            {
+                "--space": lambda t: load_space(t).to_dict(),
+                "--lat": Band.parse,
+                "--lat-rel": lambda t: Band.parse(t, "--lat-rel"),
+                "--epochs": lambda t: numbers(t, "--epochs", int),
+                "--lr": lambda t: numbers(t, "--lr"),
+                "--ref": lambda t: str(load_arch(t, deploy)),
+            },
+        )
         console.print(f"resuming {out} with the settings in its config.json")
-        pipe = open_search(out, log=console.print)
+        pipe = open_search(out, log=console.print, precision=precision)
     else:
         if lut is None:
             raise HnasError("--lut is needed: the latency table of the target device (`hnas lut build`)")
@@ -99,7 +122,8 @@ def search(
             ),
             lut=lut,
         )
-        latency = latency_of(run)
+        latency = latency_of(run, precision)
+        console.print(f"latency objective: {latency.precision} entries of {lut}")
         ref_arch = load_arch(ref, sp) if ref is not None else None
         rel = Band.parse(lat_rel, "--lat-rel") if lat_rel else None
         band = band_for(Band.parse(lat), rel, ref_arch, latency)
@@ -233,30 +257,42 @@ def _fig(row: dict, name: str) -> str:
 
 
 def demo(
+    ctx: typer.Context,
     out: Annotated[str, typer.Option("--out", help="Run folder (an existing one resumes).")] = "runs/demo",
     space: SpaceOpt = "basic",
-    lut: Annotated[str | None, typer.Option("--lut", help="Host LUT (default lut/local-<cpu>.json).")] = None,
+    lut: Annotated[str | None, typer.Option("--lut", help="Host LUT (default lut/local-<cpu>-<machine>.json).")] = None,
     epochs: Annotated[str, typer.Option("--epochs", help="Supernet epochs per training stage.")] = "12,6,4",
     population: PopulationOpt = 24,
     generations: GenerationsOpt = 10,
+    precision: PrecisionOpt = None,
 ) -> None:
     """The main job on embedded defaults: host LUT, proxy supernet on the bundled digits, four-stage HNAS with
-    pruning, end-to-end latency check of the result on this CPU, and the HTML report."""
+    pruning, end-to-end latency check of the result on this CPU (int8: and its accuracy), and the HTML report."""
     import time
 
-    from hnas.io import atomic_write_json
+    from hnas.pipeline import saved_settings
     from hnas.progress import bars
     from hnas.report import build_report
     from hnas.spec.space import load_space
     from hnas.workflows.demo import demo_search, host_lut
+    from hnas.workflows.verify import verify_run
     from latency.build import report_line
-    from latency.verify import verify_arch
 
     t0 = time.perf_counter()
     sp = load_space(space)
+    saved = saved_settings(out)
+    if saved is not None:
+        s = saved[1]
+        flags = {"--epochs": s.epochs, "--population": s.population, "--generations": s.generations}
+        refuse_changed_settings(
+            ctx,
+            {**flags, "--space": saved[0].space},
+            out,
+            {"--epochs": lambda t: numbers(t, "--epochs", int), "--space": lambda t: load_space(t).to_dict()},
+        )
     console.rule("1/4 host latency table")
     with bars() as factory:
-        lut_path, built = host_lut(sp, lut, factory)
+        lut_path, built = host_lut(sp, lut, factory, precision_arg(precision))
     console.print(report_line(built))
     console.rule("2/4 HNAS: supernet, search, pruning (M = 4)")
     pipe = demo_search(out, sp, lut_path, numbers(epochs, "--epochs", int), population, generations, console.print)
@@ -264,12 +300,8 @@ def demo(
     print_results(results)
     console.rule("3/4 end-to-end latency of the found network on this CPU")
     if results["best"]:
-        from hnas.spec.arch import parse_arch
-
-        best = parse_arch(results["best"][0]["arch"], pipe.sn.deploy_space)
         with bars() as factory:
-            result = verify_arch(best, str(lut_path), "local", op_profile=True, progress=factory)
-        atomic_write_json(Path(out) / "verify.json", result)
+            result = verify_run(out, str(lut_path), "local", op_profile=True, progress=factory)
         print_verify(result)
     else:
         console.print("no architecture inside the latency band: nothing to verify")

@@ -1,4 +1,5 @@
-"""Tables the commands print: a search's stages and best architectures, a verification, a LUT validation."""
+"""Tables the commands print: a search's stages and best architectures, a verification, a LUT validation, a LUT
+comparison."""
 
 from __future__ import annotations
 
@@ -31,14 +32,20 @@ def print_results(results: dict) -> None:
         if s.get("exhausted"):
             console.print(f"stage {s['stage']}: {s['evaluated']} of {s['budget']} evaluations: {s['exhausted']}")
     band = Band(*results["latency_band_ms"])
-    console.print(f"latency band {band} ms on {results['lut']}; Pareto set: {len(results['pareto'])} architectures")
-    for r in results["best"]:
-        console.print(f"  {r['accuracy']:.3f}  {r['latency_ms']:.2f} ms  {r['macs'] / 1e6:.0f} MMACs  {r['arch']}")
+    console.print(f"latency band {band} ms on {results['lut']}")
+    for title, rows in (
+        (f"the {len(results['best'])} most accurate architectures inside the band", results["best"]),
+        (f"the final Pareto set ({len(results['pareto'])} architectures, by latency)", results["pareto"]),
+    ):
+        console.print(f"{title}:")
+        for r in rows:
+            console.print(f"  {r['accuracy']:.3f}  {r['latency_ms']:.2f} ms  {r['macs'] / 1e6:.0f} MMACs  {r['arch']}")
 
 
 def print_verify(result: dict) -> None:
     """Predicted against measured, and the per-layer table when there is one."""
-    t = Table(title=f"{result['arch']} on {result['device'].get('model')} core {result['device'].get('core')}")
+    title = f"{result['arch']} on {result['device'].get('model')} core {result['device'].get('core')}"
+    t = Table(title=f"{title}, {result.get('precision', 'float32')}")
     t.add_column("quantity")
     t.add_column("ms", justify="right")
     t.add_row(
@@ -47,8 +54,19 @@ def print_verify(result: dict) -> None:
     if result["calibrated"]:
         t.add_row("predicted (raw LUT sum)", f"{result['predicted_raw_ms']:.3f}")
     t.add_row("measured end to end (median of repeat medians)", f"{result['measured_ms']:.3f}")
-    t.add_row("error", f"{result['error'] * 100:+.2f} %")
+    if result["error"] is not None:
+        t.add_row("error", f"{result['error'] * 100:+.2f} %")
+    else:
+        t.add_row("error", "not reported: the measurement is unstable")
     console.print(t)
+    if not result["stable"]:
+        medians = ", ".join(f"{m:.2f}" for m in result["repeat_medians_ms"])
+        console.print(
+            f"unstable: the repeat medians ({medians} ms) differ by {result['spread'] * 100:.0f} % even after extra "
+            "repeats; no error is reported. Rerun on a quiet machine."
+        )
+    if result.get("host_busy"):
+        console.print(f"the host was busy while measuring: {result['host_busy']}")
     if result.get("op_profile"):
         p = Table(
             title="per layer: op profile of the whole network against the LUT entry",
@@ -66,6 +84,27 @@ def print_verify(result: dict) -> None:
         p.add_row("sum", "", f"{tot:.3f}", f"{lut_total:.3f}", f"{tot - lut_total:+.3f}")
         p.add_row("measured end to end", "", f"{result['measured_ms']:.3f}", "", "")
         console.print(p)
+    if result.get("int8_accuracy"):
+        print_int8_accuracy(result["int8_accuracy"])
+
+
+def print_int8_accuracy(acc: dict) -> None:
+    """Top-1 of the int8 deployment against the float network's (the post-training quantization drop)."""
+    split = f"{acc['split']} split ({acc['images']} images)"
+    t = Table(
+        title="int8 deployment accuracy (top-1)",
+        caption=f"{acc['supernet']} supernet weights at {acc['resolution']} px, width {acc['width']:g}; "
+        f"int8 calibrated on {acc['calibration']['source']}",
+    )
+    t.add_column("network")
+    t.add_column("top-1", justify="right")
+    t.add_row("torch, val split (the search's one-shot top-1)", f"{acc['torch_val_top1']:.4f}")
+    t.add_row(f"torch, {split}", f"{acc['torch_top1']:.4f}")
+    t.add_row(f"TFLite float32, {split}", f"{acc['float32_top1']:.4f}")
+    t.add_row(f"TFLite int8, {split}", f"{acc['int8_top1']:.4f}")
+    t.add_row("drop float32 -> int8", f"{acc['drop'] * 100:+.2f} points")
+    t.add_row("same prediction, float32 and int8", f"{acc['agreement'] * 100:.1f} %")
+    console.print(t)
 
 
 def print_validation(report: dict) -> None:
@@ -84,8 +123,49 @@ def print_validation(report: dict) -> None:
             f"{st['kendall_tau']:.3f}",
         )
     console.print(t)
+    if report["unstable"]:
+        console.print(
+            f"{report['unstable']} of {n} networks stayed unstable and were left out of the fit and the errors"
+        )
     cal, folder = report["calibration"], report["folder"]
     console.print(
         f"calibration: measured = {cal['offset_ms']:.3f} ms + {cal['scale']:.4f} x LUT sum (stored in "
         f"{report['lut']}); report {folder}/validate.json, plot {folder}/validate.png"
     )
+
+
+def print_diff(result: dict, a: str, b: str) -> None:
+    """Per-entry ratios B / A, the ratio per op (lowest median first), and a summary line."""
+    s = result["summary"]
+    pa, pb = s["a_precision"], s["b_precision"]
+    what = f"{pb} / {pa}" if pa != pb else "B/A"
+    t = Table(title=f"{what}: {b} over {a}")
+    for col in ("part", "A ms", "B ms", what):
+        t.add_column(col, justify="left" if col == "part" else "right")
+    for r in result["rows"]:
+        t.add_row(r["key"], f"{r['a_ms']:.4f}", f"{r['b_ms']:.4f}", f"{r['ratio']:.3f}")
+    console.print(t)
+    by_op = result["by_op"]
+    if by_op:
+        o = Table(title=f"{what} per op, across stage shapes (lowest median first)")
+        for col in ("op", "entries", "median", "lowest", "highest"):
+            o.add_column(col, justify="left" if col == "op" else "right")
+        for g in by_op:
+            o.add_row(
+                g["op"], str(g["entries"]), f"{g['median_ratio']:.3f}", f"{g['min_ratio']:.3f}", f"{g['max_ratio']:.3f}"
+            )
+        console.print(o)
+    median = s["median_ratio"]
+    line = (
+        f"{s['common']} common entries; median ratio {median if median is None else round(median, 3)}; "
+        f"{s['only_a']} only in A, {s['only_b']} only in B"
+    )
+    if len(by_op) > 1:
+        lo, hi = by_op[0], by_op[-1]
+        if pa != pb:
+            line += f"; {pb} gains most over {pa} on {lo['op']} (median {what} {lo['median_ratio']:.3f})"
+            line += f", least on {hi['op']} ({hi['median_ratio']:.3f})"
+        else:
+            line += f"; lowest median ratio {lo['op']} ({lo['median_ratio']:.3f})"
+            line += f", highest {hi['op']} ({hi['median_ratio']:.3f})"
+    console.print(line)

@@ -11,9 +11,11 @@ from rich.table import Table
 from hnas.cli.common import JsonOpt, SpaceArg, console, emit_json, fmt_size, load_arch, size_formula
 
 space_app = typer.Typer(
-    help="Inspect search spaces (presets basic, large, proxyless, or a JSON/YAML file).", no_args_is_help=True
+    rich_markup_mode=None,
+    help="Inspect search spaces (presets basic, large, proxyless, or a JSON/YAML file).",
+    no_args_is_help=True,
 )
-arch_app = typer.Typer(help="Inspect architectures.", no_args_is_help=True)
+arch_app = typer.Typer(rich_markup_mode=None, help="Inspect architectures.", no_args_is_help=True)
 
 
 @space_app.command("show")

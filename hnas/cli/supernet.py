@@ -26,14 +26,18 @@ from hnas.cli.common import (
     console,
     emit_json,
     load_arch,
+    refuse_changed_settings,
 )
 from hnas.settings import ProxySettings, TrainConfig
 
-supernet_app = typer.Typer(help="Train and evaluate single-path one-shot supernets.", no_args_is_help=True)
+supernet_app = typer.Typer(
+    rich_markup_mode=None, help="Train and evaluate single-path one-shot supernets.", no_args_is_help=True
+)
 
 
 @supernet_app.command("train")
 def supernet_train(
+    ctx: typer.Context,
     out: OutOpt,
     space: SpaceOpt = "basic",
     data: DataOpt = "digits",
@@ -52,13 +56,15 @@ def supernet_train(
 ) -> None:
     """Train a SPOS supernet (uniform single paths); rerun with the same --out to resume."""
     from hnas.runs import SupernetRun
-    from hnas.settings import Band, RunConfig
+    from hnas.settings import Band, RunConfig, by_flag
     from hnas.spec.space import load_space
     from hnas.train import chance_hint, init_distributed
 
     init_distributed()
     saved = SupernetRun.saved_config(out)
     if saved is not None:
+        flags = {**by_flag(saved.proxy, saved.train), "--space": saved.space, "--data": saved.data, "--lut": saved.lut}
+        refuse_changed_settings(ctx, flags, out, {"--space": lambda t: load_space(t).to_dict(), "--lat": Band.parse})
         console.print(f"resuming {out} with the settings in its config.json")
         cfg = saved
     else:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hnas.errors import HnasError
+from hnas.schema import ListOf, Obj, Str, check
 from hnas.spec.ops import OpSpec, parse_op
 from hnas.spec.parts import Part
 from hnas.spec.space import SearchSpace
@@ -64,6 +65,14 @@ def parse_arch(text: str, space: SearchSpace) -> Architecture:
     tokens = [t for t in _SPLIT.split(text.strip()) if t]
     if not tokens:
         raise HnasError("empty architecture: give one op per layer, e.g. the output of `hnas space sample`")
+    if "|" in text:  # stages are marked: each group must hold exactly its stage's layers
+        groups = [len([t for t in _SPLIT.split(g.strip()) if t]) for g in text.split("|")]
+        want = [st.repeats for st in space.skeleton.stages]
+        if groups != want:
+            raise HnasError(
+                f"architecture {text!r}: '|' separates the stages, which have {want} layers, but the groups have "
+                f"{groups}; move the '|' or write the ops with '-' only"
+            )
     return Architecture(space, tuple(parse_op(t) for t in tokens))
 
 
@@ -80,13 +89,23 @@ def from_vector(space: SearchSpace, vector) -> Architecture:
     return Architecture(space, tuple(ops))
 
 
-def from_dict(data: dict, space: SearchSpace) -> Architecture:
-    """Inverse of `Architecture.to_dict` (the `ops` list wins over the string)."""
-    if "ops" in data:
-        return Architecture(space, tuple(parse_op(o) for o in data["ops"]))
-    if "arch" in data:
+ARCH_SCHEMA = Obj(
+    {"space": Str(), "arch": Str(nonempty=True), "ops": ListOf(Str(nonempty=True), 1)},
+    optional=frozenset({"space", "arch", "ops"}),
+    extra=True,  # files that carry an architecture among other figures (results rows, verify.json)
+    rule=lambda d: None if "ops" in d or "arch" in d else "needs 'ops' (list of op names) or 'arch' (string form)",
+)
+
+
+def from_dict(data: dict, space: SearchSpace, where: str = "architecture JSON") -> Architecture:
+    """Inverse of `Architecture.to_dict` (the `ops` list wins over the string), checked against `ARCH_SCHEMA`."""
+    check(data, ARCH_SCHEMA, where)
+    try:
+        if "ops" in data:
+            return Architecture(space, tuple(parse_op(o) for o in data["ops"]))
         return parse_arch(data["arch"], space)
-    raise HnasError("architecture JSON needs 'ops' (list of op names) or 'arch' (string form)")
+    except HnasError as exc:
+        raise HnasError(f"{where}: {exc}") from None
 
 
 def sample(space: SearchSpace, n: int, rng: np.random.Generator) -> list[Architecture]:

@@ -74,6 +74,14 @@ class LayerShape:
     out_ch: int
     stride: int
 
+    def __post_init__(self):
+        for name in ("in_size", "in_ch", "out_ch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise HnasError(f"layer shape: {name} must be a positive integer, got {value!r}")
+        if self.stride not in (1, 2):
+            raise HnasError(f"layer shape: stride must be 1 or 2, got {self.stride!r}")
+
     @property
     def out_size(self) -> int:
         """Output spatial size with 'same' padding: ceil(in / stride)."""

@@ -12,15 +12,31 @@ a `Part`: its kind, its shape, its op. What a kind means lives here and nowhere 
 
 The network, the supernet, the LUT items, the predictor's breakdown, the cost model and the published-table
 mapping all iterate parts; none of them knows the order or the kinds.
+
+A part also has the numeric precision it is deployed at (`PRECISIONS`): float32 (the default; its key is the
+kind's key above, as in every table written before int8 existed) or int8 (full-integer quantized), whose key is
+the float32 key with `:int8` appended (`IBConv_K5_E6:28x28x40->28x28x40:s1:int8`). The module, its cost and its
+place in a network do not depend on the precision; only its LUT key and its export do.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hnas.errors import HnasError
 from hnas.spec.cost import Cost, conv_cost
 from hnas.spec.ops import LayerShape, OpSpec, parse_op
+
+FLOAT32 = "float32"
+INT8 = "int8"
+PRECISIONS = (FLOAT32, INT8)  # the first is the default
+
+
+def check_precision(precision: str) -> str:
+    """`precision` when it is one of `PRECISIONS`; a one-line error otherwise."""
+    if precision not in PRECISIONS:
+        raise HnasError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    return precision
 
 
 class Kind:
@@ -132,24 +148,34 @@ def kind(name: str) -> Kind:
 
 @dataclass(frozen=True)
 class Part:
-    """One part of one network: a kind at a shape (a block also has its op; a stem its kernel). `label` names it
-    in tables (`stem`, `layer 3 K5E6`) and takes no part in equality."""
+    """One part of one network: a kind at a shape (a block also has its op; a stem its kernel), deployed at a
+    numeric precision. `label` names it in tables (`stem`, `layer 3 K5E6`) and takes no part in equality."""
 
     kind: str
     shape: LayerShape
     op: OpSpec | None = None
     kernel: int = 1
     label: str = field(default="", compare=False)
+    precision: str = FLOAT32
 
     def __post_init__(self):
         k = kind(self.kind)
         if k.searchable != (self.op is not None):
             raise HnasError(f"a {self.kind} part {'needs' if k.searchable else 'takes no'} op")
+        check_precision(self.precision)
 
     @property
     def key(self) -> str | None:
-        """The canonical LUT key (None for Identity, which runs no kernel and costs 0 ms)."""
-        return KINDS[self.kind].key(self)
+        """The canonical LUT key (None for Identity, which runs no kernel and costs 0 ms): the kind's key, with
+        `:<precision>` appended for every precision but float32."""
+        base = KINDS[self.kind].key(self)
+        if base is None or self.precision == FLOAT32:
+            return base
+        return f"{base}:{self.precision}"
+
+    def at(self, precision: str) -> Part:
+        """The same part deployed at `precision`."""
+        return self if precision == self.precision else replace(self, precision=check_precision(precision))
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -169,8 +195,10 @@ class Part:
         s = self.shape
         shape = {"in_size": s.in_size, "in_ch": s.in_ch, "out_ch": s.out_ch, "stride": s.stride}
         if self.op is not None:
-            return {"op": self.op.name, "shape": shape}
-        return {"part": self.kind, "kernel": self.kernel, "shape": shape}
+            spec = {"op": self.op.name, "shape": shape}
+        else:
+            spec = {"part": self.kind, "kernel": self.kernel, "shape": shape}
+        return spec if self.precision == FLOAT32 else {**spec, "precision": self.precision}
 
     @classmethod
     def from_spec(cls, spec: dict) -> Part:
@@ -178,8 +206,10 @@ class Part:
         try:
             shape = LayerShape(**spec["shape"])
             if "op" in spec:
-                return block(parse_op(spec["op"]), shape)
-            return cls(spec["part"], shape, kernel=spec.get("kernel", 1))
+                part = block(parse_op(spec["op"]), shape)
+            else:
+                part = cls(spec["part"], shape, kernel=spec.get("kernel", 1))
+            return part.at(spec.get("precision", FLOAT32))
         except (KeyError, TypeError) as exc:
             raise HnasError(
                 f"part spec {spec!r} is malformed ({exc}); rebuild the entry with `hnas lut build`"

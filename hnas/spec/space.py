@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from hnas.errors import HnasError
+from hnas.schema import Bool, Int, ListOf, Obj, Opt, Str, check
 from hnas.spec.ops import IDENTITY_OP, LayerShape, OpSpec, parse_op
 from hnas.spec.parts import Slot
 
@@ -189,34 +190,29 @@ class SearchSpace:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> SearchSpace:
-        """Read a space: `candidates` (one list per layer) or `ops` (one shared list), plus a skeleton or `base`."""
-        if not isinstance(data, dict):
-            raise HnasError("space file: expected a mapping with 'skeleton' (or 'base') and 'ops' or 'candidates'")
-        known = {"schema", "name", "base", "skeleton", "ops", "candidates", "identity_in_first_layer", "size"}
-        unknown = set(data) - known
-        if unknown:
-            raise HnasError(f"space file: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-        base = PRESETS[_preset_name(data["base"])]() if "base" in data else None
+    def from_dict(cls, data: dict, where: str = "space file") -> SearchSpace:
+        """Read a space: `candidates` (one list per layer) or `ops` (one shared list), plus a skeleton or `base`;
+        checked against `SPACE_SCHEMA` first, so a bad file is one line naming the field."""
+        check(data, SPACE_SCHEMA, where)
+        try:
+            return cls._build(data)
+        except HnasError as exc:
+            raise HnasError(f"{where}: {exc}") from None
+
+    @classmethod
+    def _build(cls, data: dict) -> SearchSpace:
+        base = PRESETS[data["base"]]() if "base" in data else None
         name = str(data.get("name") or (base.name if base else "custom"))
+        skeleton = base.skeleton if base is not None else None
         if "skeleton" in data:
-            skel_data = data["skeleton"]
-            if base is not None:
-                skel_data = {**base.skeleton.to_dict(), **skel_data}
+            skel_data = {**base.skeleton.to_dict(), **data["skeleton"]} if base is not None else data["skeleton"]
             skeleton = Skeleton.from_dict(skel_data)
-        elif base is not None:
-            skeleton = base.skeleton
-        else:
-            raise HnasError("space file: give a 'skeleton' or a 'base' preset")
         id_first = bool(data.get("identity_in_first_layer", base.identity_in_first_layer if base else False))
         if "candidates" in data:
             cands = [tuple(parse_op(o) for o in layer) for layer in data["candidates"]]
             return cls(name, skeleton, tuple(cands), id_first)
-        if "ops" in data:
-            return cls.from_ops(name, skeleton, [parse_op(o) for o in data["ops"]], id_first)
-        if base is not None:
-            return cls.from_ops(name, skeleton, base.ops(), id_first)
-        raise HnasError("space file: give 'ops' (shared by all layers) or 'candidates' (one list per layer)")
+        ops = [parse_op(o) for o in data["ops"]] if "ops" in data else base.ops()
+        return cls.from_ops(name, skeleton, ops, id_first)
 
     def save(self, path: str | Path) -> None:
         """Write the space as JSON, atomically."""
@@ -287,6 +283,69 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
         except Exception as exc:  # noqa: BLE001 - any parse error becomes one line
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise HnasError(f"space file {text} is not valid {path.suffix[1:].upper()}: {first}") from None
-        return SearchSpace.from_dict(data)
+        return SearchSpace.from_dict(data, f"space file {text}")
     _preset_name(text)
     raise AssertionError("unreachable")
+
+
+# --- the space file's schema -------------------------------------------------------------------------------
+
+_STAGE = Obj(
+    {"out_channels": Int(1), "repeats": Int(1), "stride": Int(allowed=(1, 2)), "expand": Opt(Int(1))},
+    optional=frozenset({"expand"}),
+)
+_SKELETON = Obj(
+    {
+        "stages": ListOf(_STAGE, 1),
+        "stem_channels": Int(1),
+        "head_channels": Int(1),
+        "resolution": Int(1),
+        "num_classes": Int(1),
+        "in_channels": Int(1),
+        "stem_kernel": Int(1),
+        "stem_stride": Int(allowed=(1, 2)),
+    },
+    optional=frozenset(
+        {
+            "stem_channels",
+            "head_channels",
+            "resolution",
+            "num_classes",
+            "in_channels",
+            "stem_kernel",
+            "stem_stride",
+            "stages",
+        }
+    ),
+    rule=lambda d: "stem_kernel must be odd" if d.get("stem_kernel", 3) % 2 == 0 else None,
+)
+
+
+def _space_rule(d: dict) -> str | None:
+    if "skeleton" not in d and "base" not in d:
+        return "give a 'skeleton' or a 'base' preset"
+    if "base" not in d and "stages" not in d.get("skeleton", {}):
+        return "skeleton: lacks stages (or give a 'base' preset to start from)"
+    if "base" in d and d["base"] not in PRESETS:
+        return f"base {d['base']!r} is not a preset; use one of {', '.join(PRESETS)}"
+    if "ops" in d and "candidates" in d:
+        return "give 'ops' (shared by all layers) or 'candidates' (one list per layer), not both"
+    if "ops" not in d and "candidates" not in d and "base" not in d:
+        return "give 'ops' (shared by all layers) or 'candidates' (one list per layer)"
+    return None
+
+
+SPACE_SCHEMA = Obj(
+    {
+        "schema": Str(),
+        "name": Str(nonempty=True),
+        "base": Str(),
+        "skeleton": _SKELETON,
+        "ops": ListOf(Str(nonempty=True), 1),
+        "candidates": ListOf(ListOf(Str(nonempty=True), 1), 1),
+        "identity_in_first_layer": Bool(),
+        "size": Str(),
+    },
+    optional=frozenset({"schema", "name", "base", "skeleton", "ops", "candidates", "identity_in_first_layer", "size"}),
+    rule=_space_rule,
+)

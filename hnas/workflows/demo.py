@@ -23,26 +23,30 @@ DEMO_TRAIN = TrainConfig(epochs=12, lr=0.05, batch_size=32, warmup_epochs=4)
 DEMO_BAND_REL = Band(0.9, 1.1)
 
 
-def host_lut(space: SearchSpace, lut: str | None = None, progress=None):
-    """Build (or reuse) this CPU's table for `space`; returns (its path, the build report). Measures on the
-    core the table was measured on, with its settings, when it exists."""
+def host_lut(space: SearchSpace, lut: str | None = None, progress=None, precision: str | None = None):
+    """Build (or reuse) this CPU's table for `space` at `precision` (default: the table's own, else float32);
+    returns (its path, the build report). Measures on the core the table was measured on, with its settings,
+    when it exists."""
     from latency.bench import BenchSettings
     from latency.build import BuildOptions, build_many, default_lut_path
     from latency.devices import LocalDevice
     from latency.export import Exporter
     from latency.items import items_for_space
     from latency.lut import Lut
+    from latency.precision import build_precision
 
     dev = LocalDevice()
-    path = Path(lut) if lut else default_lut_path(dev.describe())
+    precision = build_precision(precision, Path(lut) if lut else None)
+    path = Path(lut) if lut else default_lut_path(dev.describe(), precision=precision)
     settings, repeats = BenchSettings(), 5
     if path.is_file():
         table = Lut.load(path)
         settings, repeats = table.bench_settings()
         if table.device.get("id") == "local":
             dev = LocalDevice(core=table.device.get("core"))  # measure where the table was measured
-    options = BuildOptions(settings=settings, repeats=repeats)
-    (report,) = build_many([(dev, path)], items_for_space(space), options, Exporter(), progress).values()
+    options = BuildOptions(settings=settings, repeats=repeats, precision=precision)
+    items = items_for_space(space, precision)
+    (report,) = build_many([(dev, path)], items, options, Exporter(), progress).values()
     return path, report
 
 

@@ -16,11 +16,12 @@ from latency.predict import LatencyPredictor
 REFERENCE = "K3E1|K3E6-K3E6-ID-ID|K3E6-K3E6-K3E6-ID|K3E6-K3E6-K3E6-K3E6|K3E6-K3E6-K3E6-ID|K3E6-K3E6-K3E6-ID|K3E6"
 
 
-def latency_of(run: RunConfig) -> LatencyPredictor:
-    """The latency objective of a run: its LUT's predictor on its deployment space."""
+def latency_of(run: RunConfig, precision: str | None = None) -> LatencyPredictor:
+    """The latency objective of a run: its LUT's predictor on its deployment space, at the LUT's precision (which
+    `precision` must match when given)."""
     if not run.lut:
         raise HnasError("a search needs a latency table: pass --lut (build one with `hnas lut build`)")
-    return LatencyPredictor.from_file(run.lut, SearchSpace.from_dict(run.space))
+    return LatencyPredictor.from_file(run.lut, SearchSpace.from_dict(run.space), precision=precision)
 
 
 def band_for(band: Band, band_rel: Band | None, ref: Architecture | None, latency: LatencyPredictor) -> Band:
@@ -38,25 +39,27 @@ def open_search(
     search: SearchSettings | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    precision: str | None = None,
 ) -> Pipeline:
-    """The HNAS run in `path`: resumed from its config.json, or started with `run` and `search`."""
+    """The HNAS run in `path`: resumed from its config.json, or started with `run` and `search`; its latency
+    objective at its LUT's precision (`precision`, when given, must match)."""
     saved = saved_settings(path)
     if saved is not None:
         run, search = saved
     elif run is None or search is None:
         raise HnasError(f"{path} is not an HNAS run (no config.json): start one with `hnas search`")
-    return Pipeline(path, run, search, latency_of(run), log=log, progress=progress)
+    return Pipeline(path, run, search, latency_of(run, precision), log=log, progress=progress)
 
 
 def best_architecture(path: str | Path) -> Architecture:
     """The most accurate architecture inside the band of a finished search run."""
+    from hnas.pipeline import RESULTS_SCHEMA, read_record
     from hnas.spec.arch import parse_arch
-    from hnas.train import read_json
 
     saved = saved_settings(path)
     if saved is None:
         raise HnasError(f"{path} is not an HNAS run (no config.json)")
-    results = read_json(Path(path) / "results.json")
-    if not isinstance(results, dict) or not results.get("best"):
+    results = read_record(Path(path) / "results.json", RESULTS_SCHEMA, "results")
+    if not results["best"]:
         raise HnasError(f"{path} has no architecture inside the latency band to verify")
     return parse_arch(results["best"][0]["arch"], SearchSpace.from_dict(saved[0].space))

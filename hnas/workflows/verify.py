@@ -1,0 +1,140 @@
+"""A search run's result checked on the device: its latency end to end and, for an int8 deployment, what the
+post-training quantization costs in accuracy.
+
+Latency (`latency.verify.verify_arch`) is measured at the deployment resolution with canonical weights, at the
+LUT's precision. The accuracy of an int8 deployment needs trained weights, which only the run has: the best
+architecture's subnet is extracted from the run's final supernet (`Supernet.extract`), its BatchNorm statistics
+are recomputed exactly as one-shot evaluation recomputes them (the same training images), and it is exported with
+those weights at the proxy resolution and width the supernet was trained at; one onnx2tf conversion gives the
+float32 and the int8 model, the int8 one calibrated on real training images. Both run on the run's test split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hnas.errors import HnasError
+from hnas.spec.arch import Architecture
+from hnas.spec.parts import INT8
+
+
+@dataclass(frozen=True)
+class QuantCheck:
+    """How the int8 deployment's accuracy is measured: real training images that calibrate the int8 ranges (drawn
+    with `seed`, as one-shot evaluation draws its BatchNorm images) and the evaluation batch size."""
+
+    calibration_images: int = 256
+    seed: int = 0
+    batch: int = 64
+
+
+def weights_digest(module) -> str:
+    """sha256 of a module's parameters and buffers (a trained export's cache label)."""
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+def int8_accuracy(run: str | Path, arch: Architecture, exporter=None, check: QuantCheck | None = None) -> dict:
+    """Top-1 on the run's test split of `arch`'s network with the run's trained weights: torch, float32 TFLite and
+    int8 TFLite, the drop from float32 to int8 and how often the two agree; and the torch network's top-1 on the
+    validation split, which is the one-shot accuracy the search measured (the same weights and statistics)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from hnas.evaluate import calibration_batches, recalibrate_bn, top1
+    from hnas.pipeline import Pipeline, saved_settings
+    from latency.export import Exporter
+    from latency.quantize import ImageCalibration, TfliteModel
+
+    check = check or QuantCheck()
+    saved = saved_settings(run)
+    if saved is None:
+        raise HnasError(f"{run} is not an HNAS run (no config.json)")
+    config, search = saved
+    pipe = Pipeline(run, config, search, latency=None, log=lambda _: None, progress=False)
+    supernet = pipe.final_supernet().cpu()
+    net = supernet.extract(arch).cpu()
+    data, proxy = pipe.sn.data(), config.proxy
+    # exactly one-shot evaluation's BatchNorm statistics: the same images, batches and order
+    recalibrate_bn(net, calibration_batches(data.train, proxy.bn_images, proxy.eval_batch), torch.device("cpu"))
+    net.eval()
+    val_top1 = top1(net, DataLoader(data.val, batch_size=proxy.eval_batch, shuffle=False), torch.device("cpu"))
+    calib = torch.cat(calibration_batches(data.train, check.calibration_images, check.batch, seed=check.seed))
+    calibration = ImageCalibration(
+        calib.permute(0, 2, 3, 1).numpy(), f"{config.data} train, {len(calib)} images, seed {check.seed}"
+    )
+    sk = supernet.space.skeleton
+    shape = (sk.in_channels, sk.resolution, sk.resolution)
+    f32, i8 = (exporter or Exporter()).export_pair(net, shape, f"weights:{weights_digest(net)}", calibration)
+    models = {"torch": None, "float32": TfliteModel(f32.path), "int8": TfliteModel(i8.path)}
+    correct = dict.fromkeys(models, 0)
+    agree = seen = 0
+    with torch.no_grad():
+        for x, y in DataLoader(data.test, batch_size=check.batch, shuffle=False):
+            nhwc = x.permute(0, 2, 3, 1).numpy()
+            preds = {
+                name: (net(x).numpy() if model is None else model(nhwc)).argmax(1) for name, model in models.items()
+            }
+            labels = y.numpy()
+            for name, p in preds.items():
+                correct[name] += int(np.sum(p == labels))
+            agree += int(np.sum(preds["float32"] == preds["int8"]))
+            seen += len(labels)
+    if seen == 0:
+        raise HnasError(f"{run}: the test split of {config.data} is empty")
+    acc = {name: c / seen for name, c in correct.items()}
+    return {
+        "arch": str(arch),
+        "split": "test",
+        "images": seen,
+        "resolution": sk.resolution,
+        "width": proxy.width,
+        "supernet": f"stage {search.stages - 1}",
+        "bn_images": proxy.bn_images,
+        "torch_val_top1": val_top1,
+        "torch_top1": acc["torch"],
+        "float32_top1": acc["float32"],
+        "int8_top1": acc["int8"],
+        "drop": acc["float32"] - acc["int8"],
+        "agreement": agree / seen,
+        "calibration": calibration.identity(),
+        "check": asdict(check),
+        "float32_sha256": f32.sha256,
+        "int8_sha256": i8.sha256,
+    }
+
+
+def verify_run(
+    run: str | Path,
+    lut: str | None = None,
+    device: str = "local",
+    op_profile: bool = False,
+    benchmark_binary: str | None = None,
+    precision: str | None = None,
+    progress=None,
+    exporter=None,
+    stability=None,
+) -> dict:
+    """Verify the best architecture of a search run on its LUT (or `lut`) and write RUN/verify.json; an int8
+    verification also reports the int8 network's top-1 against the float network's (`int8_accuracy`)."""
+    from hnas.io import atomic_write_json
+    from hnas.pipeline import saved_settings
+    from hnas.workflows.search import best_architecture
+    from latency.verify import verify_arch
+
+    arch = best_architecture(run)
+    lut = lut or saved_settings(run)[0].lut
+    result = verify_arch(
+        arch, lut, device, op_profile, benchmark_binary, progress, exporter, stability=stability, precision=precision
+    )
+    if result["precision"] == INT8:
+        result["int8_accuracy"] = int8_accuracy(run, arch, exporter)
+    atomic_write_json(Path(run) / "verify.json", result)
+    return result
