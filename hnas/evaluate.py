@@ -51,6 +51,21 @@ def top1(model: nn.Module, loader: DataLoader, device: torch.device) -> float:
     return correct / max(1, seen)
 
 
+@torch.no_grad()
+def loss_top1(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, float]:
+    """Mean cross-entropy (no label smoothing) and top-1 accuracy in [0, 1]: the loss ranks finer than top-1
+    when a few images separate networks."""
+    model.eval()
+    loss = 0.0
+    correct = seen = 0
+    for x, y in loader:
+        out = model(x.to(device, non_blocking=True)).float().cpu()
+        loss += float(nn.functional.cross_entropy(out, y, reduction="sum"))
+        correct += int((out.argmax(1) == y).sum())
+        seen += len(y)
+    return loss / max(1, seen), correct / max(1, seen)
+
+
 def calibration_batches(train_set: Dataset, n_images: int, batch_size: int, seed: int = 0) -> list[torch.Tensor]:
     """A fixed set of `n_images` training images, as batches (the same for every architecture)."""
     rng = np.random.default_rng(seed)

@@ -215,6 +215,27 @@ class Pipeline:
         load_weights(net, ck["model"], self.stage_dir(k) / "checkpoint.pt")
         return net.to(default_device())
 
+    def accuracy_source(self, k: int, trained_stage: int) -> Callable:
+        """Stage k's accuracy source on the supernet trained in `trained_stage`: the accuracy factory's, or the
+        run's one-shot evaluator holding the accuracies stage k has measured already (stageK/evals.json)."""
+        supernet = self._supernet_after(trained_stage)
+        if self.accuracy_factory is not None:
+            return self.accuracy_factory(supernet, k)
+        evaluator = self.sn.evaluator(supernet, tag=f"stage{trained_stage}")
+        evals_file = self.stage_dir(k) / "evals.json"
+        if evals_file.is_file():
+            evals = read_record(evals_file, EVALS_SCHEMA, "one-shot accuracies")
+            evaluator.cache.update({(f"stage{trained_stage}", a): v for a, v in evals.items()})
+        return evaluator
+
+    def final_accuracy(self) -> tuple[Callable, SearchSpace]:
+        """What the final search ranked with: its accuracy source (one-shot top-1 on the stage M-1 supernet,
+        the accuracies it measured already included) and the final (pruned) space it searched."""
+        M = self.search.stages
+        if not (self.stage_dir(M - 1) / "trained.json").is_file():
+            raise HnasError(f"{self.path} has not finished training its last supernet: finish the search first")
+        return self.accuracy_source(M, M - 1), self.space_of(M - 1)
+
     # --- steps ------------------------------------------------------------------------------------
 
     def _train(self, k: int, supernet: Supernet, space: SearchSpace) -> None:
@@ -268,17 +289,9 @@ class Pipeline:
         if out.is_file():
             return read_record(out, SEARCH_SCHEMA, "search record")
         space = self.space_of(trained_stage)
-        supernet = self._supernet_after(trained_stage)
         evals_file = d / "evals.json"
-        if self.accuracy_factory is not None:
-            acc_fn = self.accuracy_factory(supernet, k)
-            cache = None
-        else:
-            acc_fn = self.sn.evaluator(supernet, tag=f"stage{trained_stage}")
-            cache = acc_fn.cache
-            if evals_file.is_file():
-                evals = read_record(evals_file, EVALS_SCHEMA, "one-shot accuracies")
-                cache.update({(f"stage{trained_stage}", a): v for a, v in evals.items()})
+        acc_fn = self.accuracy_source(k, trained_stage)
+        cache = None if self.accuracy_factory is not None else acc_fn.cache
         pred = self.predictor(space)
         s = self.search
         self.log(

@@ -1,23 +1,34 @@
-"""Ranking consistency (paper Table 4, Fig. 5): one-shot accuracy against stand-alone accuracy.
+"""Ranking consistency (paper Table 4, Fig. 5): one-shot accuracy against stand-alone accuracy, with the noise
+of stand-alone training measured.
 
-`train_standalone` trains one architecture from scratch (resumable); `rank_run` picks K architectures at
-about equal distances along a search run's final Pareto front, trains each stand-alone and computes Kendall's
-tau and Spearman's rho between their one-shot and stand-alone top-1; `study` runs M = 2, 3 and 4 with equal
-total supernet epochs and tabulates tau against the space size, like Table 4.
+`train_standalone` trains one architecture from scratch (resumable); `rank_run` picks K architectures of a
+finished search run, along its final Pareto front (the paper's choice) and/or drawn uniformly from its final
+(pruned) space, trains each stand-alone with S seeds and scores the supernet's one-shot top-1 against them
+(`hnas.rankstats`: Kendall's tau and Spearman's rho with bootstrap intervals, and the noise ceiling). The study
+(`hnas.workflows.study`) runs M = 2, 3 and 4 with equal total supernet epochs and tabulates them like Table 4.
+
+    RUN/rank/picks.json                       the picked architectures and their one-shot top-1
+    RUN/rank/standalone/<key>/seed<s>/        one stand-alone training (checkpoint.pt, result.json); <key>
+                                              names the architecture, proxy and training settings
+    RUN/rank/rank.json, rank.png              the figures per pick, one-shot against stand-alone
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, replace
+from itertools import product
 from pathlib import Path
 
 import numpy as np
 
-from hnas.data import DataBundle, load_data
+from hnas.data import DataBundle
 from hnas.errors import HnasError
-from hnas.evaluate import top1
-from hnas.settings import ProxySettings, TrainConfig
-from hnas.spec.arch import Architecture, parse_arch
+from hnas.evaluate import loss_top1
+from hnas.rankstats import ranking_stats
+from hnas.settings import ProxySettings, RankSettings, TrainConfig, from_dict
+from hnas.spec.arch import Architecture, from_vector, parse_arch, sample
 from hnas.spec.modules import zero_init_residuals
 from hnas.spec.network import Network
 from hnas.spec.space import SearchSpace
@@ -27,40 +38,84 @@ from hnas.train import default_device, read_json, train, write_json
 
 @dataclass
 class StandaloneResult:
-    """A stand-alone training's outcome."""
+    """A stand-alone training's outcome (losses: mean cross-entropy without label smoothing)."""
 
     arch: str
     val_top1: float
     test_top1: float
     epochs: int
+    seed: int = 0
+    val_loss: float | None = None
+    test_loss: float | None = None
+    seconds: float | None = None
+
+
+def _identity(arch: Architecture, data: DataBundle, proxy: ProxySettings, cfg: TrainConfig) -> dict:
+    """What decides a stand-alone training's outcome: the network, the data and the optimisation."""
+    return json.loads(
+        json.dumps(
+            {
+                "arch": str(arch),
+                "skeleton": arch.space.skeleton.to_dict(),
+                "data": data.name,
+                "resolution": proxy.resolution,
+                "width": proxy.width,
+                "per_class": proxy.per_class,
+                "train": {k: v for k, v in asdict(cfg).items() if k != "workers"},
+            }
+        )
+    )
 
 
 def train_standalone(
     arch: Architecture, data: DataBundle, proxy: ProxySettings, cfg: TrainConfig, out: Path, progress=None
 ) -> StandaloneResult:
-    """Train `arch` from scratch at proxy size (resumes from out/checkpoint.pt); top-1 on val and test."""
+    """Train `arch` from scratch at proxy size, initialised and shuffled from `cfg.seed` (resumes from
+    out/checkpoint.pt); top-1 and loss on val and test."""
     out = Path(out)
     done = out / "result.json"
+    ident = _identity(arch, data, proxy, cfg)
+    meta_file = out / "arch.json"
+    if meta_file.is_file():
+        meta = read_json(meta_file)
+        if isinstance(meta, dict) and "identity" in meta and meta["identity"] != ident:
+            raise HnasError(
+                f"{out} holds a training of another architecture or with other settings: give another --out "
+                "folder, or delete that one to train again"
+            )
     if done.is_file():
-        return StandaloneResult(**read_json(done))
+        saved = from_dict(StandaloneResult, read_json(done), str(done))
+        if saved.test_loss is not None:
+            return saved  # else: written before losses were recorded; the checkpoint is evaluated again below
     out.mkdir(parents=True, exist_ok=True)
-    write_json(
-        out / "arch.json",
-        {**arch.to_dict(), "space_def": arch.space.to_dict(), "proxy": asdict(proxy), "train": asdict(cfg)},
-    )
+    write_json(meta_file, {**arch.to_dict(), "space_def": arch.space.to_dict(), "identity": ident})
+    import torch
+    from torch.utils.data import DataLoader
+
     space = proxy_space(arch.space, proxy.resolution, proxy.width, data.num_classes)
-    net = Network(Architecture(space, arch.ops))
+    with torch.random.fork_rng(devices=[]):  # the initial weights are the seed's, whatever ran before
+        torch.manual_seed(cfg.seed)
+        net = Network(Architecture(space, arch.ops))
     if not (out / "checkpoint.pt").is_file():
         zero_init_residuals(net)
     device = default_device()
     history = train(net, data.train, cfg, out / "checkpoint.pt", progress=progress, device=device)
-    from torch.utils.data import DataLoader
-
-    val = top1(net, DataLoader(data.val, batch_size=proxy.eval_batch), device)
-    test = top1(net, DataLoader(data.test, batch_size=proxy.eval_batch), device)
-    res = StandaloneResult(str(arch), val, test, len(history))
+    val_loss, val = loss_top1(net, DataLoader(data.val, batch_size=proxy.eval_batch), device)
+    test_loss, test = loss_top1(net, DataLoader(data.test, batch_size=proxy.eval_batch), device)
+    res = StandaloneResult(
+        str(arch), val, test, len(history), cfg.seed, val_loss, test_loss, round(sum(h.seconds for h in history), 2)
+    )
     write_json(done, asdict(res))
     return res
+
+
+def standalone_folder(root: Path, arch: Architecture, data: DataBundle, proxy: ProxySettings, cfg: TrainConfig) -> Path:
+    """root/<key>: the folder of one architecture's stand-alone trainings (one `seed<s>` folder per seed); the key
+    hashes the architecture, data, proxy and training settings except the seed, so a pick that recurs (another
+    K, front and space both) reuses its trainings and changed settings never reuse stale ones."""
+    ident = _identity(arch, data, proxy, replace(cfg, seed=0))
+    key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+    return Path(root) / key
 
 
 def pick_along_front(rows: list[dict], k: int) -> list[dict]:
@@ -86,80 +141,254 @@ def pick_along_front(rows: list[dict], k: int) -> list[dict]:
     return [pool[i] for i in sorted(chosen)]
 
 
-def correlations(one_shot, standalone) -> dict:
-    """Kendall's tau and Spearman's rho."""
-    from scipy.stats import kendalltau, spearmanr
+def draw_from_space(space: SearchSpace, k: int, rng: np.random.Generator) -> list[Architecture]:
+    """K distinct architectures drawn uniformly from `space` (every one of them, in a random order, when it
+    holds no more than K)."""
+    if space.size() <= k:
+        every = [from_vector(space, v) for v in product(*(range(len(c)) for c in space.candidates))]
+        return [every[i] for i in rng.permutation(len(every))]
+    seen: dict[str, Architecture] = {}
+    while len(seen) < k:
+        for a in sample(space, k, rng):
+            if len(seen) < k:
+                seen.setdefault(str(a), a)
+    return list(seen.values())
 
-    if len(one_shot) < 2:
-        return {"kendall_tau": float("nan"), "spearman_rho": float("nan"), "n": len(one_shot)}
-    return {
-        "kendall_tau": float(kendalltau(one_shot, standalone).statistic),
-        "spearman_rho": float(spearmanr(one_shot, standalone).statistic),
-        "n": len(one_shot),
-    }
+
+def pick_architectures(pipe, final: dict, settings: RankSettings, latency=None) -> dict[str, list[dict]]:
+    """The architectures to rank per pick, with their one-shot top-1 (cached in RUN/rank/picks.json for these
+    settings): `front` along the final Pareto front (accuracies from the final search's archive), `space` drawn
+    uniformly from the final (pruned) space and evaluated on the final supernet with the run's evaluator;
+    `latency` (the run's latency objective, optional) prices the draws."""
+    file = pipe.path / "rank" / "picks.json"
+    key = {"k": settings.k, "pick": settings.pick, "draw_seed": settings.draw_seed}
+    if file.is_file():
+        saved = read_json(file)
+        if isinstance(saved, dict) and saved.get("settings") == key:
+            return saved["picks"]
+    picks: dict[str, list[dict]] = {}
+    if "front" in settings.picks:
+        picks["front"] = [
+            {"arch": r["arch"], "one_shot": r["accuracy"], "latency_ms": r["latency_ms"], "rank": r["rank"]}
+            for r in pick_along_front(final["archive"], settings.k)
+        ]
+    if "space" in settings.picks:
+        accuracy, space = pipe.final_accuracy()
+        archs = draw_from_space(space, settings.k, np.random.default_rng(settings.draw_seed))
+        acc = accuracy(archs)
+        lat = [None] * len(archs)
+        if latency is not None:
+            lat = latency.for_space(space).predict(np.stack([a.to_vector() for a in archs])).tolist()
+        picks["space"] = [
+            {"arch": str(a), "one_shot": float(v), "latency_ms": None if t is None else float(t), "rank": None}
+            for a, v, t in zip(archs, acc, lat)
+        ]
+    write_json(file, {"settings": key, "picks": picks})
+    return picks
 
 
 def rank_run(
-    run: str | Path, k: int = 11, epochs: int | None = None, lr: float | None = None, log=print, progress=None
+    run: str | Path,
+    settings: RankSettings | None = None,
+    lr: float | None = None,
+    latency=None,
+    log=print,
+    progress=None,
 ) -> dict:
-    """Train K Pareto-front architectures of a finished search stand-alone; tau and rho; RUN/rank/rank.json."""
-    from hnas.pipeline import SEARCH_SCHEMA, read_record, saved_settings
+    """Rank a finished search run: pick K architectures (per `settings.pick`), train each stand-alone with S seeds,
+    score one-shot against stand-alone with intervals and the noise ceiling; RUN/rank/rank.json and rank.png.
+    `lr`: stand-alone learning rate (default the run's first); `latency` prices space draws (optional)."""
+    from hnas.pipeline import SEARCH_SCHEMA, Pipeline, read_record, saved_settings
 
+    settings = settings or RankSettings()
     run = Path(run)
     saved = saved_settings(run)
     if saved is None:
         raise HnasError(f"{run} is not an HNAS run (no config.json): give a search run folder")
     cfg, search = saved
-    stages = search.stages
-    final = run / f"stage{stages}" / "search.json"
-    if not final.is_file():
-        raise HnasError(f"{run} has no final search ({final}): finish it with `hnas search --out {run}`")
-    rec = read_record(final, SEARCH_SCHEMA, "search record")
+    final_file = run / f"stage{search.stages}" / "search.json"
+    if not final_file.is_file():
+        raise HnasError(f"{run} has no final search ({final_file}): finish it with `hnas search --out {run}`")
+    final = read_record(final_file, SEARCH_SCHEMA, "search record")
+    pipe = Pipeline(run, cfg, search, latency, log=log, progress=False)
+    picks = pick_architectures(pipe, final, settings, latency)
     space = SearchSpace.from_dict(cfg.space)
-    picked = pick_along_front(rec["archive"], k)
-    proxy, base = cfg.proxy, cfg.train
-    tcfg = replace(base, epochs=epochs or sum(search.epochs), lr=lr or search.lrs[0], warmup_epochs=0)
-    data = load_data(cfg.data, proxy.resolution, base.seed, proxy.per_class)
-    rows = []
-    for i, r in enumerate(picked):
-        log(f"{run.name}: stand-alone {i + 1}/{len(picked)} ({tcfg.epochs} epochs): {r['arch']}")
-        res = train_standalone(parse_arch(r["arch"], space), data, proxy, tcfg, run / "rank" / f"arch{i:02d}", progress)
-        rows.append(
-            {
-                "arch": r["arch"],
-                "one_shot": r["accuracy"],
-                "latency_ms": r["latency_ms"],
-                "rank": r["rank"],
-                "standalone_val": res.val_top1,
-                "standalone_test": res.test_top1,
-            }
-        )
-    corr = correlations([r["one_shot"] for r in rows], [r["standalone_test"] for r in rows])
+    tcfg = replace(cfg.train, epochs=settings.epochs or sum(search.epochs), lr=lr or search.lrs[0], warmup_epochs=0)
+    seeds = [cfg.train.seed + i for i in range(settings.seeds)]
+    data = pipe.sn.data()
+    archs = list(dict.fromkeys(r["arch"] for rows in picks.values() for r in rows))
+    trained: dict[str, list[StandaloneResult]] = {a: [] for a in archs}
+    total, n = len(archs) * len(seeds), 0
+    for s in seeds:  # seed by seed, so an interrupted study already holds one training of every architecture
+        for a in archs:
+            n += 1
+            log(f"{run.name}: stand-alone {n}/{total} (seed {s}, {tcfg.epochs} epochs): {a}")
+            arch = parse_arch(a, space)
+            folder = standalone_folder(run / "rank" / "standalone", arch, data, cfg.proxy, tcfg)
+            trained[a].append(
+                train_standalone(arch, data, cfg.proxy, replace(tcfg, seed=s), folder / f"seed{s}", progress)
+            )
     out = {
         "run": str(run),
-        "stages": stages,
-        "space_size": rec["searched_size"],
-        "k": len(rows),
+        "stages": search.stages,
+        "space_size": final["searched_size"],
+        "initial_size": str(space.size()),
         "standalone_epochs": tcfg.epochs,
-        **corr,
-        "architectures": rows,
+        "standalone_lr": tcfg.lr,
+        "seeds": seeds,
+        "picks": {name: _scored(rows, trained, settings) for name, rows in picks.items()},
     }
     write_json(run / "rank" / "rank.json", out)
     scatter(run / "rank" / "rank.png", [out])
     return out
 
 
-def scatter(path: Path, results: list[dict]) -> None:
-    """One-shot against stand-alone top-1 (Fig. 5), one colour per run."""
+def _scored(rows: list[dict], trained: dict[str, list[StandaloneResult]], settings: RankSettings) -> dict:
+    """One pick's architectures with their stand-alone repeats (mean, spread) and the ranking figures."""
+    archs = []
+    for r in rows:
+        res = trained[r["arch"]]
+        top1 = np.array([x.test_top1 for x in res])
+        loss = np.array([x.test_loss for x in res])
+        archs.append(
+            {
+                **r,
+                "standalone_test": float(top1.mean()),
+                "standalone_test_std": float(top1.std(ddof=1)) if len(res) > 1 else 0.0,
+                "standalone_test_loss": float(loss.mean()),
+                "standalone_test_loss_std": float(loss.std(ddof=1)) if len(res) > 1 else 0.0,
+                "standalone_val": float(np.mean([x.val_top1 for x in res])),
+                "repeats": [asdict(x) for x in res],
+            }
+        )
+    stats = ranking_stats(
+        [a["one_shot"] for a in archs],
+        [[x["test_top1"] for x in a["repeats"]] for a in archs],
+        [[x["test_loss"] for x in a["repeats"]] for a in archs],
+        settings.bootstrap,
+        settings.draw_seed,
+    )
+    return {"k": len(archs), **stats, "architectures": archs}
+
+
+# --- figures ---------------------------------------------------------------------------------------
+
+_MARKERS = {"front": "o", "space": "^"}
+
+
+def _nan(v) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def _scatter_on(ax, results: list[dict]) -> dict[str, list[list[float]]]:
+    """One-shot top-1 against the mean stand-alone test top-1 (bars: the seeds' standard deviation), one colour
+    per run and one marker per pick; returns the points as drawn, per series label."""
+    drawn = {}
+    for i, res in enumerate(results):
+        for pick, p in res["picks"].items():
+            xs = [a["one_shot"] for a in p["architectures"]]
+            ys = [a["standalone_test"] for a in p["architectures"]]
+            sd = [a["standalone_test_std"] for a in p["architectures"]]
+            label = f"M = {res['stages']}, {pick}: tau {_nan(p['kendall_tau']):.2f}"
+            c = ax.errorbar(
+                xs, ys, yerr=sd, fmt=_MARKERS.get(pick, "s"), ms=5, color=f"C{i}", capsize=2, lw=0.8, label=label
+            )
+            line = c.lines[0]
+            drawn[label] = np.column_stack([line.get_xdata(), line.get_ydata()]).tolist()
+    ax.set_xlabel("one-shot top-1 (supernet, val)")
+    ax.set_ylabel("stand-alone top-1 (test), mean over seeds")
+    ax.set_title("one-shot against stand-alone")
+    ax.legend(fontsize=7)
+    return drawn
+
+
+def scatter(path: Path, results: list[dict]) -> dict[str, list[list[float]]]:
+    """One-shot against stand-alone top-1 (Fig. 5) in `path`; returns the points as drawn."""
     from hnas.plots import pyplot, save_png
 
     fig, ax = pyplot().subplots(figsize=(5.5, 4.5))
-    for res in results:
-        xs = [r["one_shot"] for r in res["architectures"]]
-        ys = [r["standalone_test"] for r in res["architectures"]]
-        ax.scatter(xs, ys, s=22, label=f"M = {res['stages']}: tau {res['kendall_tau']:.2f}")
-    ax.set_xlabel("one-shot top-1 (supernet, val)")
-    ax.set_ylabel("stand-alone top-1 (test)")
-    ax.set_title("ranking consistency")
-    ax.legend(fontsize=8)
+    drawn = _scatter_on(ax, results)
     save_png(fig, path)
+    return drawn
+
+
+def plot_study(path: Path, table: list[dict], results: list[dict]) -> dict:
+    """The study's figure in `path`: per row of `table` (an M and a pick) a bar for tau (one-shot against the mean
+    of S seeds) with its 95 % interval, a dot for tau against one seed (mean over seeds) with its interval, and the
+    noise ceiling (one seed against another) as a line in its interval band; beside it the one-shot against
+    stand-alone scatter. Returns what was drawn, read back from the plot's artists (nan as None)."""
+    from matplotlib.patches import Rectangle
+
+    from hnas.plots import pyplot, save_png
+
+    fig, (ax, ax2) = pyplot().subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1, 1.15]})
+    x = np.arange(len(table), dtype=float)
+    tau = np.array([_nan(r["kendall_tau"]) for r in table])
+    ci = np.array([[_nan(v) for v in r["kendall_tau_ci"]] for r in table]).reshape(-1, 2)
+    seed = np.array([_nan(r["kendall_tau_seed"]) for r in table])
+    seed_ci = np.array([[_nan(v) for v in r["kendall_tau_seed_ci"]] for r in table]).reshape(-1, 2)
+    ceil = np.array([_nan(r["ceiling_tau"]) for r in table])
+    ceil_ci = np.array([[_nan(v) for v in r["ceiling_tau_ci"]] for r in table]).reshape(-1, 2)
+    runs = list(dict.fromkeys(r["M"] for r in table))  # one colour per run, as in the scatter
+    bars = ax.bar(x - 0.12, tau, width=0.4, color=[f"C{runs.index(r['M'])}" for r in table], alpha=0.8)
+    for patch, r in zip(bars.patches, table):
+        patch.set_hatch("//" if r["pick"] == "space" else "")
+    bars.set_label("one-shot vs mean of S seeds (95 % interval)")
+    err = ax.errorbar(x - 0.12, tau, yerr=np.abs(np.vstack([tau - ci[:, 0], ci[:, 1] - tau])), fmt="none", ecolor="k")
+    dots = ax.errorbar(
+        x + 0.22,
+        seed,
+        yerr=np.abs(np.vstack([seed - seed_ci[:, 0], seed_ci[:, 1] - seed])),
+        fmt="o",
+        color="k",
+        ms=4,
+        capsize=3,
+        label="one-shot vs one seed (mean over seeds)",
+    )
+    bands = [  # None where the ceiling is undefined (one seed)
+        ax.add_patch(Rectangle((xi - 0.4, lo), 0.8, hi - lo, color="0.6", alpha=0.3, lw=0))
+        if np.isfinite(lo) and np.isfinite(hi)
+        else None
+        for xi, (lo, hi) in zip(x, ceil_ci)
+    ]
+    ceiling = ax.hlines(
+        ceil, x - 0.4, x + 0.4, colors="0.3", linestyles="--", label="ceiling: seed vs seed (band: 95 %)"
+    )
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xticks(x, [f"M = {r['M']}\n{r['pick']}" for r in table])
+    ax.set_ylabel("Kendall tau")
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_title("ranking consistency (Table 4) and the noise ceiling")
+    ax.legend(fontsize=7, loc="lower right")
+    points = _scatter_on(ax2, results)
+    drawn = _finite_or_none(
+        {
+            "labels": [t.get_text() for t in ax.get_xticklabels()],
+            "tau": [p.get_height() for p in bars.patches],
+            "tau_ci": _extents(err),
+            "tau_seed": dots.lines[0].get_ydata().tolist(),
+            "tau_seed_ci": _extents(dots),
+            "ceiling": [seg[0][1] if len(seg) else np.nan for seg in ceiling.get_segments()],
+            "ceiling_band": [[np.nan] * 2 if b is None else [b.get_y(), b.get_y() + b.get_height()] for b in bands],
+            "points": points,
+        }
+    )
+    save_png(fig, path)
+    return drawn
+
+
+def _finite_or_none(data):
+    """`data` with every nan replaced by None (JSON has no nan)."""
+    if isinstance(data, dict):
+        return {k: _finite_or_none(v) for k, v in data.items()}
+    if isinstance(data, list | tuple | np.ndarray):
+        return [_finite_or_none(v) for v in data]
+    if isinstance(data, float | np.floating):
+        return None if np.isnan(data) else float(data)
+    return data
+
+
+def _extents(container) -> list[list[float]]:
+    """The [low, high] of each error bar of an errorbar container, as drawn (nan where none is drawn)."""
+    segments = container.lines[2][0].get_segments()
+    return [sorted([seg[0][1], seg[-1][1]]) if len(seg) else [np.nan, np.nan] for seg in segments]

@@ -376,3 +376,38 @@ class SearchSettings:
                 f"{self.stages} stages train {self.stages - 1} supernets: give that many --epochs and "
                 f"--lr values (got {len(self.epochs)} and {len(self.lrs)})"
             )
+
+
+PICKS = ("front", "space", "both")
+
+
+@dataclass
+class RankSettings:
+    """How a search run's one-shot ranking is checked against stand-alone training (Table 4, Fig. 5): which
+    architectures, how many trainings each, and how the intervals are drawn."""
+
+    k: int = setting(11, "Architectures ranked per pick.", check=at_least(2))
+    pick: str = setting(
+        "front",
+        "front: K along the final Pareto front (the paper's choice); space: K drawn uniformly from the final "
+        "(pruned) space; both.",
+        check=one_of(*PICKS),
+    )
+    seeds: int = setting(
+        3, "S: stand-alone trainings per architecture (seeds 0..S-1); their spread is the noise.", check=at_least(1)
+    )
+    epochs: int | None = setting(
+        None, "Stand-alone epochs (default: the run's total supernet epochs).", check=at_least(1)
+    )
+    bootstrap: int = setting(
+        2000, "Bootstrap resamples over architectures for the 95 % intervals of tau and rho.", check=at_least(100)
+    )
+    draw_seed: int = setting(0, "Seed of the space draws and of the bootstrap.", check=at_least(0))
+
+    def __post_init__(self):
+        check(self)
+
+    @property
+    def picks(self) -> tuple[str, ...]:
+        """The picks this setting asks for, in order."""
+        return ("front", "space") if self.pick == "both" else (self.pick,)

@@ -29,13 +29,18 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict
     )
 
 
-def kill_cli_when(args: list[str], ready, timeout: float = 300, poll: float = 0.02) -> None:
-    """Start `hnas ARGS`, and SIGKILL it the moment `ready()` is true (as a crash or a pulled plug would)."""
+def kill_cli_when(args: list[str], ready, timeout: float = 300, poll: float = 0.02, env: dict | None = None) -> None:
+    """Start `hnas ARGS`, and SIGKILL it the moment `ready()` is true (as a crash or a pulled plug would); `env` adds
+    variables."""
     import signal
     import time
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hnas.cli", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "hnas.cli", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None and not ready():

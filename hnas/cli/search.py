@@ -37,7 +37,7 @@ from hnas.cli.common import (
 )
 from hnas.cli.show import print_results, print_verify
 from hnas.errors import HnasError
-from hnas.settings import ProxySettings, SearchSettings, TrainConfig, option
+from hnas.settings import ProxySettings, RankSettings, SearchSettings, TrainConfig, option
 
 
 def search(
@@ -158,10 +158,12 @@ def report(run: Annotated[str, typer.Argument(help="A search run folder.")]) -> 
 
 def rank(
     run: Annotated[str | None, typer.Argument(help="A finished search run.")] = None,
-    k: Annotated[int, typer.Option("--k", min=2, help="Architectures along the final Pareto front.")] = 11,
-    epochs: Annotated[
-        int | None, typer.Option("--epochs", min=1, help="Stand-alone epochs (default: the run's total).")
-    ] = None,
+    k: option(RankSettings, "k") = RankSettings.k,
+    pick: option(RankSettings, "pick") = RankSettings.pick,
+    seeds: option(RankSettings, "seeds") = RankSettings.seeds,
+    epochs: option(RankSettings, "epochs") = None,
+    bootstrap: option(RankSettings, "bootstrap") = RankSettings.bootstrap,
+    draw_seed: option(RankSettings, "draw_seed") = RankSettings.draw_seed,
     study: Annotated[str | None, typer.Option("--study", help="Study folder: run M = 2, 3, 4 and rank each.")] = None,
     lut: Annotated[str | None, typer.Option("--lut", help="Study: latency table.")] = None,
     space: Annotated[str, typer.Option("--space", help="Study: space.")] = "basic",
@@ -179,19 +181,25 @@ def rank(
     width: WidthOpt = ProxySettings.width,
     bn_images: BnImagesOpt = ProxySettings.bn_images,
 ) -> None:
-    """Kendall tau and Spearman rho between one-shot and stand-alone top-1 (Table 4, Fig. 5)."""
+    """Kendall tau and Spearman rho between one-shot and stand-alone top-1, stand-alone repeated over seeds, with
+    bootstrap intervals and the noise ceiling (Table 4, Fig. 5)."""
     from hnas.progress import bars
-    from hnas.rank import rank_run
 
+    settings = RankSettings(k=k, pick=pick, seeds=seeds, epochs=epochs, bootstrap=bootstrap, draw_seed=draw_seed)
     if study is None:
         if run is None:
             raise HnasError("give a search RUN folder, or --study FOLDER to run M = 2, 3, 4 first")
+        from hnas.workflows.study import rank_search
+
         with bars() as factory:
-            res = rank_run(run, k, epochs, log=console.print, progress=factory)
-        console.print(
-            f"{run}: Kendall tau {res['kendall_tau']:.3f}, Spearman rho {res['spearman_rho']:.3f} over "
-            f"{res['k']} architectures ({run}/rank/rank.json, rank.png)"
-        )
+            res = rank_search(run, settings, log=console.print, progress=factory)
+        for name, p in res["picks"].items():
+            console.print(
+                f"{run}, {name}: Kendall tau {_fig(p, 'kendall_tau')}, Spearman rho {_fig(p, 'spearman_rho')} over "
+                f"{p['k']} architectures x {len(res['seeds'])} seeds; ceiling (seed vs seed) tau "
+                f"{_fig(p, 'ceiling_tau')}"
+            )
+        console.print(f"({run}/rank/rank.json, rank.png)")
         return
     if lut is None:
         raise HnasError("--study needs --lut (the latency table the searches use)")
@@ -201,7 +209,7 @@ def rank(
     from hnas.workflows.study import StudySettings, run_study
 
     sp = load_space(space)
-    settings = StudySettings(
+    study_settings = StudySettings(
         space=sp,
         lut=lut,
         data=data,
@@ -213,23 +221,39 @@ def rank(
         generations=generations,
         batch_size=batch_size,
         proxy=ProxySettings(resolution=resolution, width=width, bn_images=bn_images, val_archs=2),
-        k=k,
-        standalone_epochs=epochs,
+        rank=settings,
     )
     with bars() as factory:
-        out = run_study(study, settings, log=console.rule, progress=factory)
-    t = Table(title="ranking consistency (paper Table 4)")
-    for col in ("M", "tau", "rho", "size of the searched space", "K"):
+        out = run_study(study, study_settings, log=console.rule, progress=factory)
+    t = Table(title="ranking consistency (paper Table 4), 95 % bootstrap intervals")
+    for col in ("M", "pick", "tau (mean of S)", "tau (one seed)", "ceiling (seed vs seed)", "tau (loss)", "rho"):
         t.add_column(col)
+    t.add_column("searched space")
+    t.add_column("K x S")
     for r in out["table"]:
         t.add_row(
             str(r["M"]),
-            f"{r['kendall_tau']:.3f}",
-            f"{r['spearman_rho']:.3f}",
+            r["pick"],
+            _fig(r, "kendall_tau"),
+            _fig(r, "kendall_tau_seed"),
+            _fig(r, "ceiling_tau"),
+            _fig(r, "kendall_tau_loss"),
+            _fig(r, "spearman_rho"),
             fmt_size(int(r["space_size"])),
-            str(r["k"]),
+            f"{r['k']} x {r['seeds']}",
         )
     console.print(t)
+    console.print(f"{study}/study.json, {study}/study.png")
+
+
+def _fig(row: dict, name: str) -> str:
+    """`0.42 [0.10, 0.71]`: a figure and its interval; `-` where undefined."""
+
+    def num(v):
+        return "-" if v is None else f"{v:.2f}"
+
+    lo, hi = row.get(name + "_ci") or (None, None)
+    return num(row[name]) + (f" [{num(lo)}, {num(hi)}]" if lo is not None else "")
 
 
 def demo(

@@ -163,6 +163,6 @@ def train_standalone_cmd(
     with bars() as factory:
         res = train_standalone(a, d, proxy, cfg, Path(out), factory)
     console.print(
-        f"{res.arch}: val top-1 {res.val_top1:.4f}, test top-1 {res.test_top1:.4f} after {res.epochs} "
-        f"epochs ({out}/result.json)"
+        f"{res.arch}: val top-1 {res.val_top1:.4f}, test top-1 {res.test_top1:.4f} (loss {res.test_loss:.4f}) "
+        f"after {res.epochs} epochs ({out}/result.json)"
     )
