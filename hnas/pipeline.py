@@ -16,6 +16,10 @@ Run folder:
     RUN/stageK/search.json          CES archive (arch, accuracy, latency, MACs, params, rank), distribution,
                                     pruned space and its size
     RUN/results.json                per-stage summary, best architectures, final Pareto set
+
+Under torchrun the supernet trains with DDP (hnas.train) and each search generation's accuracy evaluations are
+split across the ranks (hnas.dist.SharedAccuracy); rank 0 alone writes these files and prints, and whether a step
+is done is rank 0's answer, so every rank takes the same steps.
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from hnas import schema
 from hnas.ces import Constraints, ces, require_feasible
+from hnas.dist import exists, is_main, shared, write_on_main
 from hnas.errors import HnasError
 from hnas.progress import bars, phase, standalone
 from hnas.prune import estimate, prune, select_by_rank
@@ -173,15 +179,14 @@ class Pipeline:
         self.search = search
         self.latency = latency
         self.sn = SupernetRun(self.path, run)  # its config lives inside this run's config.json
-        if not cfg_file.is_file():  # every input is checked before anything is written
+        if not exists(cfg_file):  # every input is checked before anything is written
             constraints = Constraints(search.band, search.max_macs, search.max_params)
             require_feasible(self.sn.deploy_space, latency.predict, constraints)
             self.sn.data()
-            self.path.mkdir(parents=True, exist_ok=True)
-            write_json(cfg_file, {"run": run.to_dict(), "search": asdict(search)})
+            write_on_main(lambda: write_json(cfg_file, {"run": run.to_dict(), "search": asdict(search)}))
         self.accuracy_factory = accuracy_factory
-        self.log = log
-        self.progress = progress
+        self.log = log if is_main() else _silent
+        self.progress = progress and is_main()
 
     # --- helpers ----------------------------------------------------------------------------------
 
@@ -240,7 +245,7 @@ class Pipeline:
 
     def _train(self, k: int, supernet: Supernet, space: SearchSpace) -> None:
         d = self.stage_dir(k)
-        if (d / "trained.json").is_file():
+        if exists(d / "trained.json"):
             return
         base = self.sn.config.train
         cfg = TrainConfig(
@@ -264,7 +269,7 @@ class Pipeline:
         def on_epoch(stats):
             if not fixed:
                 return None
-            return float(np.mean(self.sn.evaluator(supernet, tag=f"s{k}e{stats.epoch}")(fixed)))
+            return float(np.mean(shared(self.sn.evaluator(supernet, tag=f"s{k}e{stats.epoch}"))(fixed)))
 
         with bars() if self.progress else contextlib.nullcontext() as factory:
             history = train(
@@ -277,7 +282,7 @@ class Pipeline:
                 on_epoch,
                 extra_state=lambda: {"deploy_space": space.to_dict()},
             )
-        write_json(d / "trained.json", [asdict(h) for h in history])
+        write_on_main(lambda: write_json(d / "trained.json", [asdict(h) for h in history]))
         hint = chance_hint(history, self.sn.data().num_classes, cfg)
         if hint:
             self.log(hint)
@@ -286,11 +291,11 @@ class Pipeline:
         """CES on the supernet trained in `trained_stage`; cached in stage k's search.json."""
         d = self.stage_dir(k)
         out = d / "search.json"
-        if out.is_file():
+        if exists(out):
             return read_record(out, SEARCH_SCHEMA, "search record")
         space = self.space_of(trained_stage)
         evals_file = d / "evals.json"
-        acc_fn = self.accuracy_source(k, trained_stage)
+        acc_fn = shared(self.accuracy_source(k, trained_stage))
         cache = None if self.accuracy_factory is not None else acc_fn.cache
         pred = self.predictor(space)
         s = self.search
@@ -301,7 +306,7 @@ class Pipeline:
         with phase(standalone if self.progress else None, f"stage {k} search", s.generations) as advance:
 
             def on_generation(gen, problem):
-                if cache is not None:
+                if cache is not None and is_main():  # no one reads it before the next run: no barrier
                     write_json(evals_file, {a: v for (_, a), v in cache.items()})
                 advance()
 
@@ -335,7 +340,7 @@ class Pipeline:
             "pruned_space": pruned.to_dict(),
             "pruned_size": str(pruned.size()),
         }
-        write_json(out, record)
+        write_on_main(lambda: write_json(out, record))
         return record
 
     def run(self) -> dict:
@@ -343,18 +348,20 @@ class Pipeline:
         M = self.search.stages
         # stage 1
         d1 = self.stage_dir(1)
-        if not (d1 / "trained.json").is_file():
+        if not exists(d1 / "trained.json"):
             s1 = self.space_of(1)
-            net = Supernet(self.sn.proxy(s1))
-            if not (d1 / "checkpoint.pt").is_file():
+            with torch.random.fork_rng():  # the initial weights follow --seed, whatever process draws them
+                torch.manual_seed(self.sn.config.train.seed)
+                net = Supernet(self.sn.proxy(s1))
+            if not exists(d1 / "checkpoint.pt"):
                 zero_init_residuals(net)
             self._train(1, net.to(default_device()), s1)
         # stages 2..M-1
         for k in range(2, M):
             self._search(k, trained_stage=k - 1)
             pruned = self.space_of(k)
-            if not (self.stage_dir(k) / "trained.json").is_file():
-                if (self.stage_dir(k) / "checkpoint.pt").is_file():
+            if not exists(self.stage_dir(k) / "trained.json"):
+                if exists(self.stage_dir(k) / "checkpoint.pt"):
                     net = Supernet(self.sn.proxy(pruned)).to(default_device())  # train() loads the checkpoint
                 else:
                     net = self._supernet_after(k - 1)
@@ -401,8 +408,12 @@ class Pipeline:
             "latency_band_ms": [self.search.band.lo, self.search.band.hi],
             "lut": self.sn.config.lut,
         }
-        write_json(self.path / "results.json", results)
+        write_on_main(lambda: write_json(self.path / "results.json", results))
         return results
+
+
+def _silent(_: str) -> None:
+    """The log of ranks other than 0."""
 
 
 def _fixed_archs(space: SearchSpace, n: int):

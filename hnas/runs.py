@@ -3,6 +3,9 @@
 RUN/config.json       deployment space, proxy settings, data, training settings
 RUN/checkpoint.pt     model + optimizer + scheduler + RNG state, written atomically every epoch
 RUN/history.json      per epoch: loss, train accuracy, supernet validation accuracy, seconds
+
+Under torchrun rank 0 alone writes these files; the per-epoch evaluation of the fixed architectures is split
+across the ranks (hnas.dist).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from hnas.data import DataBundle, load_data
+from hnas.dist import exists, is_main, shared, write_on_main
 from hnas.errors import HnasError
 from hnas.evaluate import OneShotEvaluator
 from hnas.progress import bars
@@ -47,16 +51,14 @@ class SupernetRun:
     def open(cls, path: str | Path, config: RunConfig | None = None, latency=None) -> SupernetRun:
         """The run in `path` (its config.json wins), or a new one of `config`, whose config.json is written once
         the data spec has loaded."""
-        saved = cls.saved_config(path)
-        if saved is not None:
-            return cls(path, saved, latency)
+        cfg_path = Path(path) / "config.json"
+        if exists(cfg_path):  # rank 0's answer under torchrun: every rank takes the same branch
+            return cls(path, cls.saved_config(path), latency)
         if config is None:
             raise HnasError(f"{path} is not a supernet run (no config.json): train one with `hnas supernet train`")
-        cfg_path = Path(path) / "config.json"
         run = cls(path, config, latency)
         run.data()  # a bad data spec fails before anything is written
-        run.path.mkdir(parents=True, exist_ok=True)
-        write_json(cfg_path, config.to_dict())
+        write_on_main(lambda: write_json(cfg_path, config.to_dict()))
         return run
 
     @property
@@ -118,10 +120,10 @@ class SupernetRun:
         def on_epoch(stats):
             if not fixed:
                 return None
-            ev = self.evaluator(supernet, tag=f"epoch{stats.epoch}")
+            ev = shared(self.evaluator(supernet, tag=f"epoch{stats.epoch}"))
             return float(np.mean(ev(fixed)))
 
-        with bars() if progress else contextlib.nullcontext() as factory:
+        with bars() if progress and is_main() else contextlib.nullcontext() as factory:
             history = train(
                 supernet,
                 self.data().train,
@@ -132,7 +134,7 @@ class SupernetRun:
                 on_epoch,
                 extra_state=lambda: {"deploy_space": deploy.to_dict()},
             )
-        write_json(self.path / "history.json", [asdict(h) for h in history])
+        write_on_main(lambda: write_json(self.path / "history.json", [asdict(h) for h in history]))
         return history
 
 

@@ -72,6 +72,7 @@ def search(
 ) -> None:
     """Run HNAS (Algorithm 1): train, search, prune and fine-tune over M stages under a latency band (at the
     LUT's precision: an int8 table searches for an int8 deployment)."""
+    from hnas.dist import barrier, is_main
     from hnas.pipeline import Pipeline, default_schedule, saved_settings
     from hnas.settings import Band, RunConfig, by_flag
     from hnas.spec.space import SearchSpace, load_space
@@ -79,8 +80,10 @@ def search(
     from hnas.workflows.search import band_for, latency_of, open_search
 
     init_distributed()
+    console.quiet = not is_main()  # under torchrun rank 0 prints
     precision = precision_arg(precision)
     saved = saved_settings(out)
+    barrier()  # every rank has read the folder before rank 0 writes to it
     if saved is not None:
         run_cfg, s = saved
         deploy = SearchSpace.from_dict(run_cfg.space)

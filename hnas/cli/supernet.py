@@ -55,13 +55,16 @@ def supernet_train(
     seed: SeedOpt = 0,
 ) -> None:
     """Train a SPOS supernet (uniform single paths); rerun with the same --out to resume."""
+    from hnas.dist import barrier, is_main
     from hnas.runs import SupernetRun
     from hnas.settings import Band, RunConfig, by_flag
     from hnas.spec.space import load_space
     from hnas.train import chance_hint, init_distributed
 
     init_distributed()
+    console.quiet = not is_main()  # under torchrun rank 0 prints
     saved = SupernetRun.saved_config(out)
+    barrier()  # every rank has read the folder before rank 0 writes to it
     if saved is not None:
         flags = {**by_flag(saved.proxy, saved.train), "--space": saved.space, "--data": saved.data, "--lut": saved.lut}
         refuse_changed_settings(ctx, flags, out, {"--space": lambda t: load_space(t).to_dict(), "--lat": Band.parse})
