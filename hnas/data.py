@@ -155,78 +155,137 @@ def cifar10(path: str | Path, resolution: int = 32, seed: int = 0, per_class: in
     )
 
 
-class ImageFiles(Dataset):
-    """(path, label) pairs decoded with PIL; random-resized-crop + flip for training, centre crop otherwise."""
+class UnreadableImage(HnasError):
+    """An image file that cannot be decoded. Raised inside a DataLoader worker, it is re-raised in the main process
+    by calling the class with the worker's whole traceback as text; the one-line message is recovered from it."""
 
-    def __init__(self, items: list[tuple[Path, int]], resolution: int, train: bool):
+    def __init__(self, message: str):
+        if "\nOriginal Traceback" in message:  # torch.utils.data re-raise: keep the last line's message only
+            message = message.strip().splitlines()[-1].partition("UnreadableImage: ")[2] or message
+        super().__init__(message)
+
+
+class ImageFiles(Dataset):
+    """(path, label) pairs decoded with PIL; random-resized-crop + flip for training, centre crop otherwise.
+
+    Training augmentation is drawn from a generator seeded by (seed, epoch, index), so a batch depends only on
+    the seed, the epoch (`set_epoch`, called by the training loop before each epoch's loader is made) and the
+    indices in it: the same with any number of workers, and the same after a resume."""
+
+    def __init__(self, items: list[tuple[Path, int]], resolution: int, train: bool, seed: int = 0):
         self.items, self.resolution, self.train = items, resolution, train
+        self.seed, self.epoch = seed, 0
         self.mean = np.array(MEAN, dtype=np.float32)
         self.std = np.array(STD, dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.items)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the augmentation of `epoch` from now on."""
+        self.epoch = epoch
+
     def __getitem__(self, i: int):
         from PIL import Image
 
         path, label = self.items[i]
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            r = self.resolution
-            if self.train:
-                rng = np.random.default_rng()
-                w, h = im.size
-                for _ in range(10):
-                    area = w * h * rng.uniform(0.08, 1.0)
-                    ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-                    cw, ch = int(round((area * ratio) ** 0.5)), int(round((area / ratio) ** 0.5))
-                    if 0 < cw <= w and 0 < ch <= h:
-                        x0, y0 = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
-                        im = im.crop((x0, y0, x0 + cw, y0 + ch))
-                        break
-                im = im.resize((r, r), Image.BILINEAR)
-                if rng.random() < 0.5:
-                    im = im.transpose(Image.FLIP_LEFT_RIGHT)
-            else:
-                short = int(round(r / 0.875))
-                w, h = im.size
-                s = short / min(w, h)
-                im = im.resize((max(r, round(w * s)), max(r, round(h * s))), Image.BILINEAR)
-                w, h = im.size
-                x0, y0 = (w - r) // 2, (h - r) // 2
-                im = im.crop((x0, y0, x0 + r, y0 + r))
-            a = (np.asarray(im, dtype=np.float32) / 255.0 - self.mean) / self.std
+        try:
+            with Image.open(path) as opened:
+                im = opened.convert("RGB")
+        except Exception as exc:  # noqa: BLE001 - PIL raises OSError, ValueError, SyntaxError, DecompressionBombError
+            raise UnreadableImage(
+                f"{path} cannot be decoded as an image ({type(exc).__name__}: {exc}): replace or delete it"
+            ) from None
+        r = self.resolution
+        if self.train:
+            rng = np.random.default_rng([abs(self.seed), self.epoch, i])
+            w, h = im.size
+            for _ in range(10):
+                area = w * h * rng.uniform(0.08, 1.0)
+                ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+                cw, ch = int(round((area * ratio) ** 0.5)), int(round((area / ratio) ** 0.5))
+                if 0 < cw <= w and 0 < ch <= h:
+                    x0, y0 = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
+                    im = im.crop((x0, y0, x0 + cw, y0 + ch))
+                    break
+            im = im.resize((r, r), Image.BILINEAR)
+            if rng.random() < 0.5:
+                im = im.transpose(Image.FLIP_LEFT_RIGHT)
+        else:
+            short = int(round(r / 0.875))
+            w, h = im.size
+            s = short / min(w, h)
+            im = im.resize((max(r, round(w * s)), max(r, round(h * s))), Image.BILINEAR)
+            w, h = im.size
+            x0, y0 = (w - r) // 2, (h - r) // 2
+            im = im.crop((x0, y0, x0 + r, y0 + r))
+        a = (np.asarray(im, dtype=np.float32) / 255.0 - self.mean) / self.std
         return torch.from_numpy(a.transpose(2, 0, 1).copy()), label
 
 
+def _names(names: list[str], most: int = 5) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _class_folders(folder: Path) -> list[str]:
+    """The class folder names in `folder`, sorted; one line when there are none."""
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if not classes:
+        raise HnasError(
+            f"{folder} has no class folders: ImageNet layout needs {folder.name}/<class>/ folders of images"
+        )
+    return classes
+
+
 def _scan(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
-    items = []
+    """(image, label) pairs of `folder`/<class>/; one line naming the class folders that hold no image."""
+    items, empty = [], []
     for c, name in enumerate(classes):
         d = folder / name
         if d.is_dir():
-            items += [(p, c) for p in sorted(d.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+            found = [(p, c) for p in sorted(d.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+            items += found
+            if not found:
+                empty.append(name)
+    if empty:
+        raise HnasError(
+            f"{len(empty)} class folder(s) of {folder} hold no images ({_names(empty)}): put images "
+            f"({', '.join(sorted(IMAGE_SUFFIXES))}) in them or remove them"
+        )
     return items
 
 
 def imagenet(
     path: str | Path, resolution: int = 224, seed: int = 0, per_class: int | None = None, val_per_class: int = 50
 ) -> DataBundle:
-    """ImageNet layout: `val_per_class` train images per class held out as val; the original val as test."""
+    """ImageNet layout: `val_per_class` train images per class held out as val; the original val as test. The
+    folder is checked here, before anything is trained: missing splits, empty or unknown class folders."""
     root = Path(path)
-    if not (root / "train").is_dir() or not (root / "val").is_dir():
-        raise HnasError(f"{root} needs train/<class>/ and val/<class>/ folders (ImageNet layout)")
-    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
-    if not classes:
-        raise HnasError(f"{root / 'train'} has no class folders")
+    missing = [s for s in ("train", "val") if not (root / s).is_dir()]
+    if missing:
+        raise HnasError(
+            f"{root} has no {' and no '.join(s + '/' for s in missing)} folder: ImageNet layout needs "
+            "train/<class>/ and val/<class>/ folders of images"
+        )
+    classes = _class_folders(root / "train")
+    val_classes = _class_folders(root / "val")
+    unknown = sorted(set(val_classes) - set(classes))
+    if unknown:
+        raise HnasError(
+            f"{len(unknown)} class folder(s) of {root / 'val'} are not classes of {root / 'train'} "
+            f"({_names(unknown)}): val/ may only hold classes that train/ has"
+        )
     items = _scan(root / "train", classes)
+    test_items = _scan(root / "val", classes)
     labels = np.array([c for _, c in items])
     train_idx, val_idx = _split_per_class(labels, val_per_class, seed)
     train_idx = _subset(train_idx, labels, per_class, seed)
     return DataBundle(
         "imagenet",
-        ImageFiles([items[i] for i in train_idx], resolution, train=True),
-        ImageFiles([items[i] for i in val_idx], resolution, train=False),
-        ImageFiles(_scan(root / "val", classes), resolution, train=False),
+        ImageFiles([items[i] for i in train_idx], resolution, train=True, seed=seed),
+        ImageFiles([items[i] for i in val_idx], resolution, train=False, seed=seed),
+        ImageFiles(test_items, resolution, train=False, seed=seed),
         len(classes),
         resolution,
     )

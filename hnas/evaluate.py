@@ -8,13 +8,14 @@ pays twice for the same architecture.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from hnas.evalimages import EvalFormat, EvalImages, calibration_indices
 from hnas.spec.arch import Architecture
 
 
@@ -46,9 +47,9 @@ def top1(model: nn.Module, loader: DataLoader, device: torch.device) -> float:
     correct = seen = 0
     for x, y in loader:
         out = model(x.to(device, non_blocking=True))
-        correct += int((out.argmax(1).cpu() == y).sum())
+        correct += (out.argmax(1) == y.to(out.device, non_blocking=True)).sum()
         seen += len(y)
-    return correct / max(1, seen)
+    return int(correct) / max(1, seen)
 
 
 @torch.no_grad()
@@ -68,14 +69,18 @@ def loss_top1(model: nn.Module, loader: DataLoader, device: torch.device) -> tup
 
 def calibration_batches(train_set: Dataset, n_images: int, batch_size: int, seed: int = 0) -> list[torch.Tensor]:
     """A fixed set of `n_images` training images, as batches (the same for every architecture)."""
-    rng = np.random.default_rng(seed)
-    idx = rng.choice(len(train_set), size=min(n_images, len(train_set)), replace=False)
-    loader = DataLoader(Subset(train_set, idx.tolist()), batch_size=batch_size, shuffle=False)
+    idx = calibration_indices(len(train_set), n_images, seed)
+    loader = DataLoader(Subset(train_set, idx), batch_size=batch_size, shuffle=False)
     return [x for x, _ in loader]
 
 
 class OneShotEvaluator:
-    """Accuracy source for the search: architectures -> one-shot top-1 from a supernet."""
+    """Accuracy source for the search: architectures -> one-shot top-1 from a supernet.
+
+    The calibration and validation images are `images` when given (a run shares one `EvalImages` among all
+    its evaluators, so they are decoded once per process), else decoded here. `batch_size` is the evaluation
+    batch (`ProxySettings.eval_batch`), not the training one. On CUDA the supernet and inputs are channels_last,
+    and with `amp` the forward passes run under autocast on float16 inputs; on the CPU nothing changes."""
 
     def __init__(
         self,
@@ -87,14 +92,36 @@ class OneShotEvaluator:
         device: torch.device | None = None,
         state_tag: str = "",
         workers: int = 0,
+        amp: bool = False,
+        images: EvalImages | None = None,
+        budget_bytes: int | None = None,
     ):
         self.supernet = supernet
         self.device = device or next(supernet.parameters()).device
-        self.calib = calibration_batches(train_set, bn_images, batch_size)
-        self.val_loader = DataLoader(val_set, batch_size=batch_size, shuffle=False, num_workers=workers)
+        self.images = images or EvalImages(
+            train_set,
+            val_set,
+            bn_images,
+            batch_size,
+            EvalFormat.for_device(self.device, amp),
+            workers=workers,
+            budget_bytes=budget_bytes,
+        )
+        if self.images.fmt.channels_last:
+            supernet.to(memory_format=torch.channels_last)
         self.state_tag = state_tag
         self.cache: dict[tuple[str, str], float] = {}
         self.evaluated = 0
+
+    @property
+    def calib(self) -> _Batches:
+        """The BN-calibration batches (re-iterable)."""
+        return _Batches(self.images.calibration)
+
+    @property
+    def val_loader(self) -> _Batches:
+        """The (images, labels) validation batches (re-iterable)."""
+        return _Batches(self.images.validation)
 
     def accuracy(self, arch: Architecture) -> float:
         """One-shot top-1 of `arch` (memoized): the path runs inside the supernet, its own BatchNorms are
@@ -102,13 +129,24 @@ class OneShotEvaluator:
         key = (self.state_tag, str(arch))
         if key not in self.cache:
             path = _Path(self.supernet, arch)
-            recalibrate_bn(path, self.calib, self.device, within=self.supernet.path_modules(arch))
-            self.cache[key] = top1(path, self.val_loader, self.device)
+            with torch.autocast(self.device.type, enabled=self.images.fmt.autocast):
+                recalibrate_bn(path, self.calib, self.device, within=self.supernet.path_modules(arch))
+                self.cache[key] = top1(path, self.val_loader, self.device)
             self.evaluated += 1
         return self.cache[key]
 
     def __call__(self, archs: Sequence[Architecture]) -> np.ndarray:
         return np.array([self.accuracy(a) for a in archs])
+
+
+class _Batches:
+    """A re-iterable view of a generator function (each iteration starts again)."""
+
+    def __init__(self, make: Callable[[], Iterator]):
+        self.make = make
+
+    def __iter__(self) -> Iterator:
+        return self.make()
 
 
 class _Path(nn.Module):

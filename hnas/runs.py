@@ -15,10 +15,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from hnas.data import DataBundle, load_data
 from hnas.dist import exists, is_main, shared, write_on_main
 from hnas.errors import HnasError
+from hnas.evalimages import EvalFormat, EvalImages
 from hnas.evaluate import OneShotEvaluator
 from hnas.progress import bars
 from hnas.settings import FIXED_ARCHS_SEED, RunConfig, TrainConfig
@@ -40,6 +42,7 @@ class SupernetRun:
         self.latency = latency
         self.deploy_space = SearchSpace.from_dict(config.space)
         self._data: DataBundle | None = None
+        self._eval_images: dict[tuple[str, bool], EvalImages] = {}
 
     @staticmethod
     def saved_config(path: str | Path) -> RunConfig | None:
@@ -89,12 +92,38 @@ class SupernetRun:
         load_weights(net, ck["model"], self.checkpoint)
         return net.to(default_device()), space
 
+    def eval_images(self, device: torch.device) -> EvalImages:
+        """The calibration and validation images of one-shot evaluation on `device`, decoded once per process
+        (every evaluator of this run shares them), at the evaluation batch size `ProxySettings.eval_batch`."""
+        amp = self.config.train.amp and device.type == "cuda"
+        key = (str(device), amp)
+        if key not in self._eval_images:
+            p, data = self.config.proxy, self.data()
+            self._eval_images[key] = EvalImages(
+                data.train,
+                data.val,
+                p.bn_images,
+                p.eval_batch,
+                EvalFormat.for_device(device, amp),
+                workers=self.config.train.workers,
+            )
+        return self._eval_images[key]
+
     def evaluator(self, supernet: Supernet, tag: str = "") -> OneShotEvaluator:
         """One-shot accuracy of architectures of this run's deployment space."""
         p = self.config.proxy
         data = self.data()
+        device = next(supernet.parameters()).device
         return _DeployEvaluator(
-            supernet, data.val, data.train, p.bn_images, p.eval_batch, state_tag=tag, workers=self.config.train.workers
+            supernet,
+            data.val,
+            data.train,
+            p.bn_images,
+            p.eval_batch,
+            device=device,
+            state_tag=tag,
+            workers=self.config.train.workers,
+            images=self.eval_images(device),
         )
 
     def train(

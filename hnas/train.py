@@ -4,7 +4,8 @@ Every step samples one op per layer uniformly from the layer's current candidate
 LUT latency lies in a band, by rejection, as SPOS does with FLOPs). With `warmup_epochs`, the first
 epochs hold every chain layer (no residual path) at its reference op, and at the end of the warm-up the other
 candidates are aligned to it (`Supernet.align_candidates`); see `hnas.supernet` for why. SGD with momentum 0.9, weight
-decay 4e-5, learning rate decayed linearly per step to zero, optional label smoothing, AMP on CUDA.
+decay 4e-5, learning rate decayed linearly per step to zero, optional label smoothing, AMP and channels_last on
+CUDA (CPU tensors keep their default layout).
 A checkpoint (model, optimizer, scheduler, every RNG, history) is written atomically after each epoch; a rerun
 resumes from it. Under `torchrun`, ranks draw the same path each step (same seed), and gradients are averaged.
 """
@@ -152,16 +153,37 @@ class EpochStats:
     val_acc: float | None = None
 
 
-def _loader(ds: Dataset, batch: int, shuffle: bool, seed: int, epoch: int, workers: int, world: int, rank: int):
+def _loader(
+    ds: Dataset,
+    batch: int,
+    shuffle: bool,
+    seed: int,
+    epoch: int,
+    workers: int,
+    world: int,
+    rank: int,
+    pin: bool = False,
+) -> DataLoader:
+    """Epoch `epoch`'s loader: the order from (seed, epoch); a dataset with `set_epoch` (seeded augmentation) is
+    set to `epoch` before the workers start, so batches do not depend on the worker count. The loader is made
+    anew each epoch (which is why its workers are not persistent: they would keep the previous epoch)."""
+    if hasattr(ds, "set_epoch"):
+        ds.set_epoch(epoch)
     if world > 1:
         from torch.utils.data.distributed import DistributedSampler
 
         sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=True)
         sampler.set_epoch(epoch)
-        return DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=workers, drop_last=True)
+        return DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=workers, drop_last=True, pin_memory=pin)
     gen = torch.Generator().manual_seed(seed * 1000 + epoch)
     return DataLoader(
-        ds, batch_size=batch, shuffle=shuffle, generator=gen, num_workers=workers, drop_last=shuffle and len(ds) > batch
+        ds,
+        batch_size=batch,
+        shuffle=shuffle,
+        generator=gen,
+        num_workers=workers,
+        drop_last=shuffle and len(ds) > batch,
+        pin_memory=pin,
     )
 
 
@@ -185,6 +207,9 @@ def train(
     distributed = world > 1 and dist.is_initialized()
     torch.manual_seed(cfg.seed)
     model.to(device)
+    cuda = device.type == "cuda"
+    if cuda:  # channels_last on CUDA only: CPU tensors stay as they always were
+        model.to(memory_format=torch.channels_last)
     params_decay = [p for n, p in model.named_parameters() if p.dim() > 1]
     params_no = [p for n, p in model.named_parameters() if p.dim() <= 1]
     opt = torch.optim.SGD(
@@ -241,7 +266,7 @@ def train(
             model.align_candidates(hold)  # the warm-up ends: every candidate starts from its trained reference
         warming = bool(hold) and epoch < cfg.warmup_epochs
         model.train()
-        loader = _loader(train_set, cfg.batch_size, True, cfg.seed, epoch, cfg.workers, world, rank)
+        loader = _loader(train_set, cfg.batch_size, True, cfg.seed, epoch, cfg.workers, world, rank, pin=cuda)
         t0 = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
         bar = progress(f"epoch {epoch + 1}/{cfg.epochs}", len(loader)) if progress and rank == 0 else None
@@ -249,6 +274,8 @@ def train(
         try:
             for x, y in loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if cuda:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, enabled=use_amp):
                     if sampler is None:
                         out = net(x)

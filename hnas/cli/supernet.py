@@ -123,7 +123,7 @@ def supernet_eval(
     if as_json:
         emit_json(rows)
         return
-    table = Table(title=f"one-shot top-1 on {r.config.data} val ({len(ev.val_loader.dataset)} images)")
+    table = Table(title=f"one-shot top-1 on {r.config.data} val ({ev.images.val_size} images)")
     for col in ("arch", "top-1", "MACs"):
         table.add_column(col)
     for row in rows:
