@@ -49,11 +49,14 @@ class SupernetRun:
         the data spec has loaded."""
         saved = cls.saved_config(path)
         if saved is not None:
-            return cls(path, saved, latency)
+            run = cls(path, saved, latency)
+            run.require_memory()
+            return run
         if config is None:
             raise HnasError(f"{path} is not a supernet run (no config.json): train one with `hnas supernet train`")
         cfg_path = Path(path) / "config.json"
         run = cls(path, config, latency)
+        run.require_memory()
         run.data()  # a bad data spec fails before anything is written
         run.path.mkdir(parents=True, exist_ok=True)
         write_json(cfg_path, config.to_dict())
@@ -62,6 +65,15 @@ class SupernetRun:
     @property
     def checkpoint(self) -> Path:
         return self.path / "checkpoint.pt"
+
+    def require_memory(self) -> None:
+        """Refuse, in one line naming settings that fit, a training that would not fit this machine's memory
+        (or its GPU's); checked before the data is loaded or the supernet built."""
+        from hnas.memory import require_fit
+
+        p, t = self.config.proxy, self.config.train
+        space = proxy_space(self.deploy_space, p.resolution, p.width)
+        require_fit(space, self.config.data, t.batch_size, p.per_class, t.workers, default_device())
 
     def data(self) -> DataBundle:
         """The run's dataset at the proxy resolution."""
