@@ -124,12 +124,18 @@ def mnist5k(resolution: int = 32, seed: int = 0, per_class: int | None = None) -
     )
 
 
-def cifar10(path: str | Path, resolution: int = 32, seed: int = 0, per_class: int | None = None) -> DataBundle:
-    """CIFAR-10 python batches: 500 images per class of the training batches as val, test_batch as test."""
-    root = Path(path)
+def _cifar_files(root: Path) -> list[Path]:
+    """The five training batches of a CIFAR-10 python folder; one line when a batch or test_batch is missing."""
     files = [root / f"data_batch_{i}" for i in range(1, 6)]
     if not all(f.is_file() for f in files) or not (root / "test_batch").is_file():
         raise HnasError(f"{root} is not a CIFAR-10 python folder (data_batch_1..5 and test_batch expected)")
+    return files
+
+
+def cifar10(path: str | Path, resolution: int = 32, seed: int = 0, per_class: int | None = None) -> DataBundle:
+    """CIFAR-10 python batches: 500 images per class of the training batches as val, test_batch as test."""
+    root = Path(path)
+    files = _cifar_files(root)
 
     def load(fs):
         xs, ys = [], []
@@ -256,12 +262,8 @@ def _scan(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
     return items
 
 
-def imagenet(
-    path: str | Path, resolution: int = 224, seed: int = 0, per_class: int | None = None, val_per_class: int = 50
-) -> DataBundle:
-    """ImageNet layout: `val_per_class` train images per class held out as val; the original val as test. The
-    folder is checked here, before anything is trained: missing splits, empty or unknown class folders."""
-    root = Path(path)
+def _imagenet_classes(root: Path) -> list[str]:
+    """The class names of an ImageNet-layout folder; one line for missing splits, missing or unknown classes."""
     missing = [s for s in ("train", "val") if not (root / s).is_dir()]
     if missing:
         raise HnasError(
@@ -276,6 +278,16 @@ def imagenet(
             f"{len(unknown)} class folder(s) of {root / 'val'} are not classes of {root / 'train'} "
             f"({_names(unknown)}): val/ may only hold classes that train/ has"
         )
+    return classes
+
+
+def imagenet(
+    path: str | Path, resolution: int = 224, seed: int = 0, per_class: int | None = None, val_per_class: int = 50
+) -> DataBundle:
+    """ImageNet layout: `val_per_class` train images per class held out as val; the original val as test. The
+    folder is checked here, before anything is trained: missing splits, empty or unknown class folders."""
+    root = Path(path)
+    classes = _imagenet_classes(root)
     items = _scan(root / "train", classes)
     test_items = _scan(root / "val", classes)
     labels = np.array([c for _, c in items])
@@ -291,22 +303,24 @@ def imagenet(
     )
 
 
+def check_data(spec: str) -> str:
+    """The kind of data `spec` names (`hnas.recipes.data_kind`), its folder's layout checked without reading an
+    image: what a run checks before it estimates memory or writes anything."""
+    from hnas.recipes import data_kind
+
+    kind = data_kind(spec)
+    root = Path(spec.partition(":")[2] if spec.startswith(("cifar10:", "imagenet:")) else spec)
+    if kind == "cifar10":
+        _cifar_files(root)
+    elif kind == "imagenet":
+        _imagenet_classes(root)
+    return kind
+
+
 def load_data(spec: str, resolution: int, seed: int = 0, per_class: int | None = None) -> DataBundle:
-    """`digits`, `cifar10:PATH`, `imagenet:PATH`, or a PATH recognised by its layout."""
-    if spec == "digits":
-        return digits(resolution, seed, per_class)
-    if spec == "mnist5k":
-        return mnist5k(resolution, seed, per_class)
-    kind, _, rest = spec.partition(":")
-    if kind == "cifar10" and rest:
-        return cifar10(rest, resolution, seed, per_class)
-    if kind == "imagenet" and rest:
-        return imagenet(rest, resolution, seed, per_class)
-    path = Path(spec)
-    if (path / "data_batch_1").is_file():
-        return cifar10(path, resolution, seed, per_class)
-    if (path / "train").is_dir():
-        return imagenet(path, resolution, seed, per_class)
-    raise HnasError(
-        f"unknown data {spec!r}: use digits, mnist5k, cifar10:PATH, imagenet:PATH or a folder of either layout"
-    )
+    """`digits`, `mnist5k`, `cifar10:PATH`, `imagenet:PATH`, or a PATH recognised by its layout."""
+    kind = check_data(spec)
+    if kind == "embedded":
+        return {"digits": digits, "mnist5k": mnist5k}[spec](resolution, seed, per_class)
+    root = spec.partition(":")[2] if spec.startswith(("cifar10:", "imagenet:")) else spec
+    return {"cifar10": cifar10, "imagenet": imagenet}[kind](root, resolution, seed, per_class)

@@ -54,37 +54,6 @@ from hnas.train import (
     write_json,
 )
 
-
-def default_schedule(stages: int) -> tuple[list[int], list[float]]:
-    """The paper's 240 supernet epochs split over the M-1 training stages (120/80/40 for M = 4)."""
-    if stages < 2:
-        raise HnasError("--stages must be at least 2 (2 = I-Supernet, 3 = P-Supernet, 4 = HNAS)")
-    if stages == 2:
-        return [240], [0.5]
-    if stages == 3:
-        return [160, 80], [0.5, 0.1]
-    if stages == 4:
-        return [120, 80, 40], [0.5, 0.1, 0.1]
-    first = 120
-    rest = [max(1, round(120 / (stages - 2)))] * (stages - 2)
-    return [first, *rest], [0.5] + [0.1] * (stages - 2)
-
-
-def split_epochs(total: int, stages: int) -> list[int]:
-    """`total` supernet epochs over M-1 training stages in the paper's 3:2:1-like proportions (120/80/40 for
-    M = 4, 160/80 for M = 3), at least one epoch each."""
-    if total < stages - 1:
-        raise HnasError(f"{total} epochs cannot be split over {stages - 1} training stages: give at least {stages - 1}")
-    weights = np.array([3.0, 2.0, 1.0][: stages - 1] if stages <= 4 else [1.0] * (stages - 1))
-    if stages == 3:
-        weights = np.array([2.0, 1.0])
-    raw = np.maximum(1, np.round(total * weights / weights.sum())).astype(int)
-    raw[0] += total - raw.sum()
-    if raw[0] < 1:
-        raise HnasError(f"{total} epochs are too few for {stages} stages")
-    return raw.tolist()
-
-
 AccuracyFactory = Callable[[Supernet, int], Callable]
 
 
@@ -179,6 +148,7 @@ class Pipeline:
         self.search = search
         self.latency = latency
         self.sn = SupernetRun(self.path, run)  # its config lives inside this run's config.json
+        self.sn.require_memory()
         if not exists(cfg_file):  # every input is checked before anything is written
             constraints = Constraints(search.band, search.max_macs, search.max_params)
             require_feasible(self.sn.deploy_space, latency.predict, constraints)

@@ -56,10 +56,13 @@ class SupernetRun:
         the data spec has loaded."""
         cfg_path = Path(path) / "config.json"
         if exists(cfg_path):  # rank 0's answer under torchrun: every rank takes the same branch
-            return cls(path, cls.saved_config(path), latency)
+            run = cls(path, cls.saved_config(path), latency)
+            run.require_memory()
+            return run
         if config is None:
             raise HnasError(f"{path} is not a supernet run (no config.json): train one with `hnas supernet train`")
         run = cls(path, config, latency)
+        run.require_memory()
         run.data()  # a bad data spec fails before anything is written
         write_on_main(lambda: write_json(cfg_path, config.to_dict()))
         return run
@@ -67,6 +70,18 @@ class SupernetRun:
     @property
     def checkpoint(self) -> Path:
         return self.path / "checkpoint.pt"
+
+    def require_memory(self) -> None:
+        """Refuse, in one line naming settings that fit, a training that would not fit this machine's memory
+        (or its GPU's); checked before the data is loaded or the supernet built."""
+        from hnas.data import check_data
+        from hnas.memory import require_fit
+
+        check_data(self.config.data)  # a wrong folder is named before any estimate
+
+        p, t = self.config.proxy, self.config.train
+        space = proxy_space(self.deploy_space, p.resolution, p.width)
+        require_fit(space, self.config.data, t.batch_size, p.per_class, t.workers, default_device())
 
     def data(self) -> DataBundle:
         """The run's dataset at the proxy resolution."""

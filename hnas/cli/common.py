@@ -13,7 +13,8 @@ import typer
 from rich.console import Console
 
 from hnas.errors import HnasError
-from hnas.settings import Deployment, ProxySettings, SearchSettings, TrainConfig, option
+from hnas.recipes import recipe_help
+from hnas.settings import Deployment, ProxySettings, SearchSettings, TrainConfig, flag_of, option
 
 # wide enough for a large space's candidate lists when the output goes to a file or a pipe
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -26,19 +27,32 @@ LutOpt = Annotated[str | None, typer.Option("--lut", help="Latency table (LUT fi
 OutOpt = Annotated[str, typer.Option("--out", help="Run folder; an existing run resumes.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="`local` (this CPU) or a phone (serial or host:port).")]
 
-EpochsOpt = option(TrainConfig, "epochs")
-LrOpt = option(TrainConfig, "lr")
-BatchOpt = option(TrainConfig, "batch_size")
+
+def recipe_option(cls, name: str):
+    """An option whose default comes from the recipe of `--data` (`hnas.recipes`): None until resolved, its
+    help naming each recipe's value."""
+    import dataclasses
+    import typing
+
+    f = {x.name: x for x in dataclasses.fields(cls)}[name]
+    hint = typing.get_type_hints(cls)[name]
+    text = f"{f.metadata.get('help')} {recipe_help(cls, name)}"
+    return Annotated[hint | None, typer.Option(flag_of(f), help=text, show_default=False)]
+
+
+EpochsOpt = recipe_option(TrainConfig, "epochs")
+LrOpt = recipe_option(TrainConfig, "lr")
+BatchOpt = recipe_option(TrainConfig, "batch_size")
 LabelSmoothingOpt = option(TrainConfig, "label_smoothing")
-WarmupOpt = option(TrainConfig, "warmup_epochs")
+WarmupOpt = recipe_option(TrainConfig, "warmup_epochs")
 WorkersOpt = option(TrainConfig, "workers")
 SeedOpt = option(TrainConfig, "seed")
-ResolutionOpt = option(ProxySettings, "resolution")
-WidthOpt = option(ProxySettings, "width")
+ResolutionOpt = recipe_option(ProxySettings, "resolution")
+WidthOpt = recipe_option(ProxySettings, "width")
 PerClassOpt = option(ProxySettings, "per_class")
-BnImagesOpt = option(ProxySettings, "bn_images")
-PopulationOpt = option(SearchSettings, "population")
-GenerationsOpt = option(SearchSettings, "generations")
+BnImagesOpt = recipe_option(ProxySettings, "bn_images")
+PopulationOpt = recipe_option(SearchSettings, "population")
+GenerationsOpt = recipe_option(SearchSettings, "generations")
 PrescreenOpt = option(SearchSettings, "prescreen")
 PrecisionOpt = option(Deployment, "precision")
 LatOpt = Annotated[str | None, typer.Option("--lat", help="Latency band MIN:MAX in ms.")]

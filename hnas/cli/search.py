@@ -37,7 +37,7 @@ from hnas.cli.common import (
 )
 from hnas.cli.show import print_results, print_verify
 from hnas.errors import HnasError
-from hnas.settings import ProxySettings, RankSettings, SearchSettings, TrainConfig, option
+from hnas.settings import RankSettings, SearchSettings, TrainConfig, option
 
 
 def search(
@@ -52,20 +52,20 @@ def search(
     ref: RefOpt = None,
     epochs: Annotated[str | None, typer.Option("--epochs", help="Per training stage, e.g. 120,80,40.")] = None,
     lrs: Annotated[str | None, typer.Option("--lr", help="Per training stage, e.g. 0.5,0.1,0.1.")] = None,
-    population: PopulationOpt = SearchSettings.population,
-    generations: GenerationsOpt = SearchSettings.generations,
+    population: PopulationOpt = None,
+    generations: GenerationsOpt = None,
     prescreen: PrescreenOpt = SearchSettings.prescreen,
     p_th: option(SearchSettings, "p_th") = SearchSettings.p_th,
     max_rank: option(SearchSettings, "max_rank") = SearchSettings.max_rank,
     max_macs: option(SearchSettings, "max_macs") = None,
     max_params: option(SearchSettings, "max_params") = None,
-    batch_size: BatchOpt = TrainConfig.batch_size,
-    resolution: ResolutionOpt = ProxySettings.resolution,
-    width: WidthOpt = ProxySettings.width,
+    batch_size: BatchOpt = None,
+    resolution: ResolutionOpt = None,
+    width: WidthOpt = None,
     per_class: PerClassOpt = None,
-    bn_images: BnImagesOpt = ProxySettings.bn_images,
+    bn_images: BnImagesOpt = None,
     label_smoothing: LabelSmoothingOpt = TrainConfig.label_smoothing,
-    warmup_epochs: WarmupOpt = TrainConfig.warmup_epochs,
+    warmup_epochs: WarmupOpt = None,
     workers: WorkersOpt = 0,
     seed: SeedOpt = 0,
     precision: PrecisionOpt = None,
@@ -73,7 +73,8 @@ def search(
     """Run HNAS (Algorithm 1): train, search, prune and fine-tune over M stages under a latency band (at the
     LUT's precision: an int8 table searches for an int8 deployment)."""
     from hnas.dist import barrier, is_main
-    from hnas.pipeline import Pipeline, default_schedule, saved_settings
+    from hnas.pipeline import Pipeline, saved_settings
+    from hnas.recipes import recipe_for
     from hnas.settings import Band, RunConfig, by_flag
     from hnas.spec.space import SearchSpace, load_space
     from hnas.train import init_distributed
@@ -107,14 +108,15 @@ def search(
         if lut is None:
             raise HnasError("--lut is needed: the latency table of the target device (`hnas lut build`)")
         sp = load_space(space)
-        ep, lr = default_schedule(stages)
+        recipe = recipe_for(data)
+        ep, lr = recipe.schedule(stages)
         ep = numbers(epochs, "--epochs", int) or ep
         lr = numbers(lrs, "--lr") or lr
         run = RunConfig(
             space=sp.to_dict(),
             data=data,
-            proxy=ProxySettings(resolution=resolution, width=width, per_class=per_class, bn_images=bn_images),
-            train=TrainConfig(
+            proxy=recipe.proxy_settings(resolution=resolution, width=width, per_class=per_class, bn_images=bn_images),
+            train=recipe.train_config(
                 epochs=ep[0],
                 lr=lr[0],
                 batch_size=batch_size,
@@ -136,8 +138,8 @@ def search(
             lrs=lr,
             p_th=p_th,
             max_rank=max_rank,
-            population=population,
-            generations=generations,
+            population=population or recipe.value(SearchSettings, "population"),
+            generations=generations or recipe.value(SearchSettings, "generations"),
             prescreen=prescreen,
             band=band,
             max_macs=max_macs,
@@ -172,17 +174,25 @@ def rank(
     space: Annotated[str, typer.Option("--space", help="Study: space.")] = "basic",
     data: Annotated[str, typer.Option("--data", help="Study: data.")] = "digits",
     total_epochs: Annotated[
-        int, typer.Option("--total-epochs", min=3, help="Study: supernet epochs for every M.")
-    ] = 240,
-    lr: Annotated[float, typer.Option("--lr", help="Study: first-stage learning rate (later stages / 5).")] = 0.5,
+        int | None,
+        typer.Option(
+            "--total-epochs",
+            min=3,
+            help="Study: supernet epochs for every M. Default by --data: digits/mnist5k 22, imagenet 240.",
+        ),
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option("--lr", help="Study: first-stage learning rate (later stages / 5). Default: the recipe's."),
+    ] = None,
     lat_rel: Annotated[str, typer.Option("--lat-rel", help="Study: band relative to --ref.")] = "0.9:1.1",
     ref: Annotated[str | None, typer.Option("--ref", help="Study: reference architecture.")] = None,
-    population: PopulationOpt = SearchSettings.population,
-    generations: GenerationsOpt = SearchSettings.generations,
-    batch_size: BatchOpt = TrainConfig.batch_size,
-    resolution: ResolutionOpt = ProxySettings.resolution,
-    width: WidthOpt = ProxySettings.width,
-    bn_images: BnImagesOpt = ProxySettings.bn_images,
+    population: PopulationOpt = None,
+    generations: GenerationsOpt = None,
+    batch_size: BatchOpt = None,
+    resolution: ResolutionOpt = None,
+    width: WidthOpt = None,
+    bn_images: BnImagesOpt = None,
 ) -> None:
     """Kendall tau and Spearman rho between one-shot and stand-alone top-1, stand-alone repeated over seeds, with
     bootstrap intervals and the noise ceiling (Table 4, Fig. 5)."""
@@ -206,24 +216,26 @@ def rank(
         return
     if lut is None:
         raise HnasError("--study needs --lut (the latency table the searches use)")
+    from hnas.recipes import recipe_for
     from hnas.settings import Band
     from hnas.spec.space import load_space
     from hnas.workflows.search import REFERENCE
     from hnas.workflows.study import StudySettings, run_study
 
     sp = load_space(space)
+    recipe = recipe_for(data)
     study_settings = StudySettings(
         space=sp,
         lut=lut,
         data=data,
-        total_epochs=total_epochs,
-        lr=lr,
+        total_epochs=total_epochs or sum(recipe.value(SearchSettings, "epochs")),
+        lr=lr or recipe.value(TrainConfig, "lr"),
         band_rel=Band.parse(lat_rel, "--lat-rel"),
         ref=load_arch(ref or REFERENCE, sp),
-        population=population,
-        generations=generations,
-        batch_size=batch_size,
-        proxy=ProxySettings(resolution=resolution, width=width, bn_images=bn_images, val_archs=2),
+        population=population or recipe.value(SearchSettings, "population"),
+        generations=generations or recipe.value(SearchSettings, "generations"),
+        batch_size=batch_size or recipe.value(TrainConfig, "batch_size"),
+        proxy=recipe.proxy_settings(resolution=resolution, width=width, bn_images=bn_images, val_archs=2),
         rank=settings,
     )
     with bars() as factory:
@@ -264,9 +276,11 @@ def demo(
     out: Annotated[str, typer.Option("--out", help="Run folder (an existing one resumes).")] = "runs/demo",
     space: SpaceOpt = "basic",
     lut: Annotated[str | None, typer.Option("--lut", help="Host LUT (default lut/local-<cpu>-<machine>.json).")] = None,
-    epochs: Annotated[str, typer.Option("--epochs", help="Supernet epochs per training stage.")] = "12,6,4",
-    population: PopulationOpt = 24,
-    generations: GenerationsOpt = 10,
+    epochs: Annotated[
+        str | None, typer.Option("--epochs", help="Supernet epochs per training stage (default: the recipe's 12,6,4).")
+    ] = None,
+    population: PopulationOpt = None,
+    generations: GenerationsOpt = None,
     precision: PrecisionOpt = None,
 ) -> None:
     """The main job on embedded defaults: host LUT, proxy supernet on the bundled digits, four-stage HNAS with

@@ -28,7 +28,7 @@ from hnas.cli.common import (
     load_arch,
     refuse_changed_settings,
 )
-from hnas.settings import ProxySettings, TrainConfig
+from hnas.settings import TrainConfig
 
 supernet_app = typer.Typer(
     rich_markup_mode=None, help="Train and evaluate single-path one-shot supernets.", no_args_is_help=True
@@ -41,16 +41,16 @@ def supernet_train(
     out: OutOpt,
     space: SpaceOpt = "basic",
     data: DataOpt = "digits",
-    epochs: EpochsOpt = TrainConfig.epochs,
-    lr: LrOpt = TrainConfig.lr,
-    batch_size: BatchOpt = TrainConfig.batch_size,
+    epochs: EpochsOpt = None,
+    lr: LrOpt = None,
+    batch_size: BatchOpt = None,
     label_smoothing: LabelSmoothingOpt = TrainConfig.label_smoothing,
-    resolution: ResolutionOpt = ProxySettings.resolution,
-    width: WidthOpt = ProxySettings.width,
+    resolution: ResolutionOpt = None,
+    width: WidthOpt = None,
     per_class: PerClassOpt = None,
     lut: Annotated[str | None, typer.Option("--lut", help="LUT for latency-banded path sampling.")] = None,
     lat: Annotated[str | None, typer.Option("--lat", help="Sample only paths with latency MIN:MAX ms.")] = None,
-    warmup_epochs: WarmupOpt = TrainConfig.warmup_epochs,
+    warmup_epochs: WarmupOpt = None,
     workers: WorkersOpt = 0,
     seed: SeedOpt = 0,
 ) -> None:
@@ -71,11 +71,14 @@ def supernet_train(
         console.print(f"resuming {out} with the settings in its config.json")
         cfg = saved
     else:
+        from hnas.recipes import recipe_for
+
+        recipe = recipe_for(data)
         cfg = RunConfig(
             space=load_space(space).to_dict(),
             data=data,
-            proxy=ProxySettings(resolution=resolution, width=width, per_class=per_class),
-            train=TrainConfig(
+            proxy=recipe.proxy_settings(resolution=resolution, width=width, per_class=per_class),
+            train=recipe.train_config(
                 epochs=epochs,
                 lr=lr,
                 batch_size=batch_size,
@@ -137,12 +140,16 @@ def train_standalone_cmd(
     space: SpaceOpt = "basic",
     data: DataOpt = "digits",
     epochs: Annotated[
-        int, typer.Option("--epochs", help="Epochs (default: the paper's 240, the supernet's total).")
-    ] = 240,
-    lr: LrOpt = TrainConfig.lr,
-    batch_size: BatchOpt = TrainConfig.batch_size,
+        int | None,
+        typer.Option(
+            "--epochs",
+            help="Epochs. Default by --data: the recipe's total supernet epochs (digits/mnist5k 22, imagenet 240).",
+        ),
+    ] = None,
+    lr: LrOpt = None,
+    batch_size: BatchOpt = None,
     label_smoothing: LabelSmoothingOpt = TrainConfig.label_smoothing,
-    resolution: ResolutionOpt = ProxySettings.resolution,
+    resolution: ResolutionOpt = None,
     width: Annotated[float, typer.Option(help="Width multiplier (1.0 = the architecture as searched).")] = 1.0,
     per_class: PerClassOpt = None,
     workers: WorkersOpt = 0,
@@ -152,17 +159,34 @@ def train_standalone_cmd(
     from hnas.data import load_data
     from hnas.progress import bars
     from hnas.rank import train_standalone
+    from hnas.recipes import recipe_for
+    from hnas.settings import SearchSettings
     from hnas.spec.space import load_space
     from hnas.train import init_distributed
 
     init_distributed()
     sp = load_space(space)
     a = load_arch(arch, sp)
-    proxy = ProxySettings(resolution=resolution, width=width, per_class=per_class)
-    cfg = TrainConfig(
-        epochs=epochs, lr=lr, batch_size=batch_size, label_smoothing=label_smoothing, seed=seed, workers=workers
+    recipe = recipe_for(data)
+    proxy = recipe.proxy_settings(resolution=resolution, width=width, per_class=per_class)
+    cfg = recipe.train_config(
+        epochs=epochs or sum(recipe.value(SearchSettings, "epochs")),
+        lr=lr,
+        batch_size=batch_size,
+        label_smoothing=label_smoothing,
+        seed=seed,
+        workers=workers,
+        warmup_epochs=0,
     )
-    d = load_data(data, resolution, seed, per_class)
+    from hnas.data import check_data
+    from hnas.memory import require_fit
+    from hnas.supernet import proxy_space
+    from hnas.train import default_device
+
+    check_data(data)
+    pspace = proxy_space(sp, proxy.resolution, proxy.width)
+    require_fit(pspace, data, cfg.batch_size, per_class, workers, default_device(), arch=a.__class__(pspace, a.ops))
+    d = load_data(data, proxy.resolution, seed, per_class)
     with bars() as factory:
         res = train_standalone(a, d, proxy, cfg, Path(out), factory)
     console.print(

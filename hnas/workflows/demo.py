@@ -1,7 +1,7 @@
 """The main job on embedded defaults, step by step: this CPU's latency table, a four-stage HNAS search with a
 proxy supernet on the bundled digits, the found network measured end to end, the report.
 
-The demo's settings live here (`DEMO_PROXY`, `DEMO_TRAIN`, `demo_search_settings`); the command runs the steps
+The demo's settings are the embedded data's recipe (`hnas.recipes`); the command runs the steps
 and prints between them.
 """
 
@@ -13,13 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from hnas.pipeline import Pipeline
-from hnas.settings import Band, ProxySettings, RunConfig, SearchSettings, TrainConfig
+from hnas.recipes import RECIPES
+from hnas.settings import Band, RunConfig, SearchSettings
 from hnas.spec.arch import parse_arch, sample
 from hnas.spec.space import SearchSpace
 from hnas.workflows.search import REFERENCE, open_search
 
-DEMO_PROXY = ProxySettings(resolution=16, width=0.5, bn_images=256, eval_batch=512, val_archs=2)
-DEMO_TRAIN = TrainConfig(epochs=12, lr=0.05, batch_size=32, warmup_epochs=4)
+DEMO_RECIPE = RECIPES["embedded"]  # the demo runs on the bundled digits with the embedded data's recipe
+DEMO_PROXY = DEMO_RECIPE.proxy_settings()
+DEMO_TRAIN = DEMO_RECIPE.train_config()
 DEMO_BAND_REL = Band(0.9, 1.1)
 
 
@@ -61,9 +63,9 @@ def demo_search(
     out: str | Path,
     space: SearchSpace,
     lut_path: Path,
-    epochs: list[int],
-    population: int,
-    generations: int,
+    epochs: list[int] | None = None,
+    population: int | None = None,
+    generations: int | None = None,
     log: Callable[[str], None] = print,
 ) -> Pipeline:
     """The demo's HNAS run in `out` (resumed when it exists): M = 4 on digits at the proxy settings, latency band
@@ -78,12 +80,13 @@ def demo_search(
     ref_ms = latency_of(run).predict_arch(ref)
     band = DEMO_BAND_REL.scaled(ref_ms)
     log(f"latency band: 0.9-1.1 x the MobileNetV2-like reference ({ref_ms:.2f} ms) = {band} ms on this CPU")
+    schedule, lrs = DEMO_RECIPE.schedule(4)
     search = SearchSettings(
         stages=4,
-        epochs=epochs,
-        lrs=[0.05, 0.02, 0.02],
-        population=population,
-        generations=generations,
+        epochs=epochs or schedule,
+        lrs=lrs,
+        population=population or DEMO_RECIPE.value(SearchSettings, "population"),
+        generations=generations or DEMO_RECIPE.value(SearchSettings, "generations"),
         band=band,
         band_rel=DEMO_BAND_REL,
         ref=str(ref),

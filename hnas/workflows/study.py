@@ -20,8 +20,9 @@ from pathlib import Path
 
 from hnas.errors import HnasError
 from hnas.io import atomic_write_json
-from hnas.pipeline import saved_settings, split_epochs
+from hnas.pipeline import saved_settings
 from hnas.rank import plot_study, rank_run
+from hnas.recipes import split_epochs
 from hnas.settings import Band, ProxySettings, RankSettings, RunConfig, SearchSettings, TrainConfig
 from hnas.spec.arch import Architecture
 from hnas.spec.space import SearchSpace

@@ -1,0 +1,216 @@
+"""Memory a run needs, estimated before anything is allocated, and a one-line refusal when it cannot fit.
+
+    training    activations kept for the backward pass of the largest path (every layer at its largest
+                expansion and kernel) at the batch and the proxy resolution, summed over the path's modules'
+                outputs on the meta device (nothing allocated), times 1.5 for autograd's buffers
+                + the supernet's weights three times (weights, gradients, momentum)
+    data        the embedded and CIFAR data sit in memory as float32 tensors at the proxy resolution; ImageNet
+                is read from disk (the worker prefetch counts)
+    runtime     the Python, torch and data libraries themselves (measured: 0.35-0.45 GB)
+
+On a GPU the model side is checked against the GPU's free memory and the data against the host's. Checked
+against measured peaks (benchmarks/bench_memory.py, four configurations): the estimate is 5-33 % above them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from hnas.errors import HnasError
+
+AUTOGRAD_FACTOR = 1.5
+RUNTIME_BYTES = int(0.6 * 2**30)
+HEADROOM = 0.9  # use at most this share of what is available
+EMBEDDED_IMAGES = {"digits": 1797, "mnist5k": 5000}
+CIFAR_IMAGES = 60000
+GB = 2**30
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Bytes a configuration needs, by where they go."""
+
+    activations: int
+    weights: int
+    data: int
+    runtime: int = RUNTIME_BYTES
+
+    @property
+    def model(self) -> int:
+        """What sits on the training device."""
+        return self.activations + self.weights
+
+    @property
+    def host(self) -> int:
+        """What sits in host memory when training on the CPU."""
+        return self.model + self.data + self.runtime
+
+    def describe(self) -> str:
+        """`activations 78.1 GB, weights and optimizer 0.2 GB, data 1.1 GB`."""
+        return (
+            f"activations {self.activations / GB:.1f} GB, weights and optimizer {self.weights / GB:.1f} GB, "
+            f"data {self.data / GB:.1f} GB"
+        )
+
+
+def largest_path(space):
+    """The architecture of `space` whose activations are largest: each layer at its largest expansion, then
+    kernel (the identity only where it is the sole candidate)."""
+    from hnas.spec.arch import Architecture
+
+    return Architecture(space, tuple(max(c, key=lambda op: (op.expand, op.kernel)) for c in space.candidates))
+
+
+def activation_bytes(proxy_space, batch: int, arch=None, element_bytes: int = 4) -> int:
+    """Bytes of the module outputs one training step keeps for backward, for `arch` (default the largest
+    path) of the proxy space at `batch`: measured on the meta device, so nothing is allocated."""
+    import torch
+
+    from hnas.spec.network import Network
+
+    arch = arch if arch is not None else largest_path(proxy_space)
+    total = 0
+
+    def count(_module, _inputs, output):
+        nonlocal total
+        total += output.numel() * element_bytes
+
+    with torch.device("meta"):
+        net = Network(arch).eval()  # output sizes only (a 1x1 map cannot be batch-normed in training mode)
+        hooks = [m.register_forward_hook(count) for m in net.modules() if not list(m.children())]
+        r = proxy_space.skeleton.resolution
+        net(torch.empty(1, 3, r, r))
+    for h in hooks:
+        h.remove()
+    return int(total * batch * AUTOGRAD_FACTOR)
+
+
+def supernet_parameters(proxy_space) -> int:
+    """Parameters of the supernet over `proxy_space` (every candidate), counted on the meta device."""
+    import torch
+
+    from hnas.supernet import Supernet
+
+    with torch.device("meta"):
+        return sum(p.numel() for p in Supernet(proxy_space).parameters())
+
+
+def data_bytes(data: str, resolution: int, per_class: int | None, batch: int, workers: int) -> int:
+    """Bytes the data holds in memory: embedded and CIFAR sets as float32 tensors at `resolution`; ImageNet
+    streams from disk (a few batches in flight per worker)."""
+    from hnas.recipes import data_kind
+
+    image = 3 * resolution * resolution * 4
+    kind = data_kind(data)
+    if kind == "embedded":
+        n = EMBEDDED_IMAGES[data]
+    elif kind == "cifar10":
+        n = CIFAR_IMAGES if per_class is None else min(CIFAR_IMAGES, 10 * (per_class + 500) + 10000)
+    else:
+        n = 2 * batch * max(1, workers) + batch
+    return n * image
+
+
+def footprint(proxy_space, data: str, batch: int, per_class: int | None = None, workers: int = 0, arch=None):
+    """What training on `proxy_space` (or one architecture `arch` of it) with `data` at `batch` needs."""
+    weights = 3 * 4 * (supernet_parameters(proxy_space) if arch is None else _parameters(arch))
+    return Footprint(
+        activation_bytes(proxy_space, batch, arch),
+        weights,
+        data_bytes(data, proxy_space.skeleton.resolution, per_class, batch, workers),
+    )
+
+
+def _parameters(arch) -> int:
+    import torch
+
+    from hnas.spec.network import Network
+
+    with torch.device("meta"):
+        return sum(p.numel() for p in Network(arch).parameters())
+
+
+def available_bytes(device=None) -> tuple[int, str]:
+    """Free memory of the training device: (bytes, what was measured)."""
+    if device is not None and getattr(device, "type", "cpu") == "cuda":
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(device)
+        return free, f"free on {torch.cuda.get_device_name(device)}"
+    return host_available(), "available on this machine"
+
+
+def host_available() -> int:
+    """MemAvailable of /proc/meminfo, capped by a cgroup memory limit; the physical memory elsewhere."""
+    avail = None
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) * 1024
+    if avail is None:
+        avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        p = Path(limit_file)
+        if p.is_file():
+            text = p.read_text().strip()
+            if text.isdigit():
+                used_file = p.with_name("memory.current" if p.name == "memory.max" else "memory.usage_in_bytes")
+                used = int(used_file.read_text()) if used_file.is_file() else 0
+                avail = min(avail, int(text) - used)
+    return max(0, avail)
+
+
+def require_fit(
+    proxy_space,
+    data: str,
+    batch: int,
+    per_class: int | None = None,
+    workers: int = 0,
+    device=None,
+    arch=None,
+    what: str = "training",
+) -> Footprint:
+    """Refuse, in one line naming settings that fit, a configuration whose estimate exceeds the memory
+    available (90 % of it); returns the estimate otherwise."""
+    need = footprint(proxy_space, data, batch, per_class, workers, arch)
+    procs = int(os.environ.get("LOCAL_WORLD_SIZE", 1))  # torchrun's processes on this machine share its memory
+    host = host_available() * HEADROOM / procs
+    if device is not None and getattr(device, "type", "cpu") == "cuda":
+        free, where = available_bytes(device)
+        budget, total = free * HEADROOM, need.model  # the model on the GPU, the data on the host
+        scaled = need.activations  # what shrinks with the resolution and batch on the GPU
+        fixed = need.weights
+        if need.data + need.runtime > host:
+            budget, total, where = host, need.data + need.runtime, "available on this machine"
+            scaled, fixed = need.data, need.runtime
+    else:
+        budget, total, where = host, need.host, "available on this machine"
+        scaled, fixed = need.activations + need.data, need.weights + need.runtime
+    if total <= budget:
+        return need
+    if procs > 1 and "machine" in where:
+        where += f" for each of {procs} processes"
+    r = proxy_space.skeleton.resolution
+    room = budget - fixed
+    options = []
+    per_image = need.activations / batch
+    batch_room = room - (scaled - need.activations)  # at this resolution only the activations follow the batch
+    if batch_room >= per_image and scaled is not need.data:
+        options.append(f"--batch-size {_round_down(int(batch_room // per_image))} or less at --resolution {r}")
+    fits_res = int(r * math.sqrt(max(0.0, room) / scaled) // 8 * 8) if scaled else 0
+    if fits_res >= 8:
+        options.append(f"--resolution {fits_res} or less at --batch-size {batch}")
+    advice = " or ".join(options) if options else "a smaller --resolution and --batch-size"
+    raise HnasError(
+        f"{what} at --resolution {r} --batch-size {batch} needs about {total / GB:.1f} GB ({need.describe()}) "
+        f"but {budget / HEADROOM / GB:.1f} GB are {where}: use {advice} (options left out take --data's recipe)"
+    )
+
+
+def _round_down(n: int) -> int:
+    """The largest power of two <= n (batches people choose)."""
+    return 1 << (max(1, n).bit_length() - 1)

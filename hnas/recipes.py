@@ -1,0 +1,141 @@
+"""Recipes: the defaults a run takes from its data.
+
+The settings classes (`hnas.settings`) hold the paper's numbers (ImageNet at 224 px, batch 1024, 120/80/40
+supernet epochs, population 64 x 40 generations). Those do not fit a 2-core laptop with the embedded digits, so
+each kind of data has a recipe, and an option not given on the command line takes its recipe's value:
+
+    data kind      examples                     recipe
+    embedded       digits, mnist5k              the proxy the README's examples use: 16 px, width 0.5, batch 32,
+                                                12/6/4 epochs (lr 0.05, then 0.02), population 24 x 10
+    cifar10        cifar10:PATH                 32 px, batch 256 (lr 0.125 by linear scaling), the paper's epochs
+    imagenet       imagenet:PATH                the paper's
+
+A recipe changes only what it names; every other setting keeps its one default in `hnas.settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from hnas.errors import HnasError
+from hnas.settings import ProxySettings, SearchSettings, TrainConfig
+
+EMBEDDED = ("digits", "mnist5k")
+
+
+def data_kind(spec: str) -> str:
+    """`embedded`, `cifar10` or `imagenet` for a data spec (a path is recognised by its layout)."""
+    if spec in EMBEDDED:
+        return "embedded"
+    kind, _, rest = spec.partition(":")
+    if kind in ("cifar10", "imagenet") and rest:
+        return kind
+    path = Path(spec)
+    if (path / "data_batch_1").is_file():
+        return "cifar10"
+    if (path / "train").is_dir():
+        return "imagenet"
+    raise HnasError(
+        f"unknown data {spec!r}: use digits, mnist5k, cifar10:PATH, imagenet:PATH or a folder of either layout"
+    )
+
+
+def split_epochs(total: int, stages: int) -> list[int]:
+    """`total` supernet epochs over M-1 training stages in the paper's 3:2:1-like proportions (120/80/40 for
+    M = 4, 160/80 for M = 3), at least one epoch each."""
+    import numpy as np
+
+    if total < stages - 1:
+        raise HnasError(f"{total} epochs cannot be split over {stages - 1} training stages: give at least {stages - 1}")
+    weights = np.array([3.0, 2.0, 1.0][: stages - 1] if stages <= 4 else [1.0] * (stages - 1))
+    if stages == 3:
+        weights = np.array([2.0, 1.0])
+    raw = np.maximum(1, np.round(total * weights / weights.sum())).astype(int)
+    raw[0] += total - raw.sum()
+    if raw[0] < 1:
+        raise HnasError(f"{total} epochs are too few for {stages} stages")
+    return raw.tolist()
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What one kind of data changes from the paper's defaults (field name -> value, per settings class), and
+    its schedule: supernet epochs and learning rates of an M = 4 run (other M split the same total)."""
+
+    name: str
+    proxy: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    search: dict = field(default_factory=dict)
+    finetune_lr: float = 0.1
+
+    def proxy_settings(self, **given) -> ProxySettings:
+        """The recipe's proxy settings with the options the user gave (None = not given)."""
+        return _merged(ProxySettings, self.proxy, given)
+
+    def train_config(self, **given) -> TrainConfig:
+        """The recipe's training settings with the options the user gave (None = not given); the recipe's batch
+        is shared by torchrun's processes (a given --batch-size is per process); the recipe's warm-up shrinks to
+        a third of fewer epochs given."""
+        own = dict(self.train)
+        world = int(os.environ.get("WORLD_SIZE", 1))  # the recipe's batch is the total over torchrun's processes
+        own["batch_size"] = max(1, own.get("batch_size", TrainConfig.batch_size) // world)
+        epochs = given.get("epochs") or own.get("epochs", TrainConfig.epochs)
+        if given.get("warmup_epochs") is None and own.get("warmup_epochs", 0) >= epochs:
+            own["warmup_epochs"] = epochs // 3
+        return _merged(TrainConfig, own, given)
+
+    def value(self, cls, name: str):
+        """This recipe's value of one setting."""
+        own = {ProxySettings: self.proxy, TrainConfig: self.train, SearchSettings: self.search}[cls]
+        if name in own:
+            return own[name]
+        f = {x.name: x for x in fields(cls)}[name]
+        return f.default_factory() if callable(f.default_factory) else f.default
+
+    def schedule(self, stages: int) -> tuple[list[int], list[float]]:
+        """Supernet epochs and learning rates per training stage for M = `stages`: the recipe's M = 4 schedule,
+        or for another M its total split in the paper's proportions; the first stage at the training lr, the
+        fine-tuning stages at `finetune_lr`."""
+        if stages < 2:
+            raise HnasError("--stages must be at least 2 (2 = I-Supernet, 3 = P-Supernet, 4 = HNAS)")
+        epochs = self.value(SearchSettings, "epochs")
+        lr = self.value(TrainConfig, "lr")
+        if stages != len(epochs) + 1:
+            epochs = split_epochs(sum(epochs), stages)
+        return list(epochs), [lr] + [self.finetune_lr] * (stages - 2)
+
+
+def _merged(cls, recipe: dict, given: dict):
+    chosen = {k: v for k, v in given.items() if v is not None}
+    return replace(cls(), **{**recipe, **chosen})
+
+
+RECIPES = {
+    "embedded": Recipe(
+        "embedded",
+        proxy={"resolution": 16, "width": 0.5, "bn_images": 256, "eval_batch": 512, "val_archs": 2},
+        train={"epochs": 12, "lr": 0.05, "batch_size": 32, "warmup_epochs": 4},
+        search={"epochs": [12, 6, 4], "population": 24, "generations": 10},
+        finetune_lr=0.02,
+    ),
+    "cifar10": Recipe("cifar10", proxy={"resolution": 32}, train={"batch_size": 256, "lr": 0.125}, finetune_lr=0.025),
+    "imagenet": Recipe("imagenet"),
+}
+
+
+def recipe_for(data: str) -> Recipe:
+    """The recipe of a data spec."""
+    return RECIPES[data_kind(data)]
+
+
+def recipe_help(cls, name: str) -> str:
+    """`Default by --data: digits/mnist5k 16, cifar10 32, imagenet 224.` for one setting."""
+
+    def show(v):
+        return ",".join(map(str, v)) if isinstance(v, list) else f"{v:g}" if isinstance(v, float) else str(v)
+
+    kinds = {"embedded": "/".join(EMBEDDED), "cifar10": "cifar10", "imagenet": "imagenet"}
+    parts = [f"{kinds[k]} {show(r.value(cls, name))}" for k, r in RECIPES.items()]
+    return "Default by --data: " + ", ".join(parts) + "."
