@@ -245,21 +245,27 @@ def _class_folders(folder: Path) -> list[str]:
 
 
 def _scan(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
-    """(image, label) pairs of `folder`/<class>/; one line naming the class folders that hold no image."""
-    items, empty = [], []
+    """(image, label) pairs of `folder`/<class>/ (`_require_images` checked them)."""
+    items = []
     for c, name in enumerate(classes):
         d = folder / name
         if d.is_dir():
-            found = [(p, c) for p in sorted(d.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
-            items += found
-            if not found:
-                empty.append(name)
+            items += [(p, c) for p in sorted(d.iterdir()) if _is_image(p)]
+    return items
+
+
+def _is_image(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+
+
+def _require_images(folder: Path, classes: list[str]) -> None:
+    """One line naming the class folders of `folder` that hold no image (each stops at its first image)."""
+    empty = [c for c in classes if (folder / c).is_dir() and not any(map(_is_image, (folder / c).iterdir()))]
     if empty:
         raise HnasError(
             f"{len(empty)} class folder(s) of {folder} hold no images ({_names(empty)}): put images "
             f"({', '.join(sorted(IMAGE_SUFFIXES))}) in them or remove them"
         )
-    return items
 
 
 def _imagenet_classes(root: Path) -> list[str]:
@@ -278,6 +284,8 @@ def _imagenet_classes(root: Path) -> list[str]:
             f"{len(unknown)} class folder(s) of {root / 'val'} are not classes of {root / 'train'} "
             f"({_names(unknown)}): val/ may only hold classes that train/ has"
         )
+    _require_images(root / "train", classes)
+    _require_images(root / "val", val_classes)
     return classes
 
 

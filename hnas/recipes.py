@@ -81,7 +81,7 @@ class Recipe:
         own = dict(self.train)
         world = int(os.environ.get("WORLD_SIZE", 1))  # the recipe's batch is the total over torchrun's processes
         own["batch_size"] = max(1, own.get("batch_size", TrainConfig.batch_size) // world)
-        epochs = given.get("epochs") or own.get("epochs", TrainConfig.epochs)
+        epochs = given["epochs"] if given.get("epochs") is not None else own.get("epochs", TrainConfig.epochs)
         if given.get("warmup_epochs") is None and own.get("warmup_epochs", 0) >= epochs:
             own["warmup_epochs"] = epochs // 3
         return _merged(TrainConfig, own, given)

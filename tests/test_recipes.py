@@ -46,6 +46,7 @@ def test_given_options_win_over_the_recipe_and_the_rest_keep_their_one_default()
     assert (t.batch_size, t.epochs, t.lr, t.warmup_epochs) == (64, 12, 0.05, 4)
     assert t.label_smoothing == TrainConfig().label_smoothing
     assert r.train_config(epochs=3).warmup_epochs == 1  # the recipe's warm-up shrinks with fewer epochs given
+    assert r.train_config(epochs=0).warmup_epochs == 0
     assert r.schedule(4) == ([12, 6, 4], [0.05, 0.02, 0.02])
     with pytest.MonkeyPatch.context() as mp:  # torchrun: the recipe's batch is the total, a given one per process
         mp.setenv("WORLD_SIZE", "2")

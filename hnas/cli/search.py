@@ -279,8 +279,12 @@ def demo(
     epochs: Annotated[
         str | None, typer.Option("--epochs", help="Supernet epochs per training stage (default: the recipe's 12,6,4).")
     ] = None,
-    population: PopulationOpt = None,
-    generations: GenerationsOpt = None,
+    population: Annotated[
+        int | None, typer.Option("--population", help="CES population (default: the embedded recipe's 24).")
+    ] = None,
+    generations: Annotated[
+        int | None, typer.Option("--generations", help="CES generations (default: the embedded recipe's 10).")
+    ] = None,
     precision: PrecisionOpt = None,
 ) -> None:
     """The main job on embedded defaults: host LUT, proxy supernet on the bundled digits, four-stage HNAS with
