@@ -15,7 +15,7 @@ import numpy as np
 
 from hnas.errors import HnasError
 from hnas.io import atomic_write_json
-from hnas.spec.arch import sample
+from hnas.spec.arch import sample_across_sizes
 from hnas.spec.space import SearchSpace
 from latency.devices import Device
 from latency.export import Exporter
@@ -44,7 +44,8 @@ def validate(
     stability: Stability | None = None,
     precision: str | None = None,
 ) -> dict:
-    """Measure `n` random networks (the same ones for every table, given `seed`) at the LUT's precision (which
+    """Measure `n` random networks spread from the space's smallest to its largest (`sample_across_sizes`; the same
+    ones for every table, given `seed`) at the LUT's precision (which
     `precision` must match when given), refit the LUT's calibration on `fit` of them, report on the rest; writes
     `validate.json` and `validate.png` to `folder` and returns the report."""
     if fit >= n:
@@ -52,7 +53,8 @@ def validate(
     table = Lut.load(lut_path)
     raw = LatencyPredictor(table, space, lut_path, calibrated=False, precision=precision)
     check_device(table, device, lut_path)
-    archs = sample(space, n, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)  # fitted and held-out networks each spread over the space's sizes
+    archs = sample_across_sizes(space, fit, rng) + sample_across_sizes(space, n - fit, rng)
     rows = measure_networks(device, archs, table, exporter, progress, stability=stability)
     pred = np.array([raw.predict_arch(a) for a in archs])
     meas = np.array([r["measured_ms"] for r in rows])
@@ -94,7 +96,7 @@ def validate(
 
 @dataclass
 class Calibration:
-    """measured ~= offset_ms + scale * LUT sum, fitted by least squares."""
+    """measured ~= offset_ms + scale * LUT sum, fitted by least squares of the relative error."""
 
     offset_ms: float
     scale: float
@@ -104,11 +106,12 @@ class Calibration:
 
 
 def fit_calibration(predicted, measured) -> Calibration:
-    """Least-squares line through (LUT sum, measured)."""
+    """The line through (LUT sum, measured) of least squared *relative* error (what the report judges, and what a
+    small network in a search band needs: in absolute terms the largest networks would decide the offset)."""
     p, m = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
     if len(p) < 2 or np.ptp(p) == 0:
         return Calibration(0.0, float(np.mean(m / p)) if len(p) else 1.0)
-    scale, offset = np.polyfit(p, m, 1)
+    scale, offset = np.polyfit(p, m, 1, w=1.0 / m)
     return Calibration(float(offset), float(scale))
 
 
@@ -129,6 +132,12 @@ def error_stats(predicted, measured) -> dict:
     }
 
 
+METHOD = (
+    "least squares of the relative error, on networks spread over the space's sizes: measured whole-network "
+    "latency = offset_ms + scale * sum of LUT entries"
+)
+
+
 def store_calibration(
     lut: Lut, cal: Calibration, space_name: str, n_fit: int, stats_raw: dict, stats_cal: dict
 ) -> None:
@@ -136,7 +145,7 @@ def store_calibration(
     lut.data["calibration"] = {
         "offset_ms": cal.offset_ms,
         "scale": cal.scale,
-        "method": "least squares: measured whole-network latency = offset_ms + scale * sum of LUT entries",
+        "method": METHOD,
         "space": space_name,
         "fitted_on": n_fit,
         "fitted_at": now_iso(),

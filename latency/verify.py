@@ -55,7 +55,9 @@ def measure_networks(
             exported.append(export_network(a, exporter, precision))
             advance()
     remotes = device.push_many([e.path for e in exported])
-    index = {r: i for i, r in enumerate(remotes)}
+    owners: dict[str, list[int]] = {}  # one model file per distinct network; a network drawn twice shares it
+    for i, r in enumerate(remotes):
+        owners.setdefault(r, []).append(i)
     medians: list[list[float]] = [[] for _ in archs]
     profiles: list[list] = [[] for _ in archs]
 
@@ -64,32 +66,33 @@ def measure_networks(
     def batch(bench: BenchSettings, advance, which: list[int] | None = None) -> None:
         if (why := device.busy()) and why not in busy:
             busy.append(why)
-        chosen = remotes if which is None else [remotes[i] for i in which]
+        chosen = list(owners) if which is None else list(dict.fromkeys(remotes[i] for i in which))
         for out in device.benchmark_batch(chosen, bench):
-            i = index[out.model]
+            first = owners[out.model][0]
             if out.rc != 0:
                 tail = "\n".join(out.text.splitlines()[-15:])
-                raise HnasError(f"benchmark of network {archs[i]} failed (exit {out.rc}); last lines:\n{tail}")
+                raise HnasError(f"benchmark of network {archs[first]} failed (exit {out.rc}); last lines:\n{tail}")
             res = parse_benchmark_output(out.text)
-            if bench.enable_op_profiling:
-                profiles[i] = res.op_profile
-            else:
-                medians[i].append(res.runs.median_or_avg_ms)
+            for i in owners[out.model]:
+                if bench.enable_op_profiling:
+                    profiles[i] = res.op_profile
+                else:
+                    medians[i].append(res.runs.median_or_avg_ms)
             advance()
 
-    with phase(progress, "measure", repeats * len(archs)) as advance:
+    with phase(progress, "measure", repeats * len(owners)) as advance:
         for _ in range(repeats):
             batch(settings, advance)
         for extra in range(stability.extra):
             again = [i for i, m in enumerate(medians) if stability.again(m, extra)]
             if not again:
                 break
-            advance(total_delta=len(again))
+            advance(total_delta=len({remotes[i] for i in again}))
             stability.pause()
             batch(settings, advance, again)
     if op_profile:
         # a separate pass: a profiler adds its own overhead, and must not touch the measured figures
-        with phase(progress, "op profile", len(archs)) as advance:
+        with phase(progress, "op profile", len(owners)) as advance:
             batch(BenchSettings(**{**settings.to_dict(), "enable_op_profiling": True}), advance)
     return [
         {

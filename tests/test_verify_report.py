@@ -141,6 +141,24 @@ def test_calibration_fit_and_error_figures():
     assert raw["within_5"] == 0 and raw["mape"] > 0.1
 
 
+def test_the_calibration_fits_relative_error_and_its_networks_span_the_space():
+    from hnas.spec.arch import sample, sample_across_sizes
+    from hnas.spec.cost import arch_cost
+    from hnas.spec.space import load_space
+
+    # a line fitted on big networks must not wreck a small one: relative least squares keeps both near
+    pred = np.array([4.0, 30.0, 40.0, 50.0, 60.0])
+    meas = np.array([4.1, 31.5, 41.0, 52.5, 61.0])
+    cal = fit_calibration(pred, meas)
+    assert abs(cal.apply(4.0) / 4.1 - 1) < 0.03
+    space = load_space("basic")
+    spread = [arch_cost(a).macs for a in sample_across_sizes(space, 40, np.random.default_rng(0))]
+    uniform = [arch_cost(a).macs for a in sample(space, 40, np.random.default_rng(0))]
+    assert min(spread) < 0.75 * min(uniform) and max(spread) > 1.2 * max(uniform)
+    again = sample_across_sizes(space, 40, np.random.default_rng(0))
+    assert [str(a) for a in again] == [str(a) for a in sample_across_sizes(space, 40, np.random.default_rng(0))]
+
+
 def test_lut_validate_calibrates_and_reports(tiny_lut, space_file, tmp_path):  # noqa: F811
     lut = tmp_path / "lut.json"
     shutil.copy(tiny_lut, lut)

@@ -113,3 +113,22 @@ def sample(space: SearchSpace, n: int, rng: np.random.Generator) -> list[Archite
     counts = np.array([len(c) for c in space.candidates])
     vecs = (rng.random((n, counts.size)) * counts).astype(np.int64)
     return [from_vector(space, v) for v in vecs]
+
+
+def sample_across_sizes(space: SearchSpace, n: int, rng: np.random.Generator, draws: int = 4) -> list[Architecture]:
+    """`n` architectures spread from the space's smallest to its largest networks: network i leans by
+    b_i (evenly spaced in [-1, 1], shuffled) and each of its layers takes the smallest (b < 0) or the largest
+    (b > 0) of 1 + round(|b| (draws - 1)) uniform draws, ordered by (expansion, kernel), the identity smallest.
+    Uniform draws (`sample`) cluster around the space's middle; a fit over these covers every size a search
+    may pick."""
+    biases = rng.permutation(np.linspace(-1.0, 1.0, n)) if n > 1 else np.zeros(n)
+    order = [sorted(range(len(c)), key=lambda i, c=c: (c[i].expand, c[i].kernel)) for c in space.candidates]
+    out = []
+    for b in biases:
+        m = 1 + int(round(abs(b) * (draws - 1)))
+        vec = []
+        for ranked in order:
+            picks = rng.integers(0, len(ranked), size=m)  # positions in the size order
+            vec.append(ranked[int(picks.min() if b < 0 else picks.max())])
+        out.append(from_vector(space, np.array(vec, dtype=np.int64)))
+    return out
