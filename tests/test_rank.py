@@ -132,15 +132,7 @@ def test_the_study_figure_draws_the_table_also_where_figures_are_undefined(tmp_p
     fig = plot_study(tmp_path / "study.png", table, runs)
     assert (tmp_path / "study.png").stat().st_size > 1000
     assert fig["labels"] == [f"M = {m}\n{p}" for m in (2, 3, 4) for p in ("front", "space")]
-    for drawn, figure in [
-        ("tau", "kendall_tau"),
-        ("tau_ci", "kendall_tau_ci"),
-        ("tau_seed", "kendall_tau_seed"),
-        ("tau_seed_ci", "kendall_tau_seed_ci"),
-        ("ceiling", "ceiling_tau"),
-        ("ceiling_band", "ceiling_tau_ci"),
-    ]:
-        assert close(fig[drawn], [r[figure] for r in table]), drawn
+    assert_figure_shows(fig, table)
     for label, points in fig["points"].items():  # every architecture once, where it belongs
         run = runs[(int(label[4]) - 2)]
         pick = run["picks"][label.split(", ")[1].split(":")[0]]
@@ -215,6 +207,23 @@ def close(got, want) -> bool:
     return np.allclose(as_array(got), as_array(want), equal_nan=True)
 
 
+# what study.png draws (its artists' data) -> the table's figure it must show
+DRAWN = {
+    "tau": "kendall_tau",
+    "tau_ci": "kendall_tau_ci",
+    "tau_seed": "kendall_tau_seed",
+    "tau_seed_ci": "kendall_tau_seed_ci",
+    "ceiling": "ceiling_tau",
+    "ceiling_band": "ceiling_tau_ci",
+}
+
+
+def assert_figure_shows(fig: dict, table: list[dict]) -> None:
+    """Every bar, interval, dot, ceiling and band of the study figure equals the table's figure."""
+    for drawn, figure in DRAWN.items():
+        assert close(fig[drawn], [r[figure] for r in table]), drawn
+
+
 # one thread per process: two busy-waiting torch threads on a machine whose cores other work also uses run a
 # network this small many times slower
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
@@ -266,15 +275,7 @@ def test_rank_study_resumes_after_a_kill_and_reports_repeats_intervals_and_ceili
     # the figure shows the table: bars, intervals, dots, ceiling and band, one scatter point per architecture
     for fig in (data["figure"], plot_study(tmp_path / "again.png", table, data["runs"])):
         assert fig["labels"] == [f"M = {r['M']}\n{r['pick']}" for r in table]
-        for drawn, figure in [
-            ("tau", "kendall_tau"),
-            ("tau_ci", "kendall_tau_ci"),
-            ("tau_seed", "kendall_tau_seed"),
-            ("tau_seed_ci", "kendall_tau_seed_ci"),
-            ("ceiling", "ceiling_tau"),
-            ("ceiling_band", "ceiling_tau_ci"),
-        ]:
-            assert close(fig[drawn], [r[figure] for r in table]), drawn
+        assert_figure_shows(fig, table)
         assert sorted(len(v) for v in fig["points"].values()) == [3] * 6
     assert (study / "study.png").stat().st_size > 1000 and "ranking consistency" in again.stdout
     # the ranking of one run reuses the study's trainings; other search settings in the study folder are refused
