@@ -317,7 +317,7 @@ def check_data(spec: str) -> str:
     from hnas.recipes import data_kind
 
     kind = data_kind(spec)
-    root = Path(spec.partition(":")[2] if spec.startswith(("cifar10:", "imagenet:")) else spec)
+    root = _root(spec)
     if kind == "cifar10":
         _cifar_files(root)
     elif kind == "imagenet":
@@ -330,5 +330,9 @@ def load_data(spec: str, resolution: int, seed: int = 0, per_class: int | None =
     kind = check_data(spec)
     if kind == "embedded":
         return {"digits": digits, "mnist5k": mnist5k}[spec](resolution, seed, per_class)
-    root = spec.partition(":")[2] if spec.startswith(("cifar10:", "imagenet:")) else spec
-    return {"cifar10": cifar10, "imagenet": imagenet}[kind](root, resolution, seed, per_class)
+    return {"cifar10": cifar10, "imagenet": imagenet}[kind](_root(spec), resolution, seed, per_class)
+
+
+def _root(spec: str) -> Path:
+    """The folder of a `cifar10:PATH`, `imagenet:PATH` or bare PATH data spec."""
+    return Path(spec.partition(":")[2] if spec.startswith(("cifar10:", "imagenet:")) else spec)

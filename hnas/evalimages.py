@@ -11,7 +11,6 @@ the batches are the same tensors (same images, same order, same batch boundaries
 from __future__ import annotations
 
 import copy
-import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
+
+from hnas.memory import available_bytes
 
 BUDGET_FRACTION = 0.25  # of the memory free when the images are built
 
@@ -58,23 +59,6 @@ class EvalFormat:
         """`x` ready for the model (nothing is copied when it is already so)."""
         x = x.to(self.device, self.dtype, non_blocking=True)
         return x.contiguous(memory_format=self.memory_format)
-
-
-def available_bytes(device: torch.device) -> int:
-    """Memory free on `device`: CUDA free memory, or the host's MemAvailable."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 30
 
 
 def _stderr(line: str) -> None:

@@ -88,14 +88,16 @@ def activation_bytes(proxy_space, batch: int, arch=None, element_bytes: int = 4)
     return int(total * batch * AUTOGRAD_FACTOR)
 
 
-def supernet_parameters(proxy_space) -> int:
-    """Parameters of the supernet over `proxy_space` (every candidate), counted on the meta device."""
+def supernet_parameters(proxy_space, arch=None) -> int:
+    """Parameters of the supernet over `proxy_space` (every candidate), or of one architecture's network,
+    counted on the meta device."""
     import torch
 
+    from hnas.spec.network import Network
     from hnas.supernet import Supernet
 
     with torch.device("meta"):
-        return sum(p.numel() for p in Supernet(proxy_space).parameters())
+        return sum(p.numel() for p in (Supernet(proxy_space) if arch is None else Network(arch)).parameters())
 
 
 def data_bytes(data: str, resolution: int, per_class: int | None, batch: int, workers: int) -> int:
@@ -116,7 +118,7 @@ def data_bytes(data: str, resolution: int, per_class: int | None, batch: int, wo
 
 def footprint(proxy_space, data: str, batch: int, per_class: int | None = None, workers: int = 0, arch=None):
     """What training on `proxy_space` (or one architecture `arch` of it) with `data` at `batch` needs."""
-    weights = 3 * 4 * (supernet_parameters(proxy_space) if arch is None else _parameters(arch))
+    weights = 3 * 4 * supernet_parameters(proxy_space, arch)
     return Footprint(
         activation_bytes(proxy_space, batch, arch),
         weights,
@@ -124,23 +126,13 @@ def footprint(proxy_space, data: str, batch: int, per_class: int | None = None, 
     )
 
 
-def _parameters(arch) -> int:
-    import torch
-
-    from hnas.spec.network import Network
-
-    with torch.device("meta"):
-        return sum(p.numel() for p in Network(arch).parameters())
-
-
-def available_bytes(device=None) -> tuple[int, str]:
-    """Free memory of the training device: (bytes, what was measured)."""
+def available_bytes(device=None) -> int:
+    """Free memory of `device`: the GPU's free memory on CUDA, else the host's (`host_available`)."""
     if device is not None and getattr(device, "type", "cpu") == "cuda":
         import torch
 
-        free, _ = torch.cuda.mem_get_info(device)
-        return free, f"free on {torch.cuda.get_device_name(device)}"
-    return host_available(), "available on this machine"
+        return int(torch.cuda.mem_get_info(device)[0])
+    return host_available()
 
 
 def host_available() -> int:
@@ -180,8 +172,10 @@ def require_fit(
     procs = int(os.environ.get("LOCAL_WORLD_SIZE", 1))  # torchrun's processes on this machine share its memory
     host = host_available() * HEADROOM / procs
     if device is not None and getattr(device, "type", "cpu") == "cuda":
-        free, where = available_bytes(device)
-        budget, total = free * HEADROOM, need.model  # the model on the GPU, the data on the host
+        import torch
+
+        where = f"free on {torch.cuda.get_device_name(device)}"
+        budget, total = available_bytes(device) * HEADROOM, need.model  # the model on the GPU, the data on the host
         scaled = need.activations  # what shrinks with the resolution and batch on the GPU
         fixed = need.weights
         if need.data + need.runtime > host:

@@ -148,8 +148,8 @@ class Pipeline:
         self.search = search
         self.latency = latency
         self.sn = SupernetRun(self.path, run)  # its config lives inside this run's config.json
-        self.sn.require_memory()
         if not exists(cfg_file):  # every input is checked before anything is written
+            self.sn.require_memory()
             constraints = Constraints(search.band, search.max_macs, search.max_params)
             require_feasible(self.sn.deploy_space, latency.predict, constraints)
             self.sn.data()
@@ -315,6 +315,7 @@ class Pipeline:
 
     def run(self) -> dict:
         """Run (or resume) every stage; returns the results (also written to RUN/results.json)."""
+        self.sn.require_memory()  # a run resumed on another machine is checked against that one
         M = self.search.stages
         # stage 1
         d1 = self.stage_dir(1)

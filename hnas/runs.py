@@ -42,6 +42,7 @@ class SupernetRun:
         self.latency = latency
         self.deploy_space = SearchSpace.from_dict(config.space)
         self._data: DataBundle | None = None
+        self._fits = False  # require_memory passed in this process
         self._eval_images: dict[tuple[str, bool], EvalImages] = {}
 
     @staticmethod
@@ -56,9 +57,7 @@ class SupernetRun:
         the data spec has loaded."""
         cfg_path = Path(path) / "config.json"
         if exists(cfg_path):  # rank 0's answer under torchrun: every rank takes the same branch
-            run = cls(path, cls.saved_config(path), latency)
-            run.require_memory()
-            return run
+            return cls(path, cls.saved_config(path), latency)
         if config is None:
             raise HnasError(f"{path} is not a supernet run (no config.json): train one with `hnas supernet train`")
         run = cls(path, config, latency)
@@ -73,7 +72,9 @@ class SupernetRun:
 
     def require_memory(self) -> None:
         """Refuse, in one line naming settings that fit, a training that would not fit this machine's memory
-        (or its GPU's); checked before the data is loaded or the supernet built."""
+        (or its GPU's); checked before the data is loaded or the supernet built, once per process."""
+        if self._fits:
+            return
         from hnas.data import check_data
         from hnas.memory import require_fit
 
@@ -82,6 +83,7 @@ class SupernetRun:
         p, t = self.config.proxy, self.config.train
         space = proxy_space(self.deploy_space, p.resolution, p.width)
         require_fit(space, self.config.data, t.batch_size, p.per_class, t.workers, default_device())
+        self._fits = True
 
     def data(self) -> DataBundle:
         """The run's dataset at the proxy resolution."""
@@ -150,6 +152,7 @@ class SupernetRun:
         deploy_space: SearchSpace | None = None,
     ) -> list:
         """Train (or resume) the supernet; returns the per-epoch history."""
+        self.require_memory()  # a run resumed on another machine is checked against that one
         cfg = cfg or self.config.train
         deploy = deploy_space or self.deploy_space
         supernet = supernet or zero_init_residuals(Supernet(self.proxy(deploy)))

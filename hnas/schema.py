@@ -202,14 +202,21 @@ def check(data, spec: Spec, where: str):
     return data
 
 
+REDO = "restore it, or delete it to redo that step"
+
+
+def load_json(path: str | Path, what: str, missing: str = "", broken: str = REDO):
+    """A JSON file's content, unchecked; a missing or malformed file is one line naming it (`what PATH`) and, after
+    it, what to do (`missing`, `broken`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HnasError(f"{what} {path} does not exist" + (f": {missing}" if missing else ""))
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HnasError(f"{what} {path} is not valid JSON ({exc}); {broken}") from None
+
+
 def read_json(path: str | Path, spec: Spec, what: str):
     """Load a JSON file and check it: a missing, truncated or malformed file is one line naming it."""
-    path = Path(path)
-    where = f"{what} {path}"
-    if not path.is_file():
-        raise HnasError(f"{where} does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HnasError(f"{where} is not valid JSON ({exc}); restore it, or delete it to redo that step") from None
-    return check(data, spec, where)
+    return check(load_json(path, what), spec, f"{what} {Path(path)}")

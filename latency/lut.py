@@ -25,7 +25,7 @@ import numpy as np
 
 from hnas.errors import HnasError
 from hnas.io import atomic_write_json
-from hnas.schema import POSITIVE_MS, Int, ListOf, MapOf, Num, Obj, Opt, Str, check
+from hnas.schema import POSITIVE_MS, Int, ListOf, MapOf, Num, Obj, Opt, Str, check, load_json
 
 SCHEMA = "hnas.lut/1"
 
@@ -143,12 +143,8 @@ class Lut:
     def load(cls, path: str | Path) -> Lut:
         """Read a table; a missing, unreadable or foreign file is a one-line error."""
         path = Path(path)
-        if not path.is_file():
-            raise HnasError(f"LUT {path} does not exist: build one with `hnas lut build --device local --space basic`")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise HnasError(f"LUT {path} is not valid JSON ({exc}); restore it or rebuild it") from None
+        build = "build one with `hnas lut build --device local --space basic`"
+        data = load_json(path, "LUT", missing=build, broken="restore it or rebuild it")
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise HnasError(
                 f"LUT {path} has schema {data.get('schema') if isinstance(data, dict) else None!r}, "

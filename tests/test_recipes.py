@@ -120,3 +120,25 @@ def test_help_names_each_recipes_default():
     text = " ".join(r.stdout.split())
     assert "Default by --data: digits/mnist5k 16, cifar10 32, imagenet 224." in text
     assert "Default by --data: digits/mnist5k 32, cifar10 256, imagenet 1024." in text
+
+
+def test_an_existing_run_opens_anywhere_and_is_checked_when_it_trains(tmp_path):
+    """Reading a run (verify, rank, report) never refuses for memory; training it on a machine too small does."""
+    from dataclasses import asdict
+
+    from hnas.io import atomic_write_json
+    from hnas.pipeline import Pipeline
+    from hnas.settings import RunConfig
+
+    run = RunConfig(
+        space=load_space("basic").to_dict(),
+        data="digits",
+        proxy=ProxySettings(resolution=224),
+        train=TrainConfig(batch_size=4096, epochs=1),
+    )
+    search = SearchSettings(stages=2, epochs=[1], lrs=[0.1])
+    atomic_write_json(tmp_path / "config.json", {"run": run.to_dict(), "search": asdict(search)})
+    pipe = Pipeline(tmp_path, run, search, latency=None, progress=False)  # opening reads nothing heavy
+    with pytest.raises(HnasError, match="--resolution 224 --batch-size 4096 needs about"):
+        pipe.run()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]

@@ -88,14 +88,10 @@ def load_arch(text: str, space):
     """An architecture from its string form or from a JSON file holding one."""
     from hnas.spec import arch as archmod
 
-    path = Path(text)
     if text.endswith(".json"):
-        if not path.is_file():
-            raise HnasError(f"architecture file {text} does not exist")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise HnasError(f"architecture file {text} is not valid JSON: {exc}") from None
+        from hnas.schema import load_json
+
+        data = load_json(text, "architecture file", broken="fix it, or give the architecture as a string")
         return archmod.from_dict(data, space, f"architecture file {text}")
     return archmod.parse_arch(text, space)
 

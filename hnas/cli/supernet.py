@@ -180,12 +180,13 @@ def train_standalone_cmd(
     )
     from hnas.data import check_data
     from hnas.memory import require_fit
+    from hnas.spec.arch import Architecture
     from hnas.supernet import proxy_space
     from hnas.train import default_device
 
     check_data(data)
     pspace = proxy_space(sp, proxy.resolution, proxy.width)
-    require_fit(pspace, data, cfg.batch_size, per_class, workers, default_device(), arch=a.__class__(pspace, a.ops))
+    require_fit(pspace, data, cfg.batch_size, per_class, workers, default_device(), arch=Architecture(pspace, a.ops))
     d = load_data(data, proxy.resolution, seed, per_class)
     with bars() as factory:
         res = train_standalone(a, d, proxy, cfg, Path(out), factory)
