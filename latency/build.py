@@ -21,7 +21,7 @@ from hnas.spec.parts import FLOAT32, Part, check_precision
 from latency.bench import BenchSettings, parse_benchmark_output
 from latency.devices import Device
 from latency.export import Exporter
-from latency.lut import Lut, aggregate, now_iso, settings_id
+from latency.lut import Lut, aggregate, check_repeat, now_iso, settings_id
 from latency.precision import check_build_target, lut_file_suffix, precision_settings, settings_precision
 from latency.stability import Stability
 
@@ -220,6 +220,7 @@ def build(
                 }
                 if out.conditions:
                     rep["conditions"] = out.conditions
+                check_repeat(rep, key)  # what is stored must load: the writer asks the reader's schema first
                 entry = lut.pending.setdefault(
                     key, {"repeats": [], "settings_id": sid, "export_key": exported[key].cache_key}
                 )

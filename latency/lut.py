@@ -30,6 +30,9 @@ from hnas.schema import POSITIVE_MS, Int, ListOf, MapOf, Num, Obj, Opt, Str, che
 SCHEMA = "hnas.lut/1"
 
 
+# benchmark_model prints whole microseconds: the fastest run of a tiny part can read 0 (under 1 us) on a fast core
+BELOW_RESOLUTION_OK = Num(at_least=0)
+
 _SHAPE = Obj({"in_size": Int(1), "in_ch": Int(1), "out_ch": Int(1), "stride": Int(allowed=(1, 2))})
 _SPEC = Obj(
     {"op": Str(nonempty=True), "part": Str(nonempty=True), "kernel": Int(1), "shape": _SHAPE, "precision": Str()},
@@ -42,7 +45,7 @@ _ENTRY = Obj(
         "median_ms": Opt(POSITIVE_MS),
         "mean_ms": Opt(POSITIVE_MS),
         "std_ms": Opt(Num(at_least=0)),
-        "min_ms": Opt(POSITIVE_MS),
+        "min_ms": Opt(BELOW_RESOLUTION_OK),
         "runs": Int(1),
         "repeats": Int(1),
         "repeat_medians_ms": ListOf(POSITIVE_MS),
@@ -57,12 +60,12 @@ _ENTRY = Obj(
         else "has neither median_ms nor mean_ms"
     ),
 )
-_REPEAT = Obj(
+REPEAT_SCHEMA = Obj(
     {
         "count": Int(1),
         "avg_us": POSITIVE_MS,
         "std_us": Num(at_least=0),
-        "min_us": POSITIVE_MS,
+        "min_us": BELOW_RESOLUTION_OK,
         "median_us": POSITIVE_MS,
     },
     extra=True,
@@ -76,12 +79,18 @@ LUT_SCHEMA = Obj(
         "created_at": Str(),
         "updated_at": Str(),
         "entries": MapOf(_ENTRY),
-        "pending": MapOf(Obj({"repeats": ListOf(_REPEAT)}, extra=True)),
+        "pending": MapOf(Obj({"repeats": ListOf(REPEAT_SCHEMA)}, extra=True)),
         "calibration": Opt(Obj({"offset_ms": Num(), "scale": Num(above=0)}, extra=True)),
     },
     optional=frozenset({"pending", "calibration", "created_at", "updated_at"}),
     extra=True,
 )
+
+
+def check_repeat(rep: dict, key: str) -> dict:
+    """A repeat as `Lut.load` will read it back, or one line saying why this measurement cannot be stored (a
+    median under the benchmark's 1 us resolution: the part is too small to price on this device)."""
+    return check(rep, REPEAT_SCHEMA, f"the measurement of {key}")
 
 
 def now_iso() -> str:
