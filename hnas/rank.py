@@ -15,107 +15,19 @@ finished search run, along its final Pareto front (the paper's choice) and/or dr
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from itertools import product
 from pathlib import Path
 
 import numpy as np
 
-from hnas.data import DataBundle
 from hnas.errors import HnasError
-from hnas.evaluate import loss_top1
 from hnas.rankstats import ranking_stats
-from hnas.settings import ProxySettings, RankSettings, TrainConfig, from_dict
+from hnas.settings import RankSettings
 from hnas.spec.arch import Architecture, from_vector, parse_arch, sample
-from hnas.spec.modules import zero_init_residuals
-from hnas.spec.network import Network
 from hnas.spec.space import SearchSpace
-from hnas.supernet import proxy_space
-from hnas.train import default_device, read_json, train, write_json
-
-
-@dataclass
-class StandaloneResult:
-    """A stand-alone training's outcome (losses: mean cross-entropy without label smoothing)."""
-
-    arch: str
-    val_top1: float
-    test_top1: float
-    epochs: int
-    seed: int = 0
-    val_loss: float | None = None
-    test_loss: float | None = None
-    seconds: float | None = None
-
-
-def _identity(arch: Architecture, data: DataBundle, proxy: ProxySettings, cfg: TrainConfig) -> dict:
-    """What decides a stand-alone training's outcome: the network, the data and the optimisation."""
-    return json.loads(
-        json.dumps(
-            {
-                "arch": str(arch),
-                "skeleton": arch.space.skeleton.to_dict(),
-                "data": data.name,
-                "resolution": proxy.resolution,
-                "width": proxy.width,
-                "per_class": proxy.per_class,
-                "train": {k: v for k, v in asdict(cfg).items() if k != "workers"},
-            }
-        )
-    )
-
-
-def train_standalone(
-    arch: Architecture, data: DataBundle, proxy: ProxySettings, cfg: TrainConfig, out: Path, progress=None
-) -> StandaloneResult:
-    """Train `arch` from scratch at proxy size, initialised and shuffled from `cfg.seed` (resumes from
-    out/checkpoint.pt); top-1 and loss on val and test."""
-    out = Path(out)
-    done = out / "result.json"
-    ident = _identity(arch, data, proxy, cfg)
-    meta_file = out / "arch.json"
-    if meta_file.is_file():
-        meta = read_json(meta_file)
-        if isinstance(meta, dict) and "identity" in meta and meta["identity"] != ident:
-            raise HnasError(
-                f"{out} holds a training of another architecture or with other settings: give another --out "
-                "folder, or delete that one to train again"
-            )
-    if done.is_file():
-        saved = from_dict(StandaloneResult, read_json(done), str(done))
-        if saved.test_loss is not None:
-            return saved  # else: written before losses were recorded; the checkpoint is evaluated again below
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(meta_file, {**arch.to_dict(), "space_def": arch.space.to_dict(), "identity": ident})
-    import torch
-    from torch.utils.data import DataLoader
-
-    space = proxy_space(arch.space, proxy.resolution, proxy.width, data.num_classes)
-    with torch.random.fork_rng(devices=[]):  # the initial weights are the seed's, whatever ran before
-        torch.manual_seed(cfg.seed)
-        net = Network(Architecture(space, arch.ops))
-    if not (out / "checkpoint.pt").is_file():
-        zero_init_residuals(net)
-    device = default_device()
-    history = train(net, data.train, cfg, out / "checkpoint.pt", progress=progress, device=device)
-    val_loss, val = loss_top1(net, DataLoader(data.val, batch_size=proxy.eval_batch), device)
-    test_loss, test = loss_top1(net, DataLoader(data.test, batch_size=proxy.eval_batch), device)
-    res = StandaloneResult(
-        str(arch), val, test, len(history), cfg.seed, val_loss, test_loss, round(sum(h.seconds for h in history), 2)
-    )
-    write_json(done, asdict(res))
-    return res
-
-
-def standalone_folder(root: Path, arch: Architecture, data: DataBundle, proxy: ProxySettings, cfg: TrainConfig) -> Path:
-    """root/<key>: the folder of one architecture's stand-alone trainings (one `seed<s>` folder per seed); the key
-    hashes the architecture, data, proxy and training settings except the seed, so a pick that recurs (another
-    K, front and space both) reuses its trainings and changed settings never reuse stale ones."""
-    ident = _identity(arch, data, proxy, replace(cfg, seed=0))
-    key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
-    return Path(root) / key
+from hnas.standalone import StandaloneResult, standalone_folder, train_standalone
+from hnas.train import read_json, write_json
 
 
 def pick_along_front(rows: list[dict], k: int) -> list[dict]:
@@ -224,7 +136,7 @@ def rank_run(
             n += 1
             log(f"{run.name}: stand-alone {n}/{total} (seed {s}, {tcfg.epochs} epochs): {a}")
             arch = parse_arch(a, space)
-            folder = standalone_folder(run / "rank" / "standalone", arch, data, cfg.proxy, tcfg)
+            folder = standalone_folder(run / "rank" / "standalone", arch, data.name, cfg.proxy, tcfg)
             trained[a].append(
                 train_standalone(arch, data, cfg.proxy, replace(tcfg, seed=s), folder / f"seed{s}", progress)
             )
