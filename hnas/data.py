@@ -373,6 +373,15 @@ def check_data(spec: str) -> str:
     return kind
 
 
+def data_name(spec: str) -> str:
+    """The name of the data a spec loads (`DataBundle.name`: the embedded set's own name, else its kind), without
+    loading it."""
+    from hnas.recipes import data_kind
+
+    kind = data_kind(spec)
+    return spec if kind == "embedded" else kind
+
+
 def load_data(spec: str, resolution: int, seed: int = 0, per_class: int | None = None) -> DataBundle:
     """`digits`, `mnist5k`, `cifar10:PATH`, `imagenet:PATH`, or a PATH recognised by its layout."""
     kind = check_data(spec)

@@ -218,18 +218,19 @@ class Pipeline:
         if exists(d / "trained.json"):
             return
         base = self.sn.config.train
+        lr, lr_end = self.search.stage_lr(k)
         cfg = TrainConfig(
             **{
                 **asdict(base),
                 "epochs": self.search.epochs[k - 1],
-                "lr": self.search.lrs[k - 1],
+                "lr": lr,
                 # a warm-up starts a supernet from scratch; later stages fine-tune what stage 1 trained
                 "warmup_epochs": max(0, min(base.warmup_epochs, self.search.epochs[0] - 1)) if k == 1 else 0,
             }
         )
         self.log(
             f"stage {k}: training the supernet on {space.size():.3g} architectures for {cfg.epochs} epochs "
-            f"(lr {cfg.lr:g})" + (", weights inherited" if k > 1 else "")
+            f"(lr {cfg.lr:g} -> {lr_end:g})" + (", weights inherited" if k > 1 else "")
         )
         from hnas.train import PathSampler
 
@@ -251,6 +252,7 @@ class Pipeline:
                 factory,
                 on_epoch,
                 extra_state=lambda: {"deploy_space": space.to_dict()},
+                lr_end=lr_end,
             )
         write_on_main(lambda: write_json(d / "trained.json", [asdict(h) for h in history]))
         hint = chance_hint(history, self.sn.data().num_classes, cfg)

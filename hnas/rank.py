@@ -1,7 +1,7 @@
 """Ranking consistency (paper Table 4, Fig. 5): one-shot accuracy against stand-alone accuracy, with the noise
 of stand-alone training measured.
 
-`train_standalone` trains one architecture from scratch (resumable); `rank_run` picks K architectures of a
+`hnas.standalone` trains one architecture from scratch (resumable); `rank_run` picks K architectures of a
 finished search run, along its final Pareto front (the paper's choice) and/or drawn uniformly from its final
 (pruned) space, trains each stand-alone with S seeds and scores the supernet's one-shot top-1 against them
 (`hnas.rankstats`: Kendall's tau and Spearman's rho with bootstrap intervals, and the noise ceiling). The study
@@ -21,12 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from hnas.data import data_name
 from hnas.errors import HnasError
 from hnas.rankstats import ranking_stats
-from hnas.settings import RankSettings
+from hnas.settings import RankSettings, RunConfig, SearchSettings, TrainConfig
 from hnas.spec.arch import Architecture, from_vector, parse_arch, sample
 from hnas.spec.space import SearchSpace
-from hnas.standalone import StandaloneResult, standalone_folder, train_standalone
+from hnas.standalone import Job, StandaloneResult, standalone_folder, train_jobs
 from hnas.train import read_json, write_json
 
 
@@ -99,20 +100,42 @@ def pick_architectures(pipe, final: dict, settings: RankSettings, latency=None) 
     return picks
 
 
-def rank_run(
-    run: str | Path,
-    settings: RankSettings | None = None,
-    lr: float | None = None,
-    latency=None,
-    log=print,
-    progress=None,
-) -> dict:
-    """Rank a finished search run: pick K architectures (per `settings.pick`), train each stand-alone with S seeds,
-    score one-shot against stand-alone with intervals and the noise ceiling; RUN/rank/rank.json and rank.png.
-    `lr`: stand-alone learning rate (default the run's first); `latency` prices space draws (optional)."""
-    from hnas.pipeline import SEARCH_SCHEMA, Pipeline, read_record, saved_settings
+def standalone_config(train: TrainConfig, search, settings: RankSettings) -> TrainConfig:
+    """The stand-alone recipe of a run's architectures: the run's training settings, with the rank settings'
+    epochs (default: the run's total supernet epochs), learning rate (default: its first) and batch, no warm-up."""
+    return replace(
+        train,
+        epochs=settings.epochs or sum(search.epochs),
+        lr=settings.lr or search.lrs[0],
+        batch_size=settings.batch_size or train.batch_size,
+        warmup_epochs=0,
+    )
 
-    settings = settings or RankSettings()
+
+def standalone_jobs(archs: list[str], run: RunConfig, cfg: TrainConfig, seeds: list[int], root: Path) -> list[Job]:
+    """One job per seed and architecture (seed by seed, so an interrupted study already holds one training of
+    every architecture), each in root/<key>/seed<s>."""
+    space = SearchSpace.from_dict(run.space)
+    data = data_name(run.data)
+    return [
+        Job(
+            a,
+            run.space,
+            run.data,
+            run.train.seed,
+            run.proxy,
+            replace(cfg, seed=s),
+            str(standalone_folder(root, parse_arch(a, space), data, run.proxy, cfg) / f"seed{s}"),
+        )
+        for s in seeds
+        for a in archs
+    ]
+
+
+def finished_search(run: str | Path) -> tuple[RunConfig, SearchSettings, dict]:
+    """A finished search run's settings and final search record; one line when it is not one."""
+    from hnas.pipeline import SEARCH_SCHEMA, read_record, saved_settings
+
     run = Path(run)
     saved = saved_settings(run)
     if saved is None:
@@ -121,38 +144,58 @@ def rank_run(
     final_file = run / f"stage{search.stages}" / "search.json"
     if not final_file.is_file():
         raise HnasError(f"{run} has no final search ({final_file}): finish it with `hnas search --out {run}`")
-    final = read_record(final_file, SEARCH_SCHEMA, "search record")
+    return cfg, search, read_record(final_file, SEARCH_SCHEMA, "search record")
+
+
+def rank_run(
+    run: str | Path,
+    settings: RankSettings | None = None,
+    latency=None,
+    log=print,
+    progress=None,
+) -> dict:
+    """Rank a finished search run: pick K architectures (per `settings.pick`), train each stand-alone with S seeds
+    (`settings.jobs` at a time), score one-shot against stand-alone with intervals and the noise ceiling;
+    RUN/rank/rank.json and rank.png. `latency` prices space draws (optional)."""
+    from hnas.pipeline import Pipeline
+
+    settings = settings or RankSettings()
+    run = Path(run)
+    cfg, search, final = finished_search(run)
     pipe = Pipeline(run, cfg, search, latency, log=log, progress=False)
     picks = pick_architectures(pipe, final, settings, latency)
-    space = SearchSpace.from_dict(cfg.space)
-    tcfg = replace(cfg.train, epochs=settings.epochs or sum(search.epochs), lr=lr or search.lrs[0], warmup_epochs=0)
+    tcfg = standalone_config(cfg.train, search, settings)
     seeds = [cfg.train.seed + i for i in range(settings.seeds)]
-    data = pipe.sn.data()
     archs = list(dict.fromkeys(r["arch"] for rows in picks.values() for r in rows))
-    trained: dict[str, list[StandaloneResult]] = {a: [] for a in archs}
-    total, n = len(archs) * len(seeds), 0
-    for s in seeds:  # seed by seed, so an interrupted study already holds one training of every architecture
-        for a in archs:
-            n += 1
-            log(f"{run.name}: stand-alone {n}/{total} (seed {s}, {tcfg.epochs} epochs): {a}")
-            arch = parse_arch(a, space)
-            folder = standalone_folder(run / "rank" / "standalone", arch, data.name, cfg.proxy, tcfg)
-            trained[a].append(
-                train_standalone(arch, data, cfg.proxy, replace(tcfg, seed=s), folder / f"seed{s}", progress)
-            )
-    out = {
+    jobs = standalone_jobs(archs, cfg, tcfg, seeds, run / "rank" / "standalone")
+    log(f"{run.name}: {len(jobs)} stand-alone trainings ({len(archs)} architectures x {len(seeds)} seeds)")
+    done = train_jobs(jobs, settings.jobs, log=log, progress=progress)
+    out = ranked(run, cfg, search, final, tcfg, seeds, picks, by_arch(done), settings)
+    write_json(run / "rank" / "rank.json", out)
+    scatter(run / "rank" / "rank.png", [out])
+    return out
+
+
+def by_arch(results: list[StandaloneResult]) -> dict[str, list[StandaloneResult]]:
+    """Stand-alone results grouped by architecture, in seed order."""
+    out: dict[str, list[StandaloneResult]] = {}
+    for r in sorted(results, key=lambda r: r.seed):
+        out.setdefault(r.arch, []).append(r)
+    return out
+
+
+def ranked(run, cfg, search, final, tcfg, seeds, picks, trained, settings: RankSettings) -> dict:
+    """A run's ranking record: per pick its architectures with their repeats and every ranking figure."""
+    return {
         "run": str(run),
         "stages": search.stages,
         "space_size": final["searched_size"],
-        "initial_size": str(space.size()),
+        "initial_size": str(SearchSpace.from_dict(cfg.space).size()),
         "standalone_epochs": tcfg.epochs,
         "standalone_lr": tcfg.lr,
         "seeds": seeds,
         "picks": {name: _scored(rows, trained, settings) for name, rows in picks.items()},
     }
-    write_json(run / "rank" / "rank.json", out)
-    scatter(run / "rank" / "rank.png", [out])
-    return out
 
 
 def _scored(rows: list[dict], trained: dict[str, list[StandaloneResult]], settings: RankSettings) -> dict:
@@ -224,16 +267,23 @@ def scatter(path: Path, results: list[dict]) -> dict[str, list[list[float]]]:
     return drawn
 
 
-def plot_study(path: Path, table: list[dict], results: list[dict]) -> dict:
+def plot_study(
+    path: Path, table: list[dict], results: list[dict], curves: dict | None = None, table5: list[dict] | None = None
+) -> dict:
     """The study's figure in `path`: per row of `table` (an M and a pick) a bar for tau (one-shot against the mean
     of S seeds) with its 95 % interval, a dot for tau against one seed (mean over seeds) with its interval, and the
     noise ceiling (one seed against another) as a line in its interval band; beside it the one-shot against
-    stand-alone scatter. Returns what was drawn, read back from the plot's artists (nan as None)."""
+    stand-alone scatter; below, when given, the supernet's validation accuracy per epoch for each M (Fig. 6,
+    `curves`) and Table 5 (`table5`). Returns what was drawn, read back from the plot's artists (nan as None)."""
     from matplotlib.patches import Rectangle
 
     from hnas.plots import pyplot, save_png
 
-    fig, (ax, ax2) = pyplot().subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1, 1.15]})
+    rows = 2 if curves is not None or table5 is not None else 1
+    fig, axes = pyplot().subplots(
+        rows, 2, figsize=(12, 4.8 * rows), gridspec_kw={"width_ratios": [1, 1.15]}, squeeze=False
+    )
+    ax, ax2 = axes[0]
     x = np.arange(len(table), dtype=float)
     tau = np.array([_nan(r["kendall_tau"]) for r in table])
     ci = np.array([[_nan(v) for v in r["kendall_tau_ci"]] for r in table]).reshape(-1, 2)
@@ -285,8 +335,63 @@ def plot_study(path: Path, table: list[dict], results: list[dict]) -> dict:
             "points": points,
         }
     )
+    if curves is not None:
+        drawn["fig6"] = _finite_or_none(_plot_curves(axes[1][0], curves))
+    if table5 is not None:
+        drawn["table5"] = _finite_or_none(_plot_table5(axes[1][1], table5))
     save_png(fig, path)
     return drawn
+
+
+def _plot_curves(ax, curves: dict) -> dict:
+    """Fig. 6: per M the supernet's validation accuracy per epoch, the mean over search seeds (line) and their
+    range (band); dotted lines where it was pruned. Returns the lines as drawn, per M."""
+    drawn = {}
+    for i, (M, by_seed) in enumerate(sorted(curves.items())):
+        runs = list(by_seed.values())
+        x = np.array(runs[0]["epoch"], dtype=float)
+        acc = np.array([[_nan(v) for v in r["val_acc"]] for r in runs], dtype=float)
+        with np.errstate(all="ignore"):
+            mean, lo, hi = np.nanmean(acc, 0), np.nanmin(acc, 0), np.nanmax(acc, 0)
+        (line,) = ax.plot(x, mean, "-o", ms=3, color=f"C{i}", label=f"M = {M} (mean of {len(runs)} search seeds)")
+        ax.fill_between(x, lo, hi, color=f"C{i}", alpha=0.15, lw=0)
+        for e in runs[0]["pruned_after"]:
+            ax.axvline(e + 0.5, color=f"C{i}", ls=":", lw=1)
+        drawn[M] = {"epoch": line.get_xdata().tolist(), "val_acc": line.get_ydata().tolist()}
+    ax.set_xlabel("supernet epoch (all training stages)")
+    ax.set_ylabel("supernet validation top-1 (fixed architectures)")
+    ax.set_title("Fig. 6: supernet accuracy per epoch (dotted: pruned)")
+    ax.legend(fontsize=7, loc="lower right")
+    return drawn
+
+
+def _plot_table5(ax, table5: list[dict]) -> dict:
+    """Table 5: per method the stand-alone top-1 of the best architecture inside the band, mean over search seeds
+    (bar) with their standard deviation, and each seed's value (dots). Returns the bars, errors and dots."""
+    x = np.arange(len(table5), dtype=float)
+    mean = np.array([r["standalone_mean"] for r in table5])
+    sd = np.array([_nan(r["standalone_sd"]) for r in table5])
+    bars = ax.bar(x, mean, width=0.6, color=[f"C{r['M'] - 2}" if "SPOS" not in r["method"] else "0.6" for r in table5])
+    err = ax.errorbar(x, mean, yerr=np.nan_to_num(sd), fmt="none", ecolor="k", capsize=4)
+    dots = []
+    for xi, r in zip(x, table5):
+        ys = [p["standalone_test"] for p in r["per_seed"]]
+        (d,) = ax.plot([xi] * len(ys), ys, "k.", ms=6)
+        dots.append(d.get_ydata().tolist())
+    lo = min(min(d) for d in dots)
+    hi = max(max(d) for d in dots)
+    pad = max(0.01, (hi - lo) * 0.5)
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xticks(x, [r["method"].replace(" (", "\n(").replace(" on ", "\non ") for r in table5], fontsize=8)
+    ax.set_ylabel("stand-alone test top-1 of the best architecture")
+    ax.set_title("Table 5: the best in the band, mean and sd over search seeds")
+    return {"mean": [p.get_height() for p in bars.patches], "sd": _sd_drawn(err, mean), "points": dots}
+
+
+def _sd_drawn(container, centre: np.ndarray) -> list[float]:
+    """The half-length of each symmetric error bar as drawn."""
+    segments = container.lines[2][0].get_segments()
+    return [float(seg[-1][1] - c) if len(seg) else np.nan for seg, c in zip(segments, centre)]
 
 
 def _finite_or_none(data):

@@ -59,6 +59,14 @@ def split_epochs(total: int, stages: int) -> list[int]:
     return raw.tolist()
 
 
+def continuous_lrs(epochs: list[int], lr: float) -> list[float]:
+    """Each training stage's first learning rate when one linear decay from `lr` to 0 runs over all stages'
+    `epochs` (the continuous schedule: stage k decays to stage k+1's first rate)."""
+    total = sum(epochs)
+    starts = [sum(epochs[:k]) for k in range(len(epochs))]
+    return [lr * (1 - e / total) for e in starts]
+
+
 @dataclass(frozen=True)
 class Recipe:
     """What one kind of data changes from the paper's defaults (field name -> value, per settings class), and

@@ -327,6 +327,9 @@ class _Raw:
     lut: str | None = None
 
 
+SCHEDULES = ("restart", "continuous")
+
+
 @dataclass
 class SearchSettings:
     """Algorithm 1's numbers (paper defaults) and the latency band: each field's default, help and check, once.
@@ -357,6 +360,12 @@ class SearchSettings:
         "Breed this many offspring per evaluation and evaluate the most promising (1: the paper's CES).",
         check=at_least(1),
     )
+    schedule: str = setting(
+        "restart",
+        "restart: each training stage decays its own --lr to 0 (the paper's 0.5 then 0.1, 0.1); continuous: each "
+        "stage decays to the next stage's --lr, so one curve runs over all stages with pruning at the boundaries.",
+        check=one_of(*SCHEDULES),
+    )
     band: Band = setting(None, "Latency band MIN:MAX in ms.", flag="--lat", factory=Band)
     max_macs: float | None = setting(None, "Also cap MACs.", check=above(0))
     max_params: float | None = setting(None, "Also cap parameters.", check=above(0))
@@ -376,6 +385,11 @@ class SearchSettings:
                 f"{self.stages} stages train {self.stages - 1} supernets: give that many --epochs and "
                 f"--lr values (got {len(self.epochs)} and {len(self.lrs)})"
             )
+
+    def stage_lr(self, k: int) -> tuple[float, float]:
+        """Training stage k's learning rate at its first and at its last step (linear in between)."""
+        last = self.lrs[k] if self.schedule == "continuous" and k < self.stages - 1 else 0.0
+        return self.lrs[k - 1], last
 
 
 PICKS = ("front", "space", "both")
@@ -399,6 +413,18 @@ class RankSettings:
     epochs: int | None = setting(
         None, "Stand-alone epochs (default: the run's total supernet epochs).", check=at_least(1)
     )
+    lr: float | None = setting(
+        None, "Stand-alone learning rate (default: the run's first).", flag="--standalone-lr", check=above(0)
+    )
+    batch_size: int | None = setting(
+        None, "Stand-alone batch size (default: the run's).", flag="--standalone-batch-size", check=at_least(1)
+    )
+    jobs: int | None = setting(
+        None,
+        "Trainings run at once, in worker processes of one torch thread each (on a GPU: all on it); default: one "
+        "per CPU core.",
+        check=at_least(1),
+    )
     bootstrap: int = setting(
         2000, "Bootstrap resamples over architectures for the 95 % intervals of tau and rho.", check=at_least(100)
     )
@@ -406,8 +432,37 @@ class RankSettings:
 
     def __post_init__(self):
         check(self)
+        if self.jobs is None:
+            import os
+
+            self.jobs = os.cpu_count() or 1
 
     @property
     def picks(self) -> tuple[str, ...]:
         """The picks this setting asks for, in order."""
         return ("front", "space") if self.pick == "both" else (self.pick,)
+
+
+@dataclass
+class StudyDefaults:
+    """The study's own settings (`hnas study`); its design (data, band, recipe) was chosen by measuring the noise
+    ceiling of candidate designs (benchmarks/pilot_truth.py, benchmarks/README.md)."""
+
+    data: str = setting(
+        "mnist5k-clutter",
+        "Data of the study (default: translated, cluttered MNIST, on which stand-alone training ranks).",
+    )
+    total_epochs: int | None = setting(
+        None, "Supernet epochs of every M (split 3:2:1 or 2:1). Default: the data's recipe.", check=at_least(3)
+    )
+    lr: float | None = setting(None, "First-stage learning rate. Default: the data's recipe.", check=above(0))
+    lat_rel: str = setting("0.5:1.5", "Band relative to --ref (a wide band separates architectures).", flag="--lat-rel")
+    search_seeds: int = setting(3, "Search seeds per M (Table 5: mean and sd over them).", check=at_least(1))
+    val_archs: int = setting(
+        4,
+        "Fixed architectures whose mean one-shot top-1 is the supernet's accuracy per epoch (Fig. 6).",
+        check=at_least(1),
+    )
+
+    def __post_init__(self):
+        check(self)

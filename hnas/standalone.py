@@ -212,7 +212,7 @@ def train_jobs(
             finished(i, _run(jobs[i], progress))
         return results  # type: ignore[return-value]
     import multiprocessing as mp
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     ctx = mp.get_context("spawn")  # no forked torch state; the same on Linux and macOS
     with ProcessPoolExecutor(
@@ -225,7 +225,7 @@ def train_jobs(
         pending = set(futures)
         try:
             while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in done:
                     res, problem = f.result()
                     if problem is not None:

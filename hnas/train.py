@@ -197,9 +197,11 @@ def train(
     on_epoch: Callable[[EpochStats], float | None] | None = None,
     extra_state: Callable[[], dict] | None = None,
     device: torch.device | None = None,
+    lr_end: float = 0.0,
 ) -> list[EpochStats]:
     """Train `model` (a Supernet when `sampler` draws paths, else a stand-alone Network), resuming from
-    `checkpoint` when it exists. `on_epoch` may return a validation accuracy to record. Returns the history."""
+    `checkpoint` when it exists; the learning rate falls linearly per step from `cfg.lr` to `lr_end`. `on_epoch`
+    may return a validation accuracy to record. Returns the history."""
     import torch.distributed as dist
 
     device = device or default_device()
@@ -220,7 +222,8 @@ def train(
     )
     steps_per_epoch = max(1, len(_loader(train_set, cfg.batch_size, True, cfg.seed, 0, 0, world, rank)))
     total = max(1, cfg.epochs * steps_per_epoch)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / total))
+    drop = 1.0 - lr_end / cfg.lr
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - drop * min(1.0, s / total))
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     crit = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)

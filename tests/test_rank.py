@@ -1,4 +1,5 @@
 import json
+import time
 
 import numpy as np
 import pytest
@@ -144,8 +145,8 @@ def test_the_seed_alone_decides_a_standalone_training(tmp_path):
     import torch
 
     from hnas.data import load_data
-    from hnas.rank import train_standalone
     from hnas.settings import ProxySettings, TrainConfig
+    from hnas.standalone import train_standalone
 
     data = load_data("digits", 16, 0)
     arch = sample(tiny_space(), 1, np.random.default_rng(0))[0]
@@ -160,8 +161,7 @@ def test_the_seed_alone_decides_a_standalone_training(tmp_path):
 
 def study_args(lut, space, study, *extra):
     return [
-        "rank",
-        "--study",
+        "study",
         str(study),
         "--lut",
         str(lut),
@@ -173,6 +173,8 @@ def study_args(lut, space, study, *extra):
         "3",
         "--lr",
         "0.05",
+        "--search-seeds",
+        "2",
         "--k",
         "3",
         "--pick",
@@ -180,6 +182,8 @@ def study_args(lut, space, study, *extra):
         "--seeds",
         "2",
         "--epochs",
+        "2",
+        "--jobs",
         "2",
         "--bootstrap",
         "500",
@@ -197,6 +201,10 @@ def study_args(lut, space, study, *extra):
         "16",
         "--bn-images",
         "64",
+        "--val-archs",
+        "2",
+        "--schedule",
+        "continuous",
         *extra,
     ]
 
@@ -229,7 +237,7 @@ def assert_figure_shows(fig: dict, table: list[dict]) -> None:
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
-def test_rank_study_resumes_after_a_kill_and_reports_repeats_intervals_and_ceiling(tiny_lut, tmp_path):  # noqa: F811
+def test_the_study_resumes_after_a_kill_and_reports_tables_4_and_5_and_fig_6(tiny_lut, tmp_path):  # noqa: F811
     from hnas.spec.arch import parse_arch
     from hnas.workflows.search import open_search
 
@@ -237,25 +245,37 @@ def test_rank_study_resumes_after_a_kill_and_reports_repeats_intervals_and_ceili
     tiny_space().save(space)
     study = tmp_path / "study"
     args = study_args(tiny_lut, space, study)
-    m3_trained = lambda: list((study / "M3" / "rank" / "standalone").glob("*/seed*/result.json"))  # noqa: E731
-    kill_cli_when(args, lambda: bool(m3_trained()), env=ONE_THREAD)
-    assert (study / "M2" / "rank" / "rank.json").is_file() and not (study / "M4").exists(), "killed elsewhere"
-    before = {p: p.read_bytes() for p in study.glob("M[23]/**/*.json")}
+    trained = lambda: list((study / "standalone").glob("*/seed*/result.json"))  # noqa: E731
+    kill_cli_when(args, lambda: len(trained()) >= 2, env=ONE_THREAD)  # two worker processes train
+    runs = [study / f"seed{s}" / f"M{m}" for s in (0, 1) for m in (2, 3, 4)]
+    assert all((r / "results.json").is_file() for r in runs) and not (study / "study.json").exists(), "killed elsewhere"
+    before = {p: p.read_bytes() for p in study.glob("seed*/**/*.json")}
+    time.sleep(1.0)  # the workers notice within 0.5 s that their parent is gone: nothing trains on after that
+    done_before = {p: p.read_bytes() for p in trained()}
+    time.sleep(1.5)
+    assert {p: p.read_bytes() for p in trained()} == done_before
     again = run_cli(*args, env=ONE_THREAD)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("(resuming)") == 2  # M2 and M3
-    assert again.stdout.count("stage 1: training") == 1 and again.stdout.count("CES over") == 3  # M4: 3 searches
-    for path, data in before.items():  # finished pieces kept (the M2 ranking recomputed to the same figures)
+    assert again.stdout.count("(resuming)") == 6 and "stage 1: training" not in again.stdout
+    for path, data in before.items():  # finished searches kept
         assert path.read_bytes() == data, f"{path} changed on resume"
+    for path, data in done_before.items():  # finished trainings kept
+        assert path.read_bytes() == data
     data = json.loads((study / "study.json").read_text())
-    table = data["table"]
+    # every M has the same total epochs and, with the continuous schedule, the same learning-rate curve
+    cfgs = [json.loads((r / "config.json").read_text()) for r in runs[:3]]
+    assert [sum(c["search"]["epochs"]) for c in cfgs] == [3, 3, 3]
+    assert [c["search"]["lrs"] for c in cfgs] == [
+        [0.05],
+        pytest.approx([0.05, 0.05 / 3]),
+        pytest.approx([0.05, 0.05 * 2 / 3, 0.05 / 3]),
+    ]
+    assert {c["run"]["train"]["warmup_epochs"] for c in cfgs} == {0}  # a third of HNAS's 1-epoch first stage
+    table = data["table4"]
     assert [(r["M"], r["pick"]) for r in table] == [(m, p) for m in (2, 3, 4) for p in ("front", "space")]
-    sched = [json.loads((study / f"M{m}" / "config.json").read_text())["search"]["epochs"] for m in (2, 3, 4)]
-    assert [sum(s) for s in sched] == [3, 3, 3]
     for row, (run, pick) in zip(table, [(r, p) for r in data["runs"] for p in ("front", "space")]):
         p = run["picks"][pick]
         assert row["k"] == p["k"] == 3 and row["seeds"] == 2 and row["initial_size"] == str(tiny_space().size())
-        assert int(row["space_size"]) <= tiny_space().size() and row["resamples"] == 500
         for name in ("kendall_tau", "spearman_rho", "kendall_tau_loss", "kendall_tau_seed", "ceiling_tau"):
             lo, hi = row[name + "_ci"]
             assert row[name] is None or lo <= row[name] <= hi
@@ -263,29 +283,61 @@ def test_rank_study_resumes_after_a_kill_and_reports_repeats_intervals_and_ceili
             top1 = [r["test_top1"] for r in a["repeats"]]
             assert [r["seed"] for r in a["repeats"]] == [0, 1] and all(r["test_loss"] > 0 for r in a["repeats"])
             assert a["standalone_test"] == pytest.approx(np.mean(top1))
-            assert a["standalone_test_std"] == pytest.approx(np.std(top1, ddof=1))
-        if pick == "space":
-            assert len({a["arch"] for a in p["architectures"]}) == 3
-    repeats = [a["repeats"] for run in data["runs"] for p in run["picks"].values() for a in p["architectures"]]
-    assert any(r[0]["test_top1"] != r[1]["test_top1"] for r in repeats), "two seeds trained the same network"
     # space draws are scored on the final supernet with the run's own evaluator
-    accuracy, final_space = open_search(study / "M4", log=lambda _: None, progress=False).final_accuracy()
+    accuracy, final_space = open_search(runs[2], log=lambda _: None, progress=False).final_accuracy()
     drawn = data["runs"][2]["picks"]["space"]["architectures"]
     assert accuracy([parse_arch(a["arch"], final_space) for a in drawn]).tolist() == [a["one_shot"] for a in drawn]
-    # the figure shows the table: bars, intervals, dots, ceiling and band, one scatter point per architecture
-    for fig in (data["figure"], plot_study(tmp_path / "again.png", table, data["runs"])):
-        assert fig["labels"] == [f"M = {r['M']}\n{r['pick']}" for r in table]
-        assert_figure_shows(fig, table)
-        assert sorted(len(v) for v in fig["points"].values()) == [3] * 6
-    assert (study / "study.png").stat().st_size > 1000 and "ranking consistency" in again.stdout
-    # the ranking of one run reuses the study's trainings; other search settings in the study folder are refused
-    trainings = sorted(study.glob("M4/rank/standalone/*/seed*"))
-    one = run_cli(
-        "rank", str(study / "M4"), "--k", "3", "--pick", "both", "--seeds", "2", "--epochs", "2", env=ONE_THREAD
-    )
+    # Table 5: each run's most accurate architecture in the band, and SPOS-EA's on the same seed's I-Supernet
+    t5 = {r["method"]: r for r in data["table5"]}
+    assert list(t5) == ["I-Supernet (M = 2)", "P-Supernet (M = 3)", "HNAS (M = 4)", "SPOS-EA on I-Supernet"]
+    results = {
+        (s, m): json.loads((study / f"seed{s}" / f"M{m}" / "results.json").read_text())
+        for s in (0, 1)
+        for m in (2, 3, 4)
+    }
+    spos = [json.loads((study / f"seed{s}" / "M2" / "stage2" / "spos_ea.json").read_text()) for s in (0, 1)]
+    for name, row in t5.items():
+        for seed, cell in enumerate(row["per_seed"]):
+            chosen = spos[seed]["best"] if "SPOS" in name else results[(seed, row["M"])]["best"][0]
+            assert cell["arch"] == chosen["arch"] and cell["one_shot"] == chosen["accuracy"]
+            repeats = [json.loads(f.read_text())["test_top1"] for f in study.glob("standalone/*/seed*/result.json")
+                       if json.loads(f.read_text())["arch"] == cell["arch"]]  # fmt: skip
+            assert len(repeats) == 2 and cell["standalone_test"] == pytest.approx(np.mean(repeats))
+        assert row["standalone_mean"] == pytest.approx(np.mean([c["standalone_test"] for c in row["per_seed"]]))
+        base = [c["standalone_test"] for c in t5["I-Supernet (M = 2)"]["per_seed"]]
+        diff = [c["standalone_test"] - b for c, b in zip(row["per_seed"], base)]
+        assert row["vs_i_supernet"] == pytest.approx(np.mean(diff))
+        assert (row["vs_i_supernet_ci"] is None) == (name == "I-Supernet (M = 2)")
+    assert len(spos[0]["archive"]) == 6 * 2  # SPOS-EA spent CES's budget
+    # Fig. 6: every epoch's supernet validation accuracy, epochs counted over the stages, pruning marked
+    for m in (2, 3, 4):
+        for s in (0, 1):
+            curve = data["fig6"][str(m)][str(s)]
+            hist = [
+                h
+                for k in range(1, m)
+                for h in json.loads((study / f"seed{s}" / f"M{m}" / f"stage{k}" / "trained.json").read_text())
+            ]
+            assert curve["epoch"] == [1, 2, 3] and curve["val_acc"] == [h["val_acc"] for h in hist]
+            assert curve["pruned_after"] == {2: [], 3: [2], 4: [1, 2]}[m]
+    # the figure shows the tables and the curves
+    fig = data["figure"]
+    assert_figure_shows(fig, table)
+    for m, line in fig["fig6"].items():
+        runs_m = data["fig6"][m].values()
+        assert close(line["val_acc"], np.mean([r["val_acc"] for r in runs_m], axis=0))
+    assert close(fig["table5"]["mean"], [r["standalone_mean"] for r in data["table5"]])
+    assert close(fig["table5"]["sd"], [r["standalone_sd"] for r in data["table5"]])
+    assert fig["table5"]["points"] == [[c["standalone_test"] for c in r["per_seed"]] for r in data["table5"]]
+    summary = json.loads((study / "summary.json").read_text())
+    assert summary["table4"] == table and summary["table5"] == data["table5"] and "runs" not in summary
+    assert [x["command"].split()[:2] for x in summary["sessions"]] == [["hnas", "study"]] * 2  # killed, resumed
+    assert summary["wall_s"] == pytest.approx(sum(x["wall_s"] for x in summary["sessions"]))
+    assert "ranking consistency" in again.stdout and "Table 5" in again.stdout
+    # the ranking of one run reuses nothing it need not; other search settings in the study folder are refused
+    one = run_cli("rank", str(runs[2]), "--k", "3", "--pick", "front", "--seeds", "2", "--epochs", "2", env=ONE_THREAD)
     assert one.returncode == 0, one.stderr
     assert "Kendall tau" in one.stdout and "ceiling" in one.stdout
-    assert sorted(study.glob("M4/rank/standalone/*/seed*")) == trainings
     other = run_cli(*study_args(tiny_lut, space, study, "--population", "8"))
     assert other.returncode == 2 and "population" in other.stderr and "differ" in other.stderr
 

@@ -3,6 +3,7 @@
     spaces      hnas space show|sample, hnas arch info
     supernet    hnas supernet train|eval, hnas train
     search      hnas search, hnas report, hnas rank, hnas demo
+    study       hnas study (M = 2, 3, 4 against stand-alone truth)
     lut         hnas lut build|refresh|show|diff|import|validate, hnas profile, hnas devices, hnas verify
 
 Heavy libraries (torch, TensorFlow) are imported inside the commands that need them, so `hnas --help` is quick.
@@ -15,7 +16,7 @@ import sys
 
 import typer
 
-from hnas.cli import lut, search, spaces, supernet
+from hnas.cli import lut, search, spaces, study, supernet
 from hnas.errors import HnasError
 
 app = typer.Typer(
@@ -35,6 +36,7 @@ app.command("verify")(lut.verify)
 app.command("search")(search.search)
 app.command("report")(search.report)
 app.command("rank")(search.rank)
+app.command("study")(study.study)
 app.command("demo")(search.demo)
 app.command("train")(supernet.train_standalone_cmd)
 

@@ -142,3 +142,13 @@ def _plain(value) -> str:
     if isinstance(value, dict):
         return value.get("name", "a space file") if "skeleton" in value else str(value)
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def figure_ci(row: dict, name: str) -> str:
+    """`0.42 [0.10, 0.71]`: a figure of `row` and its interval (`NAME_ci`); `-` where undefined."""
+
+    def num(v):
+        return "-" if v is None else f"{v:.2f}"
+
+    lo, hi = row.get(name + "_ci") or (None, None)
+    return num(row[name]) + (f" [{num(lo)}, {num(hi)}]" if lo is not None else "")

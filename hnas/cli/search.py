@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from hnas.cli.common import (
     BatchOpt,
@@ -29,7 +28,7 @@ from hnas.cli.common import (
     WidthOpt,
     WorkersOpt,
     console,
-    fmt_size,
+    figure_ci,
     load_arch,
     numbers,
     precision_arg,
@@ -162,113 +161,42 @@ def report(run: Annotated[str, typer.Argument(help="A search run folder.")]) -> 
 
 
 def rank(
-    run: Annotated[str | None, typer.Argument(help="A finished search run.")] = None,
+    run: Annotated[str, typer.Argument(help="A finished search run.")],
     k: option(RankSettings, "k") = RankSettings.k,
     pick: option(RankSettings, "pick") = RankSettings.pick,
     seeds: option(RankSettings, "seeds") = RankSettings.seeds,
     epochs: option(RankSettings, "epochs") = None,
+    standalone_lr: option(RankSettings, "lr") = None,
+    standalone_batch: option(RankSettings, "batch_size") = None,
+    jobs: option(RankSettings, "jobs") = None,
     bootstrap: option(RankSettings, "bootstrap") = RankSettings.bootstrap,
     draw_seed: option(RankSettings, "draw_seed") = RankSettings.draw_seed,
-    study: Annotated[str | None, typer.Option("--study", help="Study folder: run M = 2, 3, 4 and rank each.")] = None,
-    lut: Annotated[str | None, typer.Option("--lut", help="Study: latency table.")] = None,
-    space: Annotated[str, typer.Option("--space", help="Study: space.")] = "basic",
-    data: Annotated[str, typer.Option("--data", help="Study: data.")] = "digits",
-    total_epochs: Annotated[
-        int | None,
-        typer.Option(
-            "--total-epochs",
-            min=3,
-            help="Study: supernet epochs for every M. Default by --data: digits/mnist5k 22, imagenet 240.",
-        ),
-    ] = None,
-    lr: Annotated[
-        float | None,
-        typer.Option("--lr", help="Study: first-stage learning rate (later stages / 5). Default: the recipe's."),
-    ] = None,
-    lat_rel: Annotated[str, typer.Option("--lat-rel", help="Study: band relative to --ref.")] = "0.9:1.1",
-    ref: Annotated[str | None, typer.Option("--ref", help="Study: reference architecture.")] = None,
-    population: PopulationOpt = None,
-    generations: GenerationsOpt = None,
-    batch_size: BatchOpt = None,
-    resolution: ResolutionOpt = None,
-    width: WidthOpt = None,
-    bn_images: BnImagesOpt = None,
 ) -> None:
-    """Kendall tau and Spearman rho between one-shot and stand-alone top-1, stand-alone repeated over seeds, with
-    bootstrap intervals and the noise ceiling (Table 4, Fig. 5)."""
+    """Kendall tau and Spearman rho between one-shot and stand-alone top-1 of a search run, stand-alone repeated
+    over seeds, with bootstrap intervals and the noise ceiling (Table 4, Fig. 5). M = 2, 3, 4 compared: `hnas study`."""
     from hnas.progress import bars
+    from hnas.workflows.study import rank_search
 
-    settings = RankSettings(k=k, pick=pick, seeds=seeds, epochs=epochs, bootstrap=bootstrap, draw_seed=draw_seed)
-    if study is None:
-        if run is None:
-            raise HnasError("give a search RUN folder, or --study FOLDER to run M = 2, 3, 4 first")
-        from hnas.workflows.study import rank_search
-
-        with bars() as factory:
-            res = rank_search(run, settings, log=console.print, progress=factory)
-        for name, p in res["picks"].items():
-            console.print(
-                f"{run}, {name}: Kendall tau {_fig(p, 'kendall_tau')}, Spearman rho {_fig(p, 'spearman_rho')} over "
-                f"{p['k']} architectures x {len(res['seeds'])} seeds; ceiling (seed vs seed) tau "
-                f"{_fig(p, 'ceiling_tau')}"
-            )
-        console.print(f"({run}/rank/rank.json, rank.png)")
-        return
-    if lut is None:
-        raise HnasError("--study needs --lut (the latency table the searches use)")
-    from hnas.recipes import recipe_for
-    from hnas.settings import Band
-    from hnas.spec.space import load_space
-    from hnas.workflows.search import REFERENCE
-    from hnas.workflows.study import StudySettings, run_study
-
-    sp = load_space(space)
-    recipe = recipe_for(data)
-    study_settings = StudySettings(
-        space=sp,
-        lut=lut,
-        data=data,
-        total_epochs=total_epochs or sum(recipe.value(SearchSettings, "epochs")),
-        lr=lr or recipe.value(TrainConfig, "lr"),
-        band_rel=Band.parse(lat_rel, "--lat-rel"),
-        ref=load_arch(ref or REFERENCE, sp),
-        population=population or recipe.value(SearchSettings, "population"),
-        generations=generations or recipe.value(SearchSettings, "generations"),
-        batch_size=batch_size or recipe.value(TrainConfig, "batch_size"),
-        proxy=recipe.proxy_settings(resolution=resolution, width=width, bn_images=bn_images, val_archs=2),
-        rank=settings,
+    settings = RankSettings(
+        k=k,
+        pick=pick,
+        seeds=seeds,
+        epochs=epochs,
+        lr=standalone_lr,
+        batch_size=standalone_batch,
+        jobs=jobs,
+        bootstrap=bootstrap,
+        draw_seed=draw_seed,
     )
     with bars() as factory:
-        out = run_study(study, study_settings, log=console.rule, progress=factory)
-    t = Table(title="ranking consistency (paper Table 4), 95 % bootstrap intervals")
-    for col in ("M", "pick", "tau (mean of S)", "tau (one seed)", "ceiling (seed vs seed)", "tau (loss)", "rho"):
-        t.add_column(col)
-    t.add_column("searched space")
-    t.add_column("K x S")
-    for r in out["table"]:
-        t.add_row(
-            str(r["M"]),
-            r["pick"],
-            _fig(r, "kendall_tau"),
-            _fig(r, "kendall_tau_seed"),
-            _fig(r, "ceiling_tau"),
-            _fig(r, "kendall_tau_loss"),
-            _fig(r, "spearman_rho"),
-            fmt_size(int(r["space_size"])),
-            f"{r['k']} x {r['seeds']}",
+        res = rank_search(run, settings, log=console.print, progress=factory)
+    for name, p in res["picks"].items():
+        console.print(
+            f"{run}, {name}: Kendall tau {figure_ci(p, 'kendall_tau')}, Spearman rho {figure_ci(p, 'spearman_rho')} "
+            f"over {p['k']} architectures x {len(res['seeds'])} seeds; ceiling (seed vs seed) tau "
+            f"{figure_ci(p, 'ceiling_tau')}"
         )
-    console.print(t)
-    console.print(f"{study}/study.json, {study}/study.png")
-
-
-def _fig(row: dict, name: str) -> str:
-    """`0.42 [0.10, 0.71]`: a figure and its interval; `-` where undefined."""
-
-    def num(v):
-        return "-" if v is None else f"{v:.2f}"
-
-    lo, hi = row.get(name + "_ci") or (None, None)
-    return num(row[name]) + (f" [{num(lo)}, {num(hi)}]" if lo is not None else "")
+    console.print(f"({run}/rank/rank.json, rank.png)")
 
 
 def demo(

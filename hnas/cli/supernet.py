@@ -158,10 +158,10 @@ def train_standalone_cmd(
     """Train one architecture from scratch (SGD 0.9, wd 4e-5, linear decay); resumable; top-1 on val and test."""
     from hnas.data import load_data
     from hnas.progress import bars
-    from hnas.rank import train_standalone
     from hnas.recipes import recipe_for
     from hnas.settings import SearchSettings
     from hnas.spec.space import load_space
+    from hnas.standalone import train_standalone
     from hnas.train import init_distributed
 
     init_distributed()

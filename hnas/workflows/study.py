@@ -1,40 +1,66 @@
-"""The ranking study (paper Table 4, Fig. 5): I-Supernet (M = 2), P-Supernet (M = 3) and HNAS (M = 4) with the
-same total supernet epochs on the same latency table, each ranked against stand-alone training repeated over S
-seeds, with bootstrap intervals and the noise ceiling (`hnas.rank`, `hnas.rankstats`).
+"""The HNAS study: does pruning over M stages make the supernet rank better and find better architectures?
+I-Supernet (M = 2), P-Supernet (M = 3) and HNAS (M = 4) with the same total supernet epochs (and, with the
+continuous schedule, the same learning-rate curve), over several search seeds, against stand-alone training
+repeated over S seeds. The paper's Table 4 (tau, rho), Table 5 (the best architecture's stand-alone top-1, with
+SPOS-EA on the I-Supernet as the baseline) and Fig. 6 (supernet validation accuracy per epoch), with intervals
+and the noise ceiling.
 
-    FOLDER/study_config.json     the settings the three searches were started with (a rerun must match them)
-    FOLDER/M2, M3, M4/           the search runs, each with its rank/ folder
-    FOLDER/study.json            the table (per M and pick: tau, rho, intervals, ceiling, space size), what the
-                                 figure shows and the runs (per architecture: one-shot, stand-alone repeats)
-    FOLDER/study.png             tau per M with intervals and the ceiling; one-shot against stand-alone
-
-Every piece resumes: the searches step by step, each stand-alone training per epoch; the figures are recomputed.
+    FOLDER/study_config.json          the settings the searches were started with (a rerun must match them)
+    FOLDER/seed<s>/M<M>/              one search run per search seed and M, each resumable step by step
+    FOLDER/seed<s>/M2/spos_ea.json    SPOS-EA on that seed's I-Supernet, the same band and budget as CES
+    FOLDER/standalone/<key>/seed<t>/  every stand-alone training, shared by all runs that pick the architecture
+    FOLDER/study.json                 Table 4 (search seed 0, per M and pick), Table 5, Fig. 6 data, the figure's
+                                      data read back from its artists, and per architecture every repeat
+    FOLDER/study.png                  the figure: tau per M with the ceiling; one-shot against stand-alone;
+                                      Fig. 6; Table 5
+    FOLDER/summary.json               the tables without the per-architecture detail, with the command, the
+                                      machine, the load average and the wall time of every session
+Searches and stand-alone trainings run `jobs` at a time in worker processes of one torch thread each (on a GPU,
+all on it). Every piece resumes after a kill; the figures are recomputed.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import platform
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from hnas.errors import HnasError
 from hnas.io import atomic_write_json
-from hnas.pipeline import saved_settings
-from hnas.rank import plot_study, rank_run
-from hnas.recipes import split_epochs
+from hnas.pipeline import TRAINED_SCHEMA, read_record, saved_settings
+from hnas.rank import (
+    by_arch,
+    finished_search,
+    pick_architectures,
+    plot_study,
+    rank_run,
+    ranked,
+    standalone_config,
+    standalone_jobs,
+)
+from hnas.recipes import continuous_lrs, split_epochs
 from hnas.settings import Band, ProxySettings, RankSettings, RunConfig, SearchSettings, TrainConfig
 from hnas.spec.arch import Architecture
 from hnas.spec.space import SearchSpace
+from hnas.standalone import train_jobs
 from hnas.train import read_json
 from hnas.workflows.search import latency_of, open_search
 
 STUDY_STAGES = (2, 3, 4)
+NAMES = {2: "I-Supernet (M = 2)", 3: "P-Supernet (M = 3)", 4: "HNAS (M = 4)"}
+BASELINE = "SPOS-EA on I-Supernet"
 
 
 @dataclass
 class StudySettings:
-    """What the three searches and the stand-alone trainings share."""
+    """What the searches share (fixed for a study folder) and how they are ranked (may change between reruns)."""
 
     space: SearchSpace
     lut: str
@@ -47,10 +73,13 @@ class StudySettings:
     generations: int
     batch_size: int
     proxy: ProxySettings
+    schedule: str = "continuous"
+    search_seeds: int = 3
     rank: RankSettings = field(default_factory=RankSettings)
 
     def search_record(self) -> dict:
-        """The settings the searches depend on (JSON); the ranking settings may change between reruns."""
+        """The settings the searches depend on (JSON); more search seeds or other ranking settings may be given
+        on a rerun."""
         return json.loads(
             json.dumps(
                 {
@@ -59,6 +88,7 @@ class StudySettings:
                     "data": self.data,
                     "total_epochs": self.total_epochs,
                     "lr": self.lr,
+                    "schedule": self.schedule,
                     "band_rel": asdict(self.band_rel),
                     "ref": str(self.ref),
                     "population": self.population,
@@ -68,6 +98,40 @@ class StudySettings:
                 }
             )
         )
+
+    @property
+    def warmup_epochs(self) -> int:
+        """The chain-layer warm-up, the same for every M: a third of HNAS's first stage."""
+        return split_epochs(self.total_epochs, max(STUDY_STAGES))[0] // 3
+
+    def search(self, stages: int, seed: int, band: Band) -> SearchSettings:
+        """The search settings of M = `stages`: the total epochs split 3:2:1 (or 2:1), the first stage at `lr`;
+        later stages at lr / 5 (restart, the paper's kind) or continuing one curve (continuous)."""
+        ep = split_epochs(self.total_epochs, stages)
+        lrs = continuous_lrs(ep, self.lr) if self.schedule == "continuous" else [self.lr] + [self.lr / 5] * (stages - 2)
+        return SearchSettings(
+            stages=stages,
+            epochs=ep,
+            lrs=lrs,
+            schedule=self.schedule,
+            population=self.population,
+            generations=self.generations,
+            band=band,
+            band_rel=self.band_rel,
+            ref=str(self.ref),
+            seed=seed,
+        )
+
+    def run(self, seed: int) -> RunConfig:
+        """The run config of search seed `seed` (its supernet's initial weights, data order and paths)."""
+        train = TrainConfig(
+            epochs=split_epochs(self.total_epochs, 2)[0],
+            lr=self.lr,
+            batch_size=self.batch_size,
+            warmup_epochs=self.warmup_epochs,
+            seed=seed,
+        )
+        return RunConfig(space=self.space.to_dict(), data=self.data, proxy=self.proxy, train=train, lut=self.lut)
 
 
 def _check_folder(folder: Path, s: StudySettings) -> None:
@@ -80,50 +144,184 @@ def _check_folder(folder: Path, s: StudySettings) -> None:
             changed = sorted(k for k in set(saved) | set(record) if saved.get(k) != record.get(k))
             raise HnasError(
                 f"{folder} was started with other settings ({', '.join(changed)} differ; see {file}): rerun "
-                "with those, or give a new --study folder (the ranking options --k, --pick, --seeds, --epochs, "
-                "--bootstrap and --draw-seed may change)"
+                "with those, or give a new study folder (--search-seeds and the ranking options --k, --pick, "
+                "--seeds, --epochs, --standalone-lr, --standalone-batch-size, --bootstrap, --draw-seed may change)"
             )
         return
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(file, record)
 
 
-def run_study(folder: str | Path, s: StudySettings, log: Callable[[str], None] = print, progress=None) -> dict:
-    """Run (or resume) M = 2, 3, 4 and rank each; writes FOLDER/study.json and study.png, returns the study."""
+# --- the searches, several at once -------------------------------------------------------------------------
+
+
+def run_searches(paths: list[Path], jobs: int, log: Callable[[str], None] = print, baseline: set | None = None) -> None:
+    """Run (or resume) the search runs in `paths` (each already holds its config.json), `jobs` at a time in
+    worker processes with one torch thread each; runs in `baseline` also get SPOS-EA on their final supernet."""
+    baseline = baseline or set()
+    if jobs <= 1 or len(paths) <= 1:
+        for p in paths:
+            _search(str(p), p in baseline, log)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from hnas.standalone import _init_worker
+
+    with ProcessPoolExecutor(
+        max_workers=min(jobs, len(paths)),
+        mp_context=mp.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(os.getpid(), 1),
+    ) as pool:
+        futures = {pool.submit(_search_in_worker, str(p), p in baseline): p for p in paths}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                problem = f.result()
+                if problem is not None:
+                    for other in pending:
+                        other.cancel()
+                    raise HnasError(problem)
+                log(f"{_label(futures[f])}: search finished")
+
+
+def _label(path: Path | str) -> str:
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}"
+
+
+def _search(path: str, baseline: bool, log: Callable[[str], None]) -> None:
+    label = _label(path)
+    pipe = open_search(path, log=lambda m: log(f"{label}: {m}"), progress=False)
+    pipe.run()
+    if baseline:
+        spos_baseline(pipe, log=lambda m: log(f"{label}: {m}"))
+
+
+def _search_in_worker(path: str, baseline: bool) -> str | None:
+    try:
+        _search(path, baseline, lambda m: print(m, flush=True))
+        return None
+    except HnasError as exc:
+        return str(exc)
+
+
+def spos_baseline(pipe, log: Callable[[str], None] = print) -> dict:
+    """SPOS's evolutionary search on the run's final supernet (for M = 2: the I-Supernet) with the band and the
+    budget of its final CES (`population x generations`), its one-shot accuracies shared with the run's
+    evaluator; cached in RUN/stageM/spos_ea.json. Returns the record (archive rows, best inside the band)."""
+    from hnas.ces import Constraints
+    from hnas.io import atomic_write_json
+    from hnas.spos_ea import spos_ea
+
+    out = pipe.path / f"stage{pipe.search.stages}" / "spos_ea.json"
+    if out.is_file():
+        return read_json(out)
+    accuracy, space = pipe.final_accuracy()
+    s = pipe.search
+    log(f"SPOS-EA on the final supernet: population {s.population}, {s.generations} generations, band {s.band} ms")
+    res = spos_ea(
+        space,
+        accuracy,
+        pipe.predictor(space).predict,
+        Constraints(s.band, s.max_macs, s.max_params),
+        s.population,
+        s.generations,
+        seed=s.seed + 1000,
+    )
+    rows = res.archive.to_json(space)
+    record = {"archive": rows, "best": max(rows, key=lambda r: r["accuracy"]), "evaluated": len(rows)}
+    atomic_write_json(out, record)
+    return record
+
+
+# --- the study --------------------------------------------------------------------------------------------
+
+
+def run_study(
+    folder: str | Path, s: StudySettings, log: Callable[[str], None] = print, progress=None, command: str = ""
+) -> dict:
+    """Run (or resume) every search and stand-alone training of the study; writes study.json, study.png and
+    summary.json in FOLDER and returns the study."""
     folder = Path(folder)
     _check_folder(folder, s)
-    base = RunConfig(space=s.space.to_dict(), data=s.data, proxy=s.proxy, lut=s.lut)
-    band = s.band_rel.scaled(latency_of(base).predict_arch(s.ref))
-    results = []
+    clock = Sessions(folder, command)
+    try:
+        return _study(folder, s, log, progress, command, clock)
+    finally:
+        clock.close()
+
+
+def _study(folder: Path, s: StudySettings, log, progress, command: str, clock: Sessions) -> dict:
+    latency = latency_of(s.run(0))
+    band = s.band_rel.scaled(latency.predict_arch(s.ref))
+    seeds = list(range(s.search_seeds))
+    paths = {(seed, M): folder / f"seed{seed}" / f"M{M}" for seed in seeds for M in STUDY_STAGES}
+    for (seed, M), path in paths.items():  # every run checked and its config written before any worker starts
+        resumed = " (resuming)" if saved_settings(path) is not None else ""
+        log(f"search seed {seed}, M = {M}: supernet epochs {split_epochs(s.total_epochs, M)}{resumed}")
+        open_search(path, s.run(seed), s.search(M, seed, band), log=log, progress=False)
+    run_searches(list(paths.values()), s.rank.jobs, log, baseline={paths[(seed, 2)] for seed in seeds})
+
+    # Table 4 on search seed 0: K picks per M; Table 5: every run's best architecture inside the band
+    runs = {key: finished_search(path) for key, path in paths.items()}
+    picks = {}
     for M in STUDY_STAGES:
-        ep = split_epochs(s.total_epochs, M)
-        resumed = " (resuming)" if saved_settings(folder / f"M{M}") is not None else ""
-        log(f"M = {M}: supernet epochs {ep}{resumed}")
-        search = SearchSettings(
-            stages=M,
-            epochs=ep,
-            lrs=[s.lr] + [s.lr / 5] * (M - 2),
-            population=s.population,
-            generations=s.generations,
-            band=band,
-            band_rel=s.band_rel,
-            ref=str(s.ref),
+        pipe = open_search(paths[(0, M)], log=log, progress=False)
+        picks[M] = pick_architectures(pipe, runs[(0, M)][2], s.rank, pipe.latency)
+    best = {key: _best(path) for key, path in paths.items()}
+    spos = {seed: read_json(paths[(seed, 2)] / "stage2" / "spos_ea.json")["best"] for seed in seeds}
+    archs = list(
+        dict.fromkeys(
+            [r["arch"] for M in STUDY_STAGES for rows in picks[M].values() for r in rows]
+            + [b["arch"] for b in best.values()]
+            + [b["arch"] for b in spos.values()]
         )
-        train = TrainConfig(epochs=ep[0], lr=s.lr, batch_size=s.batch_size, warmup_epochs=ep[0] // 3)
-        run = RunConfig(space=base.space, data=s.data, proxy=s.proxy, train=train, lut=s.lut)
-        pipe = open_search(folder / f"M{M}", run, search, log=log)
-        pipe.run()
-        results.append(rank_run(pipe.path, s.rank, lr=s.lr, latency=pipe.latency, log=log, progress=progress))
-    table = study_table(results)
-    figure = plot_study(folder / "study.png", table, results)
+    )
+    cfg0, search0, _ = runs[(0, 2)]
+    tcfg = standalone_config(cfg0.train, search0, s.rank)
+    sa_seeds = list(range(s.rank.seeds))
+    jobs = standalone_jobs(archs, cfg0, tcfg, sa_seeds, folder / "standalone")
+    log(f"stand-alone: {len(archs)} architectures x {len(sa_seeds)} seeds, {s.rank.jobs} at a time")
+    trained = by_arch(train_jobs(jobs, s.rank.jobs, log=log, progress=progress))
+
+    results = [
+        ranked(paths[(0, M)], *runs[(0, M)][:3], tcfg, sa_seeds, picks[M], trained, s.rank) for M in STUDY_STAGES
+    ]
+    table4 = study_table(results)
+    table5 = table5_rows(best, spos, trained, {key: p for key, p in paths.items()})
+    fig6 = supernet_curves(paths)
+    figure = plot_study(folder / "study.png", table4, results, fig6, table5)
+    sessions = clock.close()
     study = {
-        "settings": {**s.search_record(), "rank": asdict(s.rank)},
-        "table": table,
+        "settings": {**s.search_record(), "search_seeds": s.search_seeds, "rank": asdict(s.rank)},
+        "table4": table4,
+        "table5": table5,
+        "fig6": fig6,
         "figure": figure,  # what study.png shows, read back from its artists
         "runs": results,
     }
     atomic_write_json(folder / "study.json", study)
+    summary = {
+        "command": command,
+        "machine": _machine(),
+        "sessions": sessions,
+        "wall_s": round(sum(x["wall_s"] for x in sessions), 1),
+        **{k: v for k, v in study.items() if k not in ("figure", "runs")},
+    }
+    atomic_write_json(folder / "summary.json", summary)
     return study
+
+
+def _best(path: Path) -> dict:
+    from hnas.pipeline import RESULTS_SCHEMA
+
+    results = read_record(path / "results.json", RESULTS_SCHEMA, "results")
+    if not results["best"]:
+        raise HnasError(f"{path} found no architecture inside the band: widen --lat-rel")
+    return results["best"][0]
 
 
 def study_table(results: list[dict]) -> list[dict]:
@@ -143,6 +341,141 @@ def study_table(results: list[dict]) -> list[dict]:
                 }
             )
     return rows
+
+
+def table5_rows(best: dict, spos: dict, trained: dict, paths: dict) -> list[dict]:
+    """Table 5: per method, per search seed the best architecture inside the band (its latency, one-shot top-1
+    and mean stand-alone test top-1 over the protocol's seeds) and the final supernet's validation accuracy; mean
+    and sd over search seeds, and the paired difference to the I-Supernet with a 95 % t-interval."""
+    from scipy.stats import t as student
+
+    seeds = sorted({seed for seed, _ in best})
+    methods = [(NAMES[M], {seed: best[(seed, M)] for seed in seeds}, M) for M in STUDY_STAGES]
+    methods.append((BASELINE, spos, 2))
+    base = [_standalone(trained, best[(seed, 2)]["arch"]) for seed in seeds]
+    rows = []
+    for name, chosen, M in methods:
+        sa = [_standalone(trained, chosen[seed]["arch"]) for seed in seeds]
+        diff = np.array(sa) - np.array(base)
+        n = len(seeds)
+        half = float(student.ppf(0.975, n - 1) * diff.std(ddof=1) / np.sqrt(n)) if n > 1 else None
+        rows.append(
+            {
+                "method": name,
+                "M": M,
+                "per_seed": [
+                    {
+                        "seed": seed,
+                        "arch": chosen[seed]["arch"],
+                        "latency_ms": chosen[seed]["latency_ms"],
+                        "one_shot": chosen[seed]["accuracy"],
+                        "standalone_test": sa[i],
+                        "supernet_val_acc": _supernet_acc(paths[(seed, M)]),
+                    }
+                    for i, seed in enumerate(seeds)
+                ],
+                "standalone_mean": float(np.mean(sa)),
+                "standalone_sd": float(np.std(sa, ddof=1)) if n > 1 else None,
+                "one_shot_mean": float(np.mean([chosen[seed]["accuracy"] for seed in seeds])),
+                "supernet_val_acc_mean": float(np.mean([_supernet_acc(paths[(seed, M)]) for seed in seeds])),
+                "vs_i_supernet": float(diff.mean()),
+                "vs_i_supernet_ci": None
+                if half is None or name == NAMES[2]
+                else [diff.mean() - half, diff.mean() + half],
+            }
+        )
+    return rows
+
+
+def _standalone(trained: dict, arch: str) -> float:
+    return float(np.mean([r.test_top1 for r in trained[arch]]))
+
+
+def _supernet_acc(path: Path) -> float | None:
+    """The final supernet's validation accuracy (mean one-shot top-1 of its fixed architectures, last epoch)."""
+    M = saved_settings(path)[1].stages
+    hist = read_record(path / f"stage{M - 1}" / "trained.json", TRAINED_SCHEMA, "training history")
+    return hist[-1]["val_acc"] if hist else None
+
+
+def supernet_curves(paths: dict) -> dict:
+    """Fig. 6: per M and search seed the supernet's validation accuracy after every epoch, epochs counted over
+    all training stages, and the epochs after which it was pruned."""
+    curves: dict = {}
+    for (seed, M), path in sorted(paths.items()):
+        epochs, acc, pruned_after = [], [], []
+        for k in range(1, M):
+            hist = read_record(path / f"stage{k}" / "trained.json", TRAINED_SCHEMA, "training history")
+            for h in hist:
+                epochs.append(len(epochs) + 1)
+                acc.append(h["val_acc"])
+            if k < M - 1:
+                pruned_after.append(len(epochs))
+        curves.setdefault(str(M), {})[str(seed)] = {"epoch": epochs, "val_acc": acc, "pruned_after": pruned_after}
+    return curves
+
+
+def _machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "gpu": gpu,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+    }
+
+
+class Sessions:
+    """FOLDER/sessions.json: every invocation's start, wall time and load average, this one's kept current every
+    `every` seconds by a background thread, so a killed session's time is counted too."""
+
+    def __init__(self, folder: Path, command: str, every: float = 10.0):
+        import threading
+
+        self.file = folder / "sessions.json"
+        self.past = read_json(self.file) if self.file.is_file() else []
+        self.started = time.time()
+        self.entry = {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
+            "wall_s": 0.0,
+            "load_start": [round(x, 2) for x in os.getloadavg()],
+            "load_end": None,
+            "command": command,
+        }
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(every,), daemon=True)
+        self._save()
+        self._thread.start()
+
+    def _save(self) -> list[dict]:
+        self.entry["wall_s"] = round(time.time() - self.started, 1)
+        self.entry["load_end"] = [round(x, 2) for x in os.getloadavg()]
+        sessions = [*self.past, self.entry]
+        atomic_write_json(self.file, sessions)
+        return sessions
+
+    def _beat(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self._save()
+
+    def close(self) -> list[dict]:
+        """Stop the thread; the sessions with this one's final figures (written once)."""
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join()
+            self.final = self._save()
+        return self.final
 
 
 def rank_search(run: str | Path, settings: RankSettings, log: Callable[[str], None] = print, progress=None) -> dict:

@@ -1,0 +1,135 @@
+"""`hnas study`: does pruning help? M = 2, 3, 4 over search seeds against stand-alone truth (Tables 4, 5, Fig. 6)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from hnas.cli.common import (
+    BatchOpt,
+    BnImagesOpt,
+    GenerationsOpt,
+    PopulationOpt,
+    ResolutionOpt,
+    SpaceOpt,
+    WidthOpt,
+    console,
+    figure_ci,
+    fmt_size,
+    load_arch,
+)
+from hnas.settings import RankSettings, SearchSettings, StudyDefaults, TrainConfig, option
+
+
+def study(
+    folder: Annotated[str, typer.Argument(help="Study folder (an existing one resumes).")],
+    lut: Annotated[str, typer.Option("--lut", help="Latency table the searches use.")],
+    space: SpaceOpt = "basic",
+    data: option(StudyDefaults, "data") = StudyDefaults.data,
+    total_epochs: option(StudyDefaults, "total_epochs") = None,
+    lr: option(StudyDefaults, "lr") = None,
+    schedule: option(SearchSettings, "schedule") = SearchSettings.schedule,
+    lat_rel: option(StudyDefaults, "lat_rel") = StudyDefaults.lat_rel,
+    ref: Annotated[str | None, typer.Option("--ref", help="Reference architecture (default: MobileNetV2's).")] = None,
+    search_seeds: option(StudyDefaults, "search_seeds") = StudyDefaults.search_seeds,
+    population: PopulationOpt = None,
+    generations: GenerationsOpt = None,
+    batch_size: BatchOpt = None,
+    resolution: ResolutionOpt = None,
+    width: WidthOpt = None,
+    bn_images: BnImagesOpt = None,
+    val_archs: option(StudyDefaults, "val_archs") = StudyDefaults.val_archs,
+    k: option(RankSettings, "k") = RankSettings.k,
+    pick: option(RankSettings, "pick") = RankSettings.pick,
+    seeds: option(RankSettings, "seeds") = RankSettings.seeds,
+    epochs: option(RankSettings, "epochs") = None,
+    standalone_lr: option(RankSettings, "lr") = None,
+    standalone_batch: option(RankSettings, "batch_size") = None,
+    jobs: option(RankSettings, "jobs") = None,
+    bootstrap: option(RankSettings, "bootstrap") = RankSettings.bootstrap,
+    draw_seed: option(RankSettings, "draw_seed") = RankSettings.draw_seed,
+) -> None:
+    """I-Supernet (M = 2), P-Supernet (M = 3) and HNAS (M = 4) with equal supernet epochs over --search-seeds,
+    each ranked against stand-alone training repeated over --seeds: Table 4 (tau, rho, noise ceiling), Table 5
+    (the best architecture's stand-alone top-1, SPOS-EA on the I-Supernet as baseline), Fig. 6."""
+    from hnas.progress import bars
+    from hnas.recipes import recipe_for
+    from hnas.settings import Band
+    from hnas.spec.space import load_space
+    from hnas.workflows.search import REFERENCE
+    from hnas.workflows.study import StudySettings, run_study
+
+    sp = load_space(space)
+    recipe = recipe_for(data)
+    rank = RankSettings(
+        k=k,
+        pick=pick,
+        seeds=seeds,
+        epochs=epochs,
+        lr=standalone_lr,
+        batch_size=standalone_batch,
+        jobs=jobs,
+        bootstrap=bootstrap,
+        draw_seed=draw_seed,
+    )
+    settings = StudySettings(
+        space=sp,
+        lut=lut,
+        data=data,
+        total_epochs=total_epochs if total_epochs is not None else sum(recipe.value(SearchSettings, "epochs")),
+        lr=lr if lr is not None else recipe.value(TrainConfig, "lr"),
+        band_rel=Band.parse(lat_rel, "--lat-rel"),
+        ref=load_arch(ref or REFERENCE, sp),
+        population=population if population is not None else recipe.value(SearchSettings, "population"),
+        generations=generations if generations is not None else recipe.value(SearchSettings, "generations"),
+        batch_size=batch_size if batch_size is not None else recipe.value(TrainConfig, "batch_size"),
+        proxy=recipe.proxy_settings(resolution=resolution, width=width, bn_images=bn_images, val_archs=val_archs),
+        schedule=schedule,
+        search_seeds=search_seeds,
+        rank=rank,
+    )
+    command = " ".join(["hnas", *(shlex.quote(a) for a in sys.argv[1:])])
+    with bars() as factory:
+        out = run_study(folder, settings, log=console.print, progress=factory, command=command)
+    print_study(out)
+    console.print(f"{folder}/study.json, {folder}/study.png, {folder}/summary.json")
+
+
+def print_study(out: dict) -> None:
+    """Table 4 and Table 5 as the study wrote them."""
+    t = Table(title="ranking consistency (paper Table 4), search seed 0, 95 % bootstrap intervals")
+    for col in ("M", "pick", "tau (mean of S)", "tau (one seed)", "ceiling (seed vs seed)", "tau (loss)", "rho"):
+        t.add_column(col)
+    t.add_column("searched space")
+    t.add_column("K x S")
+    for r in out["table4"]:
+        t.add_row(
+            str(r["M"]),
+            r["pick"],
+            figure_ci(r, "kendall_tau"),
+            figure_ci(r, "kendall_tau_seed"),
+            figure_ci(r, "ceiling_tau"),
+            figure_ci(r, "kendall_tau_loss"),
+            figure_ci(r, "spearman_rho"),
+            fmt_size(int(r["space_size"])),
+            f"{r['k']} x {r['seeds']}",
+        )
+    console.print(t)
+    t5 = Table(title="the best architecture inside the band (paper Table 5), mean +- sd over search seeds")
+    for col in ("method", "stand-alone top-1", "vs I-Supernet [95 %]", "one-shot top-1", "supernet val top-1"):
+        t5.add_column(col)
+    for r in out["table5"]:
+        ci = r["vs_i_supernet_ci"]
+        sd = "" if r["standalone_sd"] is None else f" +- {r['standalone_sd']:.4f}"
+        t5.add_row(
+            r["method"],
+            f"{r['standalone_mean']:.4f}{sd}",
+            "-" if ci is None else f"{r['vs_i_supernet']:+.4f} [{ci[0]:+.4f}, {ci[1]:+.4f}]",
+            f"{r['one_shot_mean']:.4f}",
+            "-" if r["supernet_val_acc_mean"] is None else f"{r['supernet_val_acc_mean']:.4f}",
+        )
+    console.print(t5)
