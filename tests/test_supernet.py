@@ -240,3 +240,38 @@ def test_a_supernet_at_chance_gets_a_hint_naming_the_fix():
     assert "chance accuracy" in hint and "--warmup-epochs 4" in hint
     assert "train longer" in chance_hint(at_chance, 10, TrainConfig(epochs=12, warmup_epochs=4))
     assert chance_hint([EpochStats(0, 0.7, 0.9, 0.05, 1.0)], 10, TrainConfig(epochs=12)) is None
+
+
+def test_the_continuous_schedule_runs_one_learning_rate_curve_over_the_stages(tmp_path, monkeypatch):
+    """M = 4 with the continuous schedule steps through exactly the learning rates M = 2 steps through; the restart
+    schedule (the paper's) starts each stage again from its own rate."""
+    from hnas.recipes import continuous_lrs
+    from hnas.settings import SearchSettings
+
+    data = _data(n=32)  # batch 8: 4 steps per epoch
+    sp = proxy_space(tiny_space(), resolution=32, width=0.5, num_classes=10)
+
+    seen: list[float] = []
+    original = torch.optim.SGD.step
+
+    def step(self, *a, **kw):
+        seen.append(self.param_groups[0]["lr"])
+        return original(self, *a, **kw)
+
+    def rates(search: SearchSettings) -> list[float]:
+        seen.clear()
+        for k in range(1, search.stages):
+            lr, lr_end = search.stage_lr(k)
+            cfg = TrainConfig(epochs=search.epochs[k - 1], lr=lr, batch_size=8, seed=0)
+            net = Network(sample(sp, 1, np.random.default_rng(0))[0])
+            train(net, data, cfg, tmp_path / f"{search.schedule}{search.stages}-{k}.pt", lr_end=lr_end)
+        return list(seen)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", step)
+
+    one = rates(SearchSettings(stages=2, epochs=[6], lrs=[0.3]))
+    assert one == pytest.approx([0.3 * (1 - s / 24) for s in range(24)])
+    three = SearchSettings(stages=4, epochs=[3, 2, 1], lrs=continuous_lrs([3, 2, 1], 0.3), schedule="continuous")
+    assert rates(three) == pytest.approx(one)
+    paper = rates(SearchSettings(stages=4, epochs=[3, 2, 1], lrs=[0.3, 0.06, 0.06]))
+    assert paper[12] == pytest.approx(0.06) and paper[11] == pytest.approx(0.3 / 12)  # a restart after stage 1
