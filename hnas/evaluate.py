@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from hnas.evalimages import EvalFormat, EvalImages, calibration_indices
+from hnas.evalimages import EvalFormat, EvalImages, calibration_indices, fixed_epoch
 from hnas.spec.arch import Architecture
 
 
@@ -70,7 +70,7 @@ def loss_top1(model: nn.Module, loader: DataLoader, device: torch.device) -> tup
 def calibration_batches(train_set: Dataset, n_images: int, batch_size: int, seed: int = 0) -> list[torch.Tensor]:
     """A fixed set of `n_images` training images, as batches (the same for every architecture)."""
     idx = calibration_indices(len(train_set), n_images, seed)
-    loader = DataLoader(Subset(train_set, idx), batch_size=batch_size, shuffle=False)
+    loader = DataLoader(Subset(fixed_epoch(train_set), idx), batch_size=batch_size, shuffle=False)
     return [x for x, _ in loader]
 
 

@@ -24,7 +24,7 @@ from hnas.errors import HnasError
 AUTOGRAD_FACTOR = 1.5
 RUNTIME_BYTES = int(0.6 * 2**30)
 HEADROOM = 0.9  # use at most this share of what is available
-EMBEDDED_IMAGES = {"digits": 1797, "mnist5k": 5000, "mnist5k-clutter": 5000}
+EMBEDDED_IMAGES = {"digits": 1797, "mnist5k": 5000, "mnist5k-translated": 5000}
 CIFAR_IMAGES = 60000
 GB = 2**30
 

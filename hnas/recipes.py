@@ -22,7 +22,7 @@ from pathlib import Path
 from hnas.errors import HnasError
 from hnas.settings import ProxySettings, SearchSettings, TrainConfig
 
-EMBEDDED = ("digits", "mnist5k", "mnist5k-clutter")
+EMBEDDED = ("digits", "mnist5k", "mnist5k-translated")
 
 
 def data_kind(spec: str) -> str:

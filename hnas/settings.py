@@ -449,8 +449,8 @@ class StudyDefaults:
     ceiling of candidate designs (benchmarks/pilot_truth.py, benchmarks/README.md)."""
 
     data: str = setting(
-        "mnist5k-clutter",
-        "Data of the study (default: translated, cluttered MNIST, on which stand-alone training ranks).",
+        "mnist5k-translated",
+        "Data of the study (default: translated MNIST, on which stand-alone training ranks).",
     )
     total_epochs: int | None = setting(
         None, "Supernet epochs of every M (split 3:2:1 or 2:1). Default: the data's recipe.", check=at_least(3)

@@ -31,6 +31,40 @@ def test_embedded_mnist5k_is_real_split_per_class_and_disjoint():
     assert len(load_data("mnist5k", 16, per_class=20).train) == 200
 
 
+def test_translated_mnist5k_moves_every_training_digit_each_epoch_and_keeps_val_and_test_fixed():
+    from hnas.data import TRANSLATED, _mnist5k_split
+    from hnas.evalimages import fixed_epoch
+
+    d = load_data("mnist5k-translated", 32)
+    plain = load_data("mnist5k", 32)
+    assert d.name == "mnist5k-translated" and (len(d.train), len(d.val), len(d.test)) == (3200, 800, 1000)
+    for ours, theirs in ((d.train, plain.train), (d.val, plain.val), (d.test, plain.test)):  # mnist5k's split
+        assert ours.labels.tolist() == theirs.tensors[1].tolist()
+    images = _mnist5k_split(0, None)[0]
+    canvas, digit = TRANSLATED["canvas"], TRANSLATED["digit"]
+    first = d.train.x.clone()
+    # every image is the digit at 20 px somewhere on the canvas: the background (outside a 20 px window) is black
+    black = first[0, 0].min()
+    lit = (first[:, 0] > black + 1e-3).nonzero()
+    for i in range(5):
+        rows, cols = lit[lit[:, 0] == i][:, 1], lit[lit[:, 0] == i][:, 2]
+        assert rows.max() - rows.min() < digit and cols.max() - cols.min() < digit
+    d.train.set_epoch(1)
+    moved = d.train.x
+    assert not np.allclose(first.numpy(), moved.numpy())  # new positions in a new epoch
+    again = load_data("mnist5k-translated", 32)
+    again.train.set_epoch(1)
+    assert np.array_equal(again.train.x.numpy(), moved.numpy())  # seeded by (seed, split, epoch)
+    assert np.array_equal(fixed_epoch(d.train).x.numpy(), first.numpy())  # BN calibration: always epoch 0
+    d.val.set_epoch(5)
+    d.test.set_epoch(5)
+    fresh = load_data("mnist5k-translated", 32)
+    assert np.array_equal(d.val.x.numpy(), fresh.val.x.numpy()) and np.array_equal(
+        d.test.x.numpy(), fresh.test.x.numpy()
+    )
+    assert images.shape[1:] == (28, 28) and canvas == 32
+
+
 def test_cifar10_python_batches(tmp_path):
     rng = np.random.default_rng(0)
     for name, n in [(f"data_batch_{i}", 600) for i in range(1, 6)] + [("test_batch", 200)]:
