@@ -118,6 +118,7 @@ def mnist5k(resolution: int = 32, seed: int = 0, per_class: int | None = None) -
 
 
 TRANSLATED = {"canvas": 32, "digit": 20}  # the mnist5k-translated task, documented once
+TEST_VIEWS = 5  # each test digit at this many positions: a finer test top-1 (and loss) of every network
 
 
 def _mnist5k_split(seed: int, per_class: int | None):
@@ -149,10 +150,20 @@ def translate(images: np.ndarray, seed, canvas: int, digit: int) -> np.ndarray:
 class TranslatedDigits(Dataset):
     """Digits placed by `translate` at `resolution`: drawn afresh for every epoch (`fresh`, the training split: every
     epoch sees new positions, seeded by (seed, split, epoch), so nothing memorises where a digit sits) or once (val,
-    test). `set_epoch` is called by the training loop before each epoch's loader is made."""
+    test), each digit `views` times at independent positions. `set_epoch` is called by the training loop before
+    each epoch's loader is made."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, seed: int, split: int, resolution: int, fresh: bool):
-        self.images, self.labels = images, torch.as_tensor(labels)
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        seed: int,
+        split: int,
+        resolution: int,
+        fresh: bool,
+        views: int = 1,
+    ):
+        self.images, self.labels = np.repeat(images, views, axis=0), torch.as_tensor(np.repeat(labels, views))
         self.key, self.resolution, self.fresh = (seed, split), resolution, fresh
         self.epoch: int | None = None
         self.set_epoch(0)
@@ -173,13 +184,15 @@ class TranslatedDigits(Dataset):
 
 def mnist5k_translated(resolution: int = 32, seed: int = 0, per_class: int | None = None) -> DataBundle:
     """mnist5k made harder (translated MNIST): the same 5,000 real images and split, each digit shrunk to 20 px and
-    placed anywhere on a 32 px canvas (`translate`); the training split is drawn afresh every epoch, val and test
-    once, all seeded by (seed, split, epoch). On mnist5k at 16 px, architectures of similar latency tie; here the
-    network must find the digit, and its size and receptive field decide more of the outcome."""
+    placed anywhere on a 32 px canvas (`translate`); the training split is drawn afresh every epoch, val once and
+    test once with every digit at `TEST_VIEWS` positions, all seeded by (seed, split, epoch). On mnist5k at 16 px,
+    architectures of similar latency tie; here the network must find the digit, and its size and receptive field
+    decide more of the outcome."""
     images, labels, train_idx, val_idx, test = _mnist5k_split(seed, per_class)
 
     def part(idx, split):
-        return TranslatedDigits(images[idx], labels[idx], seed, split, resolution, fresh=split == 0)
+        views = TEST_VIEWS if split == 2 else 1
+        return TranslatedDigits(images[idx], labels[idx], seed, split, resolution, fresh=split == 0, views=views)
 
     return DataBundle("mnist5k-translated", part(train_idx, 0), part(val_idx, 1), part(test, 2), 10, resolution)
 

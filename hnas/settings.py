@@ -456,7 +456,9 @@ class StudyDefaults:
         None, "Supernet epochs of every M (split 3:2:1 or 2:1). Default: the data's recipe.", check=at_least(3)
     )
     lr: float | None = setting(None, "First-stage learning rate. Default: the data's recipe.", check=above(0))
-    lat_rel: str = setting("0.5:1.5", "Band relative to --ref (a wide band separates architectures).", flag="--lat-rel")
+    lat_rel: str = setting(
+        "0.25:2", "Band relative to --ref (a wide band: architectures inside it differ in truth).", flag="--lat-rel"
+    )
     search_seeds: int = setting(3, "Search seeds per M (Table 5: mean and sd over them).", check=at_least(1))
     val_archs: int = setting(
         4,
