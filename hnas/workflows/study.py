@@ -309,6 +309,7 @@ def _study(folder: Path, s: StudySettings, log, progress, command: str, clock: S
         "machine": _machine(),
         "sessions": sessions,
         "wall_s": round(sum(x["wall_s"] for x in sessions), 1),
+        "cpu_s": round(sum(x.get("cpu_s", 0.0) for x in sessions), 1),
         **{k: v for k, v in study.items() if k not in ("figure", "runs")},
     }
     atomic_write_json(folder / "summary.json", summary)
@@ -436,19 +437,29 @@ def _machine() -> dict:
     }
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished worker processes (user + system)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 class Sessions:
-    """FOLDER/sessions.json: every invocation's start, wall time and load average, this one's kept current every
-    `every` seconds by a background thread, so a killed session's time is counted too."""
+    """FOLDER/sessions.json: every invocation's start, wall time, CPU time (this process and its finished workers:
+    on a shared machine, CPU time / cores is what the study would take alone) and load average, this one's kept
+    current every `every` seconds by a background thread, so a killed session's wall time is counted too."""
 
     def __init__(self, folder: Path, command: str, every: float = 10.0):
         import threading
 
         self.file = folder / "sessions.json"
         self.past = read_json(self.file) if self.file.is_file() else []
-        self.started = time.time()
+        self.started, self.cpu0 = time.time(), _cpu_seconds()
         self.entry = {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
             "wall_s": 0.0,
+            "cpu_s": 0.0,
             "load_start": [round(x, 2) for x in os.getloadavg()],
             "load_end": None,
             "command": command,
@@ -460,6 +471,7 @@ class Sessions:
 
     def _save(self) -> list[dict]:
         self.entry["wall_s"] = round(time.time() - self.started, 1)
+        self.entry["cpu_s"] = round(_cpu_seconds() - self.cpu0, 1)
         self.entry["load_end"] = [round(x, 2) for x in os.getloadavg()]
         sessions = [*self.past, self.entry]
         atomic_write_json(self.file, sessions)
