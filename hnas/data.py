@@ -118,7 +118,7 @@ def mnist5k(resolution: int = 32, seed: int = 0, per_class: int | None = None) -
 
 
 TRANSLATED = {"canvas": 32, "digit": 20}  # the mnist5k-translated task, documented once
-TEST_VIEWS = 5  # each test digit at this many positions: a finer test top-1 (and loss) of every network
+TEST_VIEWS = 20  # each test digit at this many positions: a finer test top-1 (and loss) of every network
 
 
 def _mnist5k_split(seed: int, per_class: int | None):

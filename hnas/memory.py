@@ -24,7 +24,7 @@ from hnas.errors import HnasError
 AUTOGRAD_FACTOR = 1.5
 RUNTIME_BYTES = int(0.6 * 2**30)
 HEADROOM = 0.9  # use at most this share of what is available
-EMBEDDED_IMAGES = {"digits": 1797, "mnist5k": 5000, "mnist5k-translated": 5000}
+EMBEDDED_IMAGES = {"digits": 1797, "mnist5k": 5000, "mnist5k-translated": 4000}  # + its test views, below
 CIFAR_IMAGES = 60000
 GB = 2**30
 
@@ -109,6 +109,10 @@ def data_bytes(data: str, resolution: int, per_class: int | None, batch: int, wo
     kind = data_kind(data)
     if kind == "embedded":
         n = EMBEDDED_IMAGES[data]
+        if data == "mnist5k-translated":
+            from hnas.data import TEST_VIEWS
+
+            n += 1000 * TEST_VIEWS
     elif kind == "cifar10":
         n = CIFAR_IMAGES if per_class is None else min(CIFAR_IMAGES, 10 * (per_class + 500) + 10000)
     else:

@@ -32,14 +32,17 @@ def test_embedded_mnist5k_is_real_split_per_class_and_disjoint():
 
 
 def test_translated_mnist5k_moves_every_training_digit_each_epoch_and_keeps_val_and_test_fixed():
-    from hnas.data import TRANSLATED, _mnist5k_split
+    from hnas.data import TEST_VIEWS, TRANSLATED, _mnist5k_split
     from hnas.evalimages import fixed_epoch
 
     d = load_data("mnist5k-translated", 32)
     plain = load_data("mnist5k", 32)
-    assert d.name == "mnist5k-translated" and (len(d.train), len(d.val), len(d.test)) == (3200, 800, 1000)
-    for ours, theirs in ((d.train, plain.train), (d.val, plain.val), (d.test, plain.test)):  # mnist5k's split
+    assert d.name == "mnist5k-translated" and (len(d.train), len(d.val), len(d.test)) == (3200, 800, 1000 * TEST_VIEWS)
+    for ours, theirs in ((d.train, plain.train), (d.val, plain.val)):  # mnist5k's split
         assert ours.labels.tolist() == theirs.tensors[1].tolist()
+    assert d.test.labels.tolist() == np.repeat(plain.test.tensors[1].numpy(), TEST_VIEWS).tolist()
+    views = d.test.x[:TEST_VIEWS]  # one test digit at TEST_VIEWS positions: the same digit, moved
+    assert len({tuple(np.argwhere(v[0].numpy() > v[0].numpy().min() + 1e-3).min(0)) for v in views}) > 1
     images = _mnist5k_split(0, None)[0]
     canvas, digit = TRANSLATED["canvas"], TRANSLATED["digit"]
     first = d.train.x.clone()
