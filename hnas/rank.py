@@ -125,7 +125,8 @@ def rank_run(
     pipe = Pipeline(run, cfg, search, latency, log=log, progress=False)
     picks = pick_architectures(pipe, final, settings, latency)
     space = SearchSpace.from_dict(cfg.space)
-    tcfg = replace(cfg.train, epochs=settings.epochs or sum(search.epochs), lr=lr or search.lrs[0], warmup_epochs=0)
+    epochs = sum(search.epochs) if settings.epochs is None else settings.epochs
+    tcfg = replace(cfg.train, epochs=epochs, lr=search.lrs[0] if lr is None else lr, warmup_epochs=0)
     seeds = [cfg.train.seed + i for i in range(settings.seeds)]
     data = pipe.sn.data()
     archs = list(dict.fromkeys(r["arch"] for rows in picks.values() for r in rows))

@@ -97,13 +97,16 @@ def load_arch(text: str, space):
 
 
 def numbers(text: str | None, what: str, cast=float) -> list | None:
-    """`120,80,40` -> [120, 80, 40]; None stays None."""
+    """`120,80,40` -> [120, 80, 40]; None (not given) stays None, an empty list is refused."""
     if text is None:
         return None
     try:
-        return [cast(x) for x in text.split(",") if x.strip()]
+        values = [cast(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise HnasError(f"{what} {text!r}: write comma-separated numbers, e.g. 120,80,40") from None
+        values = []
+    if not values:
+        raise HnasError(f"{what} {text!r}: write comma-separated numbers, e.g. 120,80,40")
+    return values
 
 
 def refuse_changed_settings(ctx: typer.Context, saved: dict[str, object], out: str, normalize=None) -> None:

@@ -116,7 +116,7 @@ def lut_build(
     from latency.stability import Stability
 
     specs = device or ["local"]
-    if out and len(specs) > 1:
+    if out is not None and len(specs) > 1:
         raise HnasError("--out names one file; with several --device each phone gets lut/<device>.json")
     spaces = [load_space(s) for s in (space or ["basic"])]
     phone = {
@@ -127,12 +127,12 @@ def lut_build(
         "retries": retries,
         "backoff_s": backoff,
     }
-    prec = build_precision(precision_arg(precision), Path(out) if out else None)
+    prec = build_precision(precision_arg(precision), Path(out) if out is not None else None)
     settings = BenchSettings(warmup_runs=warmup, num_runs=runs)
     options = BuildOptions(settings, repeats, Stability(spread=spread), precision=prec)
     devs = [open_device(d, core, benchmark_binary, **({} if d == "local" else phone)) for d in specs]
     items = dedupe([it for sp in spaces for it in items_for_space(sp, prec)])
-    jobs = [(d, Path(out) if out else default_lut_path(d.describe(), precision=prec)) for d in devs]
+    jobs = [(d, Path(out) if out is not None else default_lut_path(d.describe(), precision=prec)) for d in devs]
     _builds(jobs, items, options, cache, performance)
 
 
@@ -156,7 +156,7 @@ def lut_refresh(
     from latency.lut import Lut
     from latency.precision import require
 
-    age = parse_duration(max_age) if max_age else None
+    age = parse_duration(max_age) if max_age is not None else None
     table = Lut.load(lut)
     if table.is_published:
         raise HnasError(f"{lut} holds a published table; re-import it with `hnas lut import` instead")
@@ -268,7 +268,7 @@ def lut_import(
     if fmt not in FORMATS:
         raise HnasError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
     spaces = [load_space(s) for s in (space or ["proxyless"])]
-    path = Path(out) if out else Path("lut") / f"published-{fmt}.json"
+    path = Path(out) if out is not None else Path("lut") / f"published-{fmt}.json"
     _, result = import_table(file, fmt, spaces, path, device_name)
     console.print(f"{path}: {len(result.mapped)} entries mapped from {file}")
     console.print(f"not mapped ({len(result.unmapped)}): " + (", ".join(result.unmapped) or "none"))

@@ -110,8 +110,9 @@ def search(
         sp = load_space(space)
         recipe = recipe_for(data)
         ep, lr = recipe.schedule(stages)
-        ep = numbers(epochs, "--epochs", int) or ep
-        lr = numbers(lrs, "--lr") or lr
+        given_ep, given_lr = numbers(epochs, "--epochs", int), numbers(lrs, "--lr")
+        ep = ep if given_ep is None else given_ep  # None is "not given": an empty or zero value is checked
+        lr = lr if given_lr is None else given_lr
         run = RunConfig(
             space=sp.to_dict(),
             data=data,
@@ -130,16 +131,16 @@ def search(
         latency = latency_of(run, precision)
         console.print(f"latency objective: {latency.precision} entries of {lut}")
         ref_arch = load_arch(ref, sp) if ref is not None else None
-        rel = Band.parse(lat_rel, "--lat-rel") if lat_rel else None
+        rel = Band.parse(lat_rel, "--lat-rel") if lat_rel is not None else None
         band = band_for(Band.parse(lat), rel, ref_arch, latency)
-        settings = SearchSettings(
+        settings = recipe.search_settings(
             stages=stages,
             epochs=ep,
             lrs=lr,
             p_th=p_th,
             max_rank=max_rank,
-            population=population or recipe.value(SearchSettings, "population"),
-            generations=generations or recipe.value(SearchSettings, "generations"),
+            population=population,
+            generations=generations,
             prescreen=prescreen,
             band=band,
             max_macs=max_macs,
@@ -224,17 +225,20 @@ def rank(
 
     sp = load_space(space)
     recipe = recipe_for(data)
+    # the recipe's values where an option is not given (None); a given 0 is held to its setting's check here
+    train = recipe.train_config(lr=lr, batch_size=batch_size)
+    search = recipe.search_settings(population=population, generations=generations)
     study_settings = StudySettings(
         space=sp,
         lut=lut,
         data=data,
-        total_epochs=total_epochs or sum(recipe.value(SearchSettings, "epochs")),
-        lr=lr or recipe.value(TrainConfig, "lr"),
+        total_epochs=sum(recipe.value(SearchSettings, "epochs")) if total_epochs is None else total_epochs,
+        lr=train.lr,
         band_rel=Band.parse(lat_rel, "--lat-rel"),
-        ref=load_arch(ref or REFERENCE, sp),
-        population=population or recipe.value(SearchSettings, "population"),
-        generations=generations or recipe.value(SearchSettings, "generations"),
-        batch_size=batch_size or recipe.value(TrainConfig, "batch_size"),
+        ref=load_arch(REFERENCE if ref is None else ref, sp),
+        population=search.population,
+        generations=search.generations,
+        batch_size=train.batch_size,
         proxy=recipe.proxy_settings(resolution=resolution, width=width, bn_images=bn_images, val_archs=2),
         rank=settings,
     )
@@ -295,12 +299,13 @@ def demo(
     from hnas.progress import bars
     from hnas.report import build_report
     from hnas.spec.space import load_space
-    from hnas.workflows.demo import demo_search, host_lut
+    from hnas.workflows.demo import demo_search, demo_settings, host_lut
     from hnas.workflows.verify import verify_run
     from latency.build import report_line
 
     t0 = time.perf_counter()
     sp = load_space(space)
+    settings = demo_settings(numbers(epochs, "--epochs", int), population, generations)  # checked before step 1
     saved = saved_settings(out)
     if saved is not None:
         s = saved[1]
@@ -316,7 +321,7 @@ def demo(
         lut_path, built = host_lut(sp, lut, factory, precision_arg(precision))
     console.print(report_line(built))
     console.rule("2/4 HNAS: supernet, search, pruning (M = 4)")
-    pipe = demo_search(out, sp, lut_path, numbers(epochs, "--epochs", int), population, generations, console.print)
+    pipe = demo_search(out, sp, lut_path, settings, console.print)
     results = pipe.run()
     print_results(results)
     console.rule("3/4 end-to-end latency of the found network on this CPU")

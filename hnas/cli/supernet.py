@@ -170,7 +170,7 @@ def train_standalone_cmd(
     recipe = recipe_for(data)
     proxy = recipe.proxy_settings(resolution=resolution, width=width, per_class=per_class)
     cfg = recipe.train_config(
-        epochs=epochs or sum(recipe.value(SearchSettings, "epochs")),
+        epochs=sum(recipe.value(SearchSettings, "epochs")) if epochs is None else epochs,
         lr=lr,
         batch_size=batch_size,
         label_smoothing=label_smoothing,

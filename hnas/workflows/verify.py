@@ -130,7 +130,7 @@ def verify_run(
     from latency.verify import verify_arch
 
     arch = best_architecture(run)
-    lut = lut or saved_settings(run)[0].lut
+    lut = saved_settings(run)[0].lut if lut is None else lut
     result = verify_arch(
         arch, lut, device, op_profile, benchmark_binary, progress, exporter, stability=stability, precision=precision
     )
