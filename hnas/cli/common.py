@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -113,9 +112,7 @@ def refuse_changed_settings(ctx: typer.Context, saved: dict[str, object], out: s
     """A run resumes with its saved settings: an option given on this command line whose value differs from the
     saved one is refused in one line naming each difference and how to go on (`saved`: flag -> saved value;
     `normalize`: flag -> function turning the given text into the saved form)."""
-    normalize = {"--lut": lambda t: str(Path(t).resolve()), **(normalize or {})}
-    if saved.get("--lut"):
-        saved = {**saved, "--lut": str(Path(saved["--lut"]).resolve())}
+    normalize = normalize or {}
     changed = []
     for param in ctx.command.params:
         source = ctx.get_parameter_source(param.name)

@@ -142,12 +142,16 @@ def lut_refresh(
     device: DeviceOpt = "local",
     space: Annotated[list[str], typer.Option("--space", help="Also cover these spaces' entries.")] = None,
     max_age: Annotated[str | None, typer.Option("--max-age", help="Re-measure entries older than this (7d).")] = None,
+    unstable: Annotated[
+        bool, typer.Option("--unstable", help="Also re-measure entries marked unstable (best on a quiet machine).")
+    ] = False,
     core: CoreOpt = None,
     benchmark_binary: BinaryOpt = None,
     cache: CacheOpt = None,
     precision: PrecisionOpt = None,
 ) -> None:
-    """Re-measure only missing or stale entries (other settings, runtime, op spec, or older than --max-age)."""
+    """Re-measure only missing or stale entries (other settings, runtime, op spec, or older than --max-age; with
+    --unstable, entries whose repeats disagreed)."""
     from hnas.spec.parts import Part
     from hnas.spec.space import load_space
     from latency.build import BuildOptions
@@ -165,7 +169,7 @@ def lut_refresh(
     items = [Part.from_spec(e["spec"]) for e in table.entries.values() if e.get("source") == "measured"]
     items += [it for s in (space or []) for it in items_for_space(load_space(s), prec)]
     dev = open_device(device, core if core is not None else table.device.get("core"), benchmark_binary)
-    options = BuildOptions(settings, repeats, max_age_s=age, precision=prec)
+    options = BuildOptions(settings, repeats, max_age_s=age, precision=prec, unstable=unstable)
     _builds([(dev, Path(lut))], dedupe(items), options, cache)
 
 
@@ -220,13 +224,26 @@ def lut_show(
             str(e.get("runs", "")),
             (e.get("measured_at") or "")[:19],
             e.get("source", "measured"),
-            {True: "yes", False: f"no ({e.get('spread', 0) * 100:.0f} %)"}.get(e.get("stable"), "-"),
+            _stable_cell(e),
         )
     console.print(t)
     if coverage:
         console.print(f"coverage of {coverage['space']}: {coverage['present']}/{coverage['needed']} entries")
         for k in coverage["missing"][:20]:
             console.print(f"  missing {k}")
+
+
+def _stable_cell(entry: dict) -> str:
+    """`yes`, `no (14 %)`, `no (1 repeat)` or `-` (not judged: an imported or older entry)."""
+    from latency.lut import entry_doubt
+
+    doubt = entry_doubt(entry)
+    if doubt == "measured once":
+        return "no (1 repeat)"
+    if doubt == "unstable":
+        spread = entry.get("spread")
+        return "no" if spread is None else f"no ({spread * 100:.0f} %)"
+    return {True: "yes"}.get(entry.get("stable"), "-")
 
 
 @lut_app.command("diff")
@@ -391,7 +408,10 @@ def profile(
     console.print(t)
     console.print(f"median of repeat medians: {result['median_ms']:.4f} ms")
     if not result["stable"]:
-        console.print(f"unstable: the repeat medians differ by {result['spread'] * 100:.0f} % even after extra repeats")
+        from latency.stability import why_unstable
+
+        medians = [r["median_ms"] for r in result["repeats"]]
+        console.print(f"unstable: {why_unstable(medians, result['spread'])}")
     if result["host_busy"]:
         console.print(f"the host was busy while measuring: {result['host_busy']}")
 

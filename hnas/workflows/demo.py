@@ -80,6 +80,7 @@ def demo_search(
     lut_path: Path,
     settings: SearchSettings | None = None,
     log: Callable[[str], None] = print,
+    precision: str | None = None,
 ) -> Pipeline:
     """The demo's HNAS run in `out` (resumed when it exists): `settings` (default `demo_settings()`) on digits at the
     proxy settings, latency band 0.9-1.1 x the reference's predicted latency on the host table."""
@@ -89,7 +90,7 @@ def demo_search(
 
     if (Path(out) / "config.json").is_file():
         log(f"resuming {out}")
-        return open_search(out, log=log)
+        return open_search(out, log=log, precision=precision)
     run = RunConfig(space=space.to_dict(), data="digits", proxy=DEMO_PROXY, train=DEMO_TRAIN, lut=str(lut_path))
     ref = reference(space)
     ref_ms = latency_of(run).predict_arch(ref)

@@ -23,6 +23,7 @@ from hnas.io import atomic_write_json
 from hnas.pipeline import saved_settings
 from hnas.rank import plot_study, rank_run
 from hnas.recipes import split_epochs
+from hnas.runs import run_lut
 from hnas.settings import Band, ProxySettings, RankSettings, RunConfig, SearchSettings, TrainConfig
 from hnas.spec.arch import Architecture
 from hnas.spec.space import SearchSpace
@@ -111,7 +112,7 @@ def run_study(folder: str | Path, s: StudySettings, log: Callable[[str], None] =
         )
         train = TrainConfig(epochs=ep[0], lr=s.lr, batch_size=s.batch_size, warmup_epochs=ep[0] // 3)
         run = RunConfig(space=base.space, data=s.data, proxy=s.proxy, train=train, lut=s.lut)
-        pipe = open_search(folder / f"M{M}", run, search, log=log)
+        pipe = open_search(folder / f"M{M}", run, search, log=log, lut=s.lut)  # a resumed run: its table, moved
         pipe.run()
         results.append(rank_run(pipe.path, s.rank, lr=s.lr, latency=pipe.latency, log=log, progress=progress))
     table = study_table(results)
@@ -150,6 +151,6 @@ def rank_search(run: str | Path, settings: RankSettings, log: Callable[[str], No
     saved = saved_settings(run)
     if saved is None:
         raise HnasError(f"{run} is not an HNAS run (no config.json): give a search run folder")
-    cfg = saved[0]
-    latency = latency_of(cfg) if cfg.lut and Path(cfg.lut).is_file() else None
+    cfg = run_lut(saved[0], run, missing_ok=True)  # a changed table is refused; a missing one is done without
+    latency = latency_of(cfg) if cfg.lut else None
     return rank_run(run, settings, latency=latency, log=log, progress=progress)
