@@ -164,8 +164,8 @@ class LatencyDistribution:
 
 
 def fmt_share(lower: float, upper: float) -> str:
-    """`0.12 %`, `0.12-0.13 %` or `none`: a share interval in percent."""
+    """`0.12 %`, `0.12 to 0.13 %` or `none`: a share interval in percent."""
     if upper <= 0:
         return "none"
     a, b = f"{lower * 100:.3g}", f"{upper * 100:.3g}"
-    return f"{b} %" if a == b else f"{a}-{b} %"
+    return f"{b} %" if a == b else f"{a} to {b} %"

@@ -93,12 +93,11 @@ class LatencyPredictor:
         fast, _ = self.additive().extremes()
         lowest = float(self.predict(fast)[0])
         if not lowest > 0:
-            cal = self.calibration
+            cal, raw = self.calibration, float(self.table[self._rows, fast].sum()) + self.fixed_ms
             raise HnasError(
                 f"{self.lut_name}: its calibration (offset {cal['offset_ms']:g} ms, scale {cal['scale']:g}) predicts "
-                f"{lowest:.2f} ms for the fastest architecture of space {self.space.name!r} (raw LUT sum "
-                f"{float(self.table[self._rows, fast].sum()) + self.fixed_ms:.2f} ms): a latency is above 0; refit "
-                'it with `hnas lut validate`, or set "calibration" to null in the file'
+                f"{lowest:.2f} ms for the fastest architecture of space {self.space.name!r} (raw LUT sum {raw:.2f} "
+                'ms), and a latency is above 0 ms: refit it with `hnas lut validate`, or set "calibration" to null'
             )
 
     @classmethod
@@ -134,7 +133,10 @@ class LatencyPredictor:
     def doubtful(self, arch: Architecture | None = None) -> tuple[dict[str, str], int]:
         """The entries behind the prediction of `arch` (else behind every prediction on the space) whose figures are
         not known to be stable, key -> why (`entry_doubt`), and how many entries that prediction uses."""
-        parts = [p.at(self.precision) for p in arch.parts()] if arch else items_for_space(self.space, self.precision)
+        if arch is not None:
+            parts = [p.at(self.precision) for p in arch.parts()]
+        else:
+            parts = items_for_space(self.space, self.precision)
         keys = [k for k in dict.fromkeys(p.key for p in parts) if k is not None]
         return {k: why for k in keys if (why := entry_doubt(self.lut.entries[k]))}, len(keys)
 
