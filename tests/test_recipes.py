@@ -118,8 +118,8 @@ def test_the_command_the_issue_ran_now_fits_and_the_paper_size_is_refused_before
 def test_help_names_each_recipes_default():
     r = run_cli("search", "--help")
     text = " ".join(r.stdout.split())
-    assert "Default by --data: digits/mnist5k 16, cifar10 32, imagenet 224." in text
-    assert "Default by --data: digits/mnist5k 32, cifar10 256, imagenet 1024." in text
+    assert "Default by --data: digits/mnist5k/mnist5k-clutter 16, cifar10 32, imagenet 224." in text
+    assert "Default by --data: digits/mnist5k/mnist5k-clutter 32, cifar10 256, imagenet 1024." in text
 
 
 def test_an_existing_run_opens_anywhere_and_is_checked_when_it_trains(tmp_path):
