@@ -25,12 +25,24 @@ from pymoo.operators.crossover.pntx import TwoPointCrossover
 from pymoo.operators.selection.tournament import TournamentSelection
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
+from hnas.bands import METHOD, LatencyDistribution, fmt_share
 from hnas.errors import HnasError
 from hnas.settings import Band
 from hnas.spec.arch import Architecture, from_vector
 from hnas.spec.space import SearchSpace
 
 AccuracyFn = Callable[[Sequence[Architecture]], np.ndarray]
+LatencyFn = Callable[[np.ndarray], np.ndarray]
+
+
+def latency_parts(latency) -> tuple[LatencyFn, LatencyDistribution | None]:
+    """A latency objective as (the function pricing [n, layers] vectors, its distribution over the space when the
+    model is additive). `latency` is a plain function, or a model with `predict` (and, for a LUT predictor,
+    `distribution()`: exact spans and in-band draws, `hnas.bands`)."""
+    if callable(latency):
+        return latency, None
+    dist = latency.distribution() if hasattr(latency, "distribution") else None
+    return latency.predict, dist
 
 
 @dataclass
@@ -129,16 +141,10 @@ class Archive:
 class ArchProblem(Problem):
     """pymoo problem: minimize (-accuracy, latency) subject to the constraints; latency before accuracy."""
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        accuracy: AccuracyFn,
-        latency: Callable[[np.ndarray], np.ndarray],
-        constraints: Constraints,
-    ):
+    def __init__(self, space: SearchSpace, accuracy: AccuracyFn, latency, constraints: Constraints):
         self.space = space
         self.accuracy_fn = accuracy
-        self.latency_fn = latency
+        self.latency_fn, self.distribution = latency_parts(latency)
         self.cons = constraints
         self.costs = CostTable(space)
         self.archive = Archive()
@@ -176,6 +182,10 @@ class ArchProblem(Problem):
         """Boolean mask of rows inside every constraint."""
         return (self.violations(np.atleast_2d(vecs))[0] <= 0).all(axis=1)
 
+    def feasible_band(self, vecs: np.ndarray) -> np.ndarray:
+        """Boolean mask of rows inside the latency band (the first two constraints)."""
+        return (self.violations(np.atleast_2d(vecs))[0][:, :2] <= 0).all(axis=1)
+
     @property
     def n_feasible(self) -> int | None:
         """How many architectures satisfy the constraints, counted once for enumerable spaces (else None)."""
@@ -206,19 +216,78 @@ class ArchProblem(Problem):
         self.generation += 1
 
 
-def require_feasible(space: SearchSpace, latency, constraints: Constraints, draws: int = 100_000) -> None:
-    """Refuse, before anything is trained or written, a search whose constraints no architecture of `space` meets
-    (checked on `draws` random architectures; the message gives the latency range they span)."""
+def require_feasible(space: SearchSpace, latency, constraints: Constraints, draws: int = 100_000) -> str:
+    """Refuse, before anything is trained or written, a search whose constraints no architecture of `space` meets;
+    returns one line on the band (the space's exact latency span and the share of it inside the band).
+
+    With an additive latency model (a LUT predictor) the span is exact and the band's share is bounded by dynamic
+    programming (`hnas.bands`); the MACs and params caps are checked exactly against the space's fewest MACs and
+    params, then jointly on `draws` architectures drawn uniformly from those inside the band. Any other model is
+    checked on `draws` random architectures."""
     problem = ArchProblem(space, lambda archs: np.zeros(len(archs)), latency, constraints)
-    counts = problem.xu.astype(np.int64) + 1
-    vecs = (np.random.default_rng(0).random((draws, len(counts))) * counts).astype(np.int64)
-    G, lat, _, _ = problem.violations(vecs)
-    if not (G <= 0).all(axis=1).any():
-        caps = " and the MACs/params caps" if constraints.max_macs or constraints.max_params else ""
+    band, dist = constraints.band, problem.distribution
+    line = ""
+    if dist is not None:
+        line = _require_band(space, problem, dist, band)
+    _require_caps(space, problem.costs, constraints)
+    rng = np.random.default_rng(0)
+    fresh = FreshFeasible(problem, rng)
+    vecs = fresh.random(draws)
+    G, lat, macs, params = problem.violations(vecs) if len(vecs) else (np.zeros((0, 1)),) * 4
+    if len(vecs) and (G <= 0).all(axis=1).any():
+        return line
+    caps = constraints.max_macs is not None or constraints.max_params is not None
+    if dist is None:
+        what = " and the MACs/params caps" if caps else ""
         raise HnasError(
-            f"no architecture of space {space.name!r} meets the latency band {constraints.band} ms{caps}: {draws:,} "
-            f"random architectures span {lat.min():.2f}-{lat.max():.2f} ms on this latency table; widen --lat"
+            f"no architecture of space {space.name!r} meets the latency band {band} ms{what}: {draws:,} random "
+            f"architectures span {lat.min():.2f}-{lat.max():.2f} ms on this latency table; widen --lat"
         )
+    inside = problem.feasible_band(vecs) if len(vecs) else np.zeros(0, dtype=bool)
+    if not inside.any():
+        raise HnasError(
+            f"no architecture of space {space.name!r} was found inside the latency band {band} ms in {draws:,} draws "
+            f"from the architectures within the grid's slack of it ({line}): widen --lat"
+        )
+    raise HnasError(
+        f"none of {int(inside.sum()):,} architectures drawn uniformly from those inside the latency band {band} ms "
+        f"meets the MACs/params caps (in the band they need at least {macs[inside].min():.4g} MACs and "
+        f"{params[inside].min():.4g} params): raise --max-macs / --max-params or move --lat"
+    )
+
+
+def _require_band(space: SearchSpace, problem: ArchProblem, dist: LatencyDistribution, band: Band) -> str:
+    """One line on `band` against the space's exact latency span; an error when no architecture can lie in it."""
+    fast, slow = dist.model.extremes()
+    lo, hi = (float(x) for x in problem.latency_fn(np.stack([fast, slow])))
+    lower, upper = dist.share(band)
+    span = f"the space's architectures span {lo:.2f}-{hi:.2f} ms exactly"
+    if band.is_open:
+        return span
+    outside = (band.hi is not None and band.hi < lo) or (band.lo is not None and band.lo > hi)
+    if outside or upper <= 0:
+        q1, q50 = dist.quantile(0.01), dist.quantile(0.5)
+        raise HnasError(
+            f"no architecture of space {space.name!r} has a latency inside {band} ms on this latency table: {span} "
+            f"(1 % of them are faster than {q1:.2f} ms, half faster than {q50:.2f} ms; {METHOD}); widen or move --lat"
+        )
+    return f"{span}; {fmt_share(lower, upper)} of them lie inside {band} ms ({METHOD})"
+
+
+def _require_caps(space: SearchSpace, costs: CostTable, constraints: Constraints) -> None:
+    """Refuse MACs / params caps below the space's fewest MACs / params (exact: per-layer minima)."""
+    for cap, table, fixed, flag, what in (
+        (constraints.max_macs, costs.macs, costs.fixed_macs, "--max-macs", "MACs"),
+        (constraints.max_params, costs.params, costs.fixed_params, "--max-params", "parameters"),
+    ):
+        if cap is None:
+            continue
+        least = fixed + sum(float(table[j, : len(c)].min()) for j, c in enumerate(space.candidates))
+        if least > cap:
+            raise HnasError(
+                f"{flag} {cap:g}: every architecture of space {space.name!r} has at least {least:,.0f} {what} (exact: "
+                f"the per-layer minima); raise {flag}"
+            )
 
 
 class FreshFeasible:
@@ -281,7 +350,12 @@ class FreshFeasible:
         return X
 
     def random(self, n: int) -> np.ndarray:
-        """`n` architectures drawn uniformly per layer."""
+        """`n` architectures drawn uniformly per layer; under a latency band and an additive latency model, drawn
+        uniformly from the architectures inside the band (`LatencyDistribution.sample`: a narrow band of a huge
+        space is reached at once, not by luck)."""
+        band, dist = self.problem.cons.band, self.problem.distribution
+        if dist is not None and not band.is_open:
+            return dist.sample(band, n, self.rng)
         return (self.rng.random((n, len(self.counts))) * self.counts).astype(np.int64)
 
     def fill(self, got: list[np.ndarray], n: int, parents: np.ndarray, taken: set[bytes]) -> list[np.ndarray]:
@@ -297,9 +371,8 @@ class FreshFeasible:
                     break
         drawn = 0
         while len(got) < n and drawn < self.max_draws and not self.exhausted(taken):
-            batch = self.random(4096)
-            drawn += len(batch)
-            got += self.accept(batch, taken)[: n - len(got)]
+            drawn += 4096
+            got += self.accept(self.random(4096), taken)[: n - len(got)]
         return got
 
 
@@ -478,7 +551,7 @@ class SearchResult:
 def ces(
     space: SearchSpace,
     accuracy: AccuracyFn,
-    latency: Callable[[np.ndarray], np.ndarray],
+    latency,
     constraints: Constraints,
     pop_size: int = 64,
     generations: int = 40,
@@ -488,7 +561,8 @@ def ces(
     prescreen: int = 8,
 ) -> SearchResult:
     """Run CES: exactly `pop_size x generations` accuracy evaluations (fewer only when every feasible
-    architecture has been evaluated); every evaluated architecture is in the archive with its rank.
+    architecture has been evaluated); every evaluated architecture is in the archive with its rank. `latency`: a
+    function of [n, layers] vectors, or a model with `predict` (`latency_parts`).
     `prescreen` > 1 breeds that many candidates per offspring and evaluates the most promising
     (`ConstrainedMating`); 1 is the paper's plain CES."""
     if pop_size < 2 or generations < 1:

@@ -38,7 +38,7 @@ from hnas.dist import exists, is_main, shared, write_on_main
 from hnas.errors import HnasError
 from hnas.progress import bars, phase, standalone
 from hnas.prune import estimate, prune, select_by_rank
-from hnas.runs import SupernetRun
+from hnas.runs import SupernetRun, pin_lut
 from hnas.schema import POSITIVE_MS, Any, Int, ListOf, MapOf, Num, Obj, Opt, Str
 from hnas.settings import FIXED_ARCHS_SEED, RunConfig, SearchSettings, TrainConfig, from_dict
 from hnas.spec.modules import zero_init_residuals
@@ -147,16 +147,20 @@ class Pipeline:
         cfg_file = self.path / "config.json"
         self.search = search
         self.latency = latency
+        if not exists(cfg_file):
+            run = pin_lut(run)  # a new run records its LUT as an absolute path with its sha256
         self.sn = SupernetRun(self.path, run)  # its config lives inside this run's config.json
-        if not exists(cfg_file):  # every input is checked before anything is written
-            self.sn.require_memory()
-            constraints = Constraints(search.band, search.max_macs, search.max_params)
-            require_feasible(self.sn.deploy_space, latency.predict, constraints)
-            self.sn.data()
-            write_on_main(lambda: write_json(cfg_file, {"run": run.to_dict(), "search": asdict(search)}))
         self.accuracy_factory = accuracy_factory
         self.log = log if is_main() else _silent
         self.progress = progress and is_main()
+        if not exists(cfg_file):  # every input is checked before anything is written
+            self.sn.require_memory()
+            constraints = Constraints(search.band, search.max_macs, search.max_params)
+            line = require_feasible(self.sn.deploy_space, latency, constraints)
+            self.sn.data()
+            if line:
+                self.log(f"latency band {search.band} ms: {line}")
+            write_on_main(lambda: write_json(cfg_file, {"run": run.to_dict(), "search": asdict(search)}))
 
     # --- helpers ----------------------------------------------------------------------------------
 
@@ -285,7 +289,7 @@ class Pipeline:
             result = ces(
                 space,
                 acc_fn,
-                pred.predict,
+                pred,
                 Constraints(s.band, s.max_macs, s.max_params),
                 s.population,
                 s.generations,

@@ -105,9 +105,9 @@ def standalone_config(train: TrainConfig, search, settings: RankSettings) -> Tra
     epochs (default: the run's total supernet epochs), learning rate (default: its first) and batch, no warm-up."""
     return replace(
         train,
-        epochs=settings.epochs or sum(search.epochs),
-        lr=settings.lr or search.lrs[0],
-        batch_size=settings.batch_size or train.batch_size,
+        epochs=sum(search.epochs) if settings.epochs is None else settings.epochs,
+        lr=search.lrs[0] if settings.lr is None else settings.lr,
+        batch_size=train.batch_size if settings.batch_size is None else settings.batch_size,
         warmup_epochs=0,
     )
 

@@ -95,6 +95,11 @@ class Recipe:
             own["warmup_epochs"] = epochs // 3
         return _merged(TrainConfig, own, given)
 
+    def search_settings(self, **given) -> SearchSettings:
+        """The recipe's search settings with the options the user gave (None = not given; 0 is a value, held to
+        its setting's check)."""
+        return _merged(SearchSettings, self.search, given)
+
     def value(self, cls, name: str):
         """This recipe's value of one setting."""
         own = {ProxySettings: self.proxy, TrainConfig: self.train, SearchSettings: self.search}[cls]
@@ -117,6 +122,8 @@ class Recipe:
 
 
 def _merged(cls, recipe: dict, given: dict):
+    """`cls` with the recipe's values, overridden by every given value that is not None (the one place where "not
+    given" is decided: 0, an empty list or False are values, and each must pass its setting's check)."""
     chosen = {k: v for k, v in given.items() if v is not None}
     return replace(cls(), **{**recipe, **chosen})
 

@@ -19,6 +19,7 @@ from hnas.io import atomic_write_text
 from hnas.pipeline import RESULTS_SCHEMA, SEARCH_SCHEMA, TRAINED_SCHEMA, read_record, saved_settings
 from hnas.plots import pyplot as _plt
 from hnas.plots import save_png as _save
+from hnas.runs import run_lut
 from hnas.schema import POSITIVE_MS, Bool, ListOf, Num, Obj, Opt, Str
 from hnas.settings import Band
 from hnas.spec.space import SearchSpace
@@ -131,7 +132,7 @@ def latency_plot(verify: dict, validate: dict | None):
     pts = []
     if validate:
         m = [r["measured_ms"] for r in validate["networks"]]
-        p = [r["predicted_calibrated_ms"] for r in validate["networks"]]
+        p = [r.get("predicted_ms", r["predicted_calibrated_ms"]) for r in validate["networks"]]  # as the table predicts
         ax.scatter(m, p, s=10, c="0.45", label=f"LUT validation ({len(m)} random networks)", zorder=2)
         pts += m + p
     ax.scatter(
@@ -189,13 +190,15 @@ def _table(headers: list[str], rows: list[list]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def build_report(run: str | Path) -> Path:
-    """Write RUN/report/index.html and its figures; returns the page's path."""
+def build_report(run: str | Path, lut: str | None = None) -> Path:
+    """Write RUN/report/index.html and its figures (the run's LUT checked by sha256; `lut`: where it moved);
+    returns the page's path."""
     run = Path(run)
     saved = saved_settings(run)
     if saved is None or not (run / "results.json").is_file():
         raise HnasError(f"{run} is not a finished search run (config.json and results.json are needed)")
     cfg, search = saved
+    cfg = run_lut(cfg, run, lut)
     results = read_record(run / "results.json", RESULTS_SCHEMA, "results")
     stages = search.stages
     searches = {
@@ -329,10 +332,11 @@ def build_report(run: str | Path) -> Path:
                 ]
             )
         if validate:
-            c = validate["held_out_calibrated"]
+            applied = validate.get("calibration_applied", True)
+            c = validate.get("held_out_applied", validate["held_out_calibrated"])
             rows.append(
                 [
-                    "LUT validation (calibrated, held out)",
+                    f"LUT validation ({'calibrated' if applied else 'raw LUT sum'}, held out)",
                     f"MAPE {c['mape'] * 100:.2f} %, {c['within_5'] * 100:.0f} % within 5 %",
                 ]
             )

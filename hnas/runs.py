@@ -11,7 +11,7 @@ across the ranks (hnas.dist).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from hnas.dist import exists, is_main, shared, write_on_main
 from hnas.errors import HnasError
 from hnas.evalimages import EvalFormat, EvalImages
 from hnas.evaluate import OneShotEvaluator
+from hnas.io import sha256_file
 from hnas.progress import bars
 from hnas.settings import FIXED_ARCHS_SEED, RunConfig, TrainConfig
 from hnas.spec.arch import sample
@@ -29,6 +30,69 @@ from hnas.spec.modules import zero_init_residuals
 from hnas.spec.space import SearchSpace
 from hnas.supernet import Supernet, proxy_space
 from hnas.train import PathSampler, default_device, load_checkpoint, load_weights, read_json, train, write_json
+
+
+def pin_lut(config: RunConfig) -> RunConfig:
+    """A new run's config with its LUT as an absolute path and the sha256 of the file (what the run is tied to);
+    unchanged when it has no LUT, or none at that path (whoever opens it says so)."""
+    if config.lut is None or not Path(config.lut).is_file():
+        return config
+    path = Path(config.lut).resolve()
+    return replace(config, lut=str(path), lut_sha256=sha256_file(path))
+
+
+def run_lut(config: RunConfig, run: str | Path, given: str | None = None, missing_ok: bool = False) -> RunConfig:
+    """The config of the run in `run` with its LUT where it is now: the recorded file when its sha256 is the one
+    recorded when the run started, or `given` (the table moved) when its sha256 is that one. A missing or changed
+    table is one line naming the path, both sha256 and the fix (`missing_ok`: the config without a LUT instead of
+    an error for a missing one). A run of an older version, which recorded no sha256, gets it recorded now."""
+    if config.lut is None:
+        if given is not None:
+            raise HnasError(f"{run} was started without a latency table: --lut cannot join it; start a new run")
+        return config
+    cfg_file, recorded = Path(run) / "config.json", config.lut_sha256
+    short = recorded[:16] if recorded else None
+    if given is not None:
+        path = Path(given)
+        if not path.is_file():
+            raise HnasError(f"--lut {given} does not exist: give the table {run} was started with ({config.lut})")
+        sha = sha256_file(path)
+        if recorded is not None and sha != recorded:
+            raise HnasError(
+                f"--lut {given} (sha256 {sha[:16]}) is not the table {run} was started with ({config.lut}, sha256 "
+                f"{short}): give that table (a moved copy is accepted), or start a new run with --out"
+            )
+        return _record_lut(cfg_file, config, path.resolve(), sha)
+    path = Path(config.lut)  # absolute since runs record it so; an older run's relative path is taken from here
+    if not path.is_file():
+        if missing_ok:
+            return replace(config, lut=None, lut_sha256=None)
+        sha_note = f" (sha256 {short})" if short else ""
+        raise HnasError(
+            f"{run} was started with the latency table {config.lut}{sha_note}, which is not there: pass --lut PATH "
+            "to where the table is now (accepted only if its sha256 is the same)"
+        )
+    sha = sha256_file(path)
+    if recorded is None:
+        return _record_lut(cfg_file, config, path.resolve(), sha)
+    if sha != recorded:
+        raise HnasError(
+            f"{run} was started with the latency table {config.lut} (sha256 {short}), which has changed since "
+            f"(sha256 now {sha[:16]}): restore it, or pass --lut PATH to a copy of the table the run used"
+        )
+    return config
+
+
+def _record_lut(cfg_file: Path, config: RunConfig, path: Path, sha: str) -> RunConfig:
+    """`config` with its LUT at `path` (sha256 `sha`), also written into the run's config.json when it differs
+    (a moved table, or an older run that recorded no sha256)."""
+    pinned = replace(config, lut=str(path), lut_sha256=sha)
+    if (pinned.lut, pinned.lut_sha256) != (config.lut, config.lut_sha256) and cfg_file.is_file():
+        data = read_json(cfg_file)
+        block = data["run"] if isinstance(data.get("run"), dict) and "search" in data else data
+        block.update(lut=pinned.lut, lut_sha256=sha)
+        write_on_main(lambda: write_json(cfg_file, data))
+    return pinned
 
 
 class SupernetRun:
@@ -60,10 +124,17 @@ class SupernetRun:
             return cls(path, cls.saved_config(path), latency)
         if config is None:
             raise HnasError(f"{path} is not a supernet run (no config.json): train one with `hnas supernet train`")
-        run = cls(path, config, latency)
+        run = cls(path, pin_lut(config), latency)
         run.require_memory()
+        band = config.train.band
+        if not band.is_open:  # a band no path lies in is refused before anything is written
+            if latency is None:
+                raise HnasError("a latency band for sampling (--lat) needs the LUT that prices it (--lut)")
+            from hnas.ces import Constraints, require_feasible
+
+            require_feasible(run.deploy_space, latency, Constraints(band))
         run.data()  # a bad data spec fails before anything is written
-        write_on_main(lambda: write_json(cfg_path, config.to_dict()))
+        write_on_main(lambda: write_json(cfg_path, run.config.to_dict()))
         return run
 
     @property

@@ -296,13 +296,16 @@ class ProxySettings:
 
 @dataclass
 class RunConfig:
-    """Everything a run needs to be rebuilt and resumed (`lut`: the table its latency band refers to)."""
+    """Everything a run needs to be rebuilt and resumed (`lut`: the table its latency band refers to; a run folder
+    records it as an absolute path with its sha256, `hnas.runs.pin_lut`, so the run opens from any directory and
+    never silently uses another table)."""
 
     space: dict
     data: str
     proxy: ProxySettings = field(default_factory=ProxySettings)
     train: TrainConfig = field(default_factory=TrainConfig)
     lut: str | None = None
+    lut_sha256: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -325,6 +328,7 @@ class _Raw:
     proxy: dict
     train: dict
     lut: str | None = None
+    lut_sha256: str | None = None  # absent in runs of older versions: recorded when they are next opened
 
 
 SCHEDULES = ("restart", "continuous")

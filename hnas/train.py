@@ -65,7 +65,9 @@ def default_device() -> torch.device:
 
 
 class PathSampler:
-    """Uniform single-path sampling over a layer-wise space, optionally inside a latency band."""
+    """Uniform single-path sampling over a layer-wise space, optionally inside a latency band: drawn uniformly from
+    the paths inside it when the predictor is additive (a LUT predictor's `distribution()`, `hnas.bands`), else by
+    rejection."""
 
     def __init__(self, space: SearchSpace, seed: int, predictor=None, band: Band | None = None, max_reject=1000):
         self.space = space
@@ -74,19 +76,37 @@ class PathSampler:
         self.predictor, self.band, self.max_reject = predictor, band or Band(), max_reject
         if predictor is None and not self.band.is_open:
             raise HnasError("a latency band for sampling needs a LUT (--lut)")
+        self._banded: dict[tuple, tuple] = {}  # held layers -> (in-band distribution, original indices)
 
     def _feasible(self, vec: np.ndarray) -> bool:
         if self.predictor is None:
             return True
         return bool(self.band.contains(float(self.predictor.predict(vec)[0])))
 
+    def _draw(self, hold: dict[int, int]) -> np.ndarray:
+        """One path: in-band when the predictor's distribution is known, else uniform per layer."""
+        if self.predictor is not None and not self.band.is_open and hasattr(self.predictor, "distribution"):
+            key = tuple(sorted(hold.items()))
+            if key not in self._banded:
+                from hnas.bands import LatencyDistribution
+
+                model, keep = self.predictor.distribution().model.restricted(dict(hold))
+                self._banded[key] = (LatencyDistribution(model), keep)
+            dist, keep = self._banded[key]
+            rows = dist.sample(self.band, 1, self.rng)
+            if not len(rows):
+                raise HnasError(f"no path of the space lies inside latency {self.band} ms: widen --lat")
+            return np.array([k[i] for k, i in zip(keep, rows[0], strict=True)], dtype=np.int64)
+        vec = (self.rng.random(self.counts.size) * self.counts).astype(np.int64)
+        for j, i in hold.items():
+            vec[j] = i
+        return vec
+
     def sample(self, hold: dict[int, int] | None = None) -> Architecture:
-        """One path; rejection-sampled into the latency band when one is set. `hold` fixes some layers'
-        candidates ({layer index: candidate index})."""
+        """One path; inside the latency band when one is set. `hold` fixes some layers' candidates ({layer index:
+        candidate index})."""
         for _ in range(self.max_reject):
-            vec = (self.rng.random(self.counts.size) * self.counts).astype(np.int64)
-            for j, i in (hold or {}).items():
-                vec[j] = i
+            vec = self._draw(hold or {})
             if self._feasible(vec):
                 return from_vector(self.space, vec)
         raise HnasError(f"no path inside latency {self.band} ms in {self.max_reject} draws: widen --lat")

@@ -27,8 +27,15 @@ from latency.hygiene import Governor, ThrottleRule, fact_int, parse_probe, phone
 __all__ = ["AdbDevice", "PhoneGone", "check_aarch64_elf", "default_key_path", "list_devices", "load_signer"]
 
 DEVICE_DIR = "/data/local/tmp/hnas"
-SCRIPTS = Path(__file__).resolve().parents[1] / "device_scripts"
 EM_AARCH64 = 183
+
+
+def device_scripts() -> list[Path]:
+    """The phone's shell scripts (`device_scripts/*.sh`), package data of the installed package or the checkout."""
+    from importlib.resources import files
+
+    root = files("device_scripts")
+    return sorted(Path(str(p)) for p in root.iterdir() if p.name.endswith(".sh"))
 
 
 def check_aarch64_elf(path: str | Path) -> None:
@@ -101,7 +108,7 @@ class AdbDevice(Device):
             if rc != 0:
                 raise HnasError(f"cannot create {DEVICE_DIR} on {self.spec}: {out.strip()}")
             self._scripts_ready = True
-            self.conn.push_many(sorted(SCRIPTS.glob("*.sh")), f"{DEVICE_DIR}/bin")
+            self.conn.push_many(device_scripts(), f"{DEVICE_DIR}/bin")
 
     def facts(self) -> dict[str, str]:
         """probe.sh's key=value facts (cached)."""

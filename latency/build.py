@@ -37,6 +37,7 @@ class BuildOptions:
     max_age_s: float | None = None
     max_throttled: int = 5
     precision: str = FLOAT32
+    unstable: bool = False  # also re-measure entries marked unstable or measured once (`lut refresh --unstable`)
 
     def __post_init__(self):
         check_precision(self.precision)
@@ -137,7 +138,7 @@ def build(
             report.convert_s += ex.convert_s
             report.cached += ex.cached
             report.exported += not ex.cached
-            why = lut.stale_reason(it.key, ex.cache_key, options.max_age_s)
+            why = lut.stale_reason(it.key, ex.cache_key, options.max_age_s, options.unstable)
             if why is not None:
                 report.planned[it.key] = why
             else:
@@ -172,9 +173,10 @@ def build(
             if key not in report.remeasured:
                 report.remeasured.append(key)
             return False
-        _finish(lut, by_key[key], reps, exported[key], sid, max(0, extra), options.stability.verdict(medians))
+        verdict = options.stability.verdict(medians)
+        _finish(lut, by_key[key], reps, exported[key], sid, max(0, extra), verdict)
         report.measured.append(key)
-        if not options.stability.agrees(medians):
+        if not verdict["stable"]:
             report.unstable.append(key)
         return True
 
@@ -194,9 +196,6 @@ def build(
             if rounds >= options.repeats:  # only entries whose repeats disagree are left: let a disturbance pass
                 options.stability.pause()
             rounds += 1
-            busy = device.busy()
-            if busy and busy not in report.busy:
-                report.busy.append(busy)
             for out in device.benchmark_batch([remote[k] for k in todo], options.settings):
                 key = key_of.get(out.model)
                 if key is None:
@@ -231,6 +230,9 @@ def build(
                 if target[key] > before:
                     advance(total_delta=target[key] - before)
                 advance()
+            busy = device.busy()  # what competed with this round on the device, judged during the round
+            if busy and busy not in report.busy:
+                report.busy.append(busy)
     report.measure_s = time.perf_counter() - t0
     return report
 
@@ -336,7 +338,8 @@ def report_line(report: BuildReport) -> str:
         line += f"; {len(report.throttled)} throttled runs re-measured"
     if report.unstable:
         line += (
-            f"; {len(report.unstable)} entries stayed unstable (marked in the table): {', '.join(report.unstable[:3])}"
+            f"; {len(report.unstable)} entries stayed unstable or were measured once (marked in the table): "
+            f"{', '.join(report.unstable[:3])}"
         )
     if report.busy:
         line += f"; the host was busy ({report.busy[0]}): rerun with --max-age 0s on a quiet machine to re-measure"

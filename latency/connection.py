@@ -220,7 +220,7 @@ class AdbConnection:
     def shell(self, cmd: str | list[str], timeout: float | None = None) -> tuple[int, str]:
         """Run a shell command; returns (exit status, stdout+stderr). A reply without its status is retried."""
         line = cmd if isinstance(cmd, str) else shlex.join(cmd)
-        t = timeout or self.command_timeout_s
+        t = self.command_timeout_s if timeout is None else timeout
 
         def run(dev: AdbShellDevice) -> tuple[int, str]:
             out = dev.shell(f"{line}; echo {_RC}$?", timeout_s=t, read_timeout_s=t, transport_timeout_s=self.timeout_s)

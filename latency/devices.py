@@ -103,7 +103,8 @@ class Device(ABC):
         return None
 
     def busy(self) -> str | None:
-        """Why other work may have competed with the measurement (the host: its pinned core), or None."""
+        """Why other work competed with the last benchmark batch (the host: on its pinned core, during the batch),
+        or None."""
         return None
 
     def cool_down(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
@@ -142,6 +143,7 @@ class LocalDevice(Device):
         if self.core not in cpus:
             raise HnasError(f"--core {self.core} is not available here; this process may use CPUs {cpus}")
         self.binary = Path(benchmark_binary) if benchmark_binary else None
+        self._busy: str | None = None  # what competed with the last batch on the pinned core (`busy`)
         if self.binary is not None and not (self.binary.is_file() and os.access(self.binary, os.X_OK)):
             raise HnasError(f"--benchmark-binary {self.binary} is not an executable file")
 
@@ -195,9 +197,7 @@ class LocalDevice(Device):
         return str(Path(local).resolve())
 
     def busy(self) -> str | None:
-        from latency.stability import host_contention
-
-        return host_contention(self.core)
+        return self._busy
 
     def shell(self, argv: list[str], timeout: float = 600) -> tuple[int, str]:
         try:
@@ -207,37 +207,41 @@ class LocalDevice(Device):
         return proc.returncode, proc.stdout + proc.stderr
 
     def benchmark_batch(self, models: list[str], settings: BenchSettings) -> Iterator[BenchOutput]:
+        from latency.stability import CoreWindow
+
+        self._busy = None
+        window = CoreWindow(self.core)  # what else ran on the pinned core while this batch ran (`busy`)
         if self.binary is not None:
             for model in models:
                 argv = benchmark_command(str(self.binary), model, settings)
                 proc = subprocess.run(
                     argv, capture_output=True, text=True, preexec_fn=lambda: os.sched_setaffinity(0, {self.core})
                 )
+                window.sample()
                 yield BenchOutput(model, proc.returncode, proc.stdout + proc.stderr)
+            self._busy = window.verdict()
             return
         import tempfile
 
         with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="hnas-batch-", delete=False) as fh:
             fh.write("\n".join(models) + "\n")
             listing = fh.name
+        # the installed package's runner (`latency` is importable wherever this module is): no PYTHONPATH
         runner = [sys.executable, "-m", "latency.runner", f"--graph_list={listing}", f"--core={self.core}"]
         argv = [*runner, *benchmark_flags(settings)]
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=_project_root_path())
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         try:
-            yield from split_batch(proc.stdout)
+            for out in split_batch(proc.stdout):
+                window.sample({proc.pid})
+                yield out
             proc.wait()
+            self._busy = window.verdict()
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
             os.unlink(listing)
-
-
-def _project_root_path() -> str:
-    root = str(Path(__file__).resolve().parents[1])
-    old = os.environ.get("PYTHONPATH")
-    return root if not old else f"{root}{os.pathsep}{old}"
 
 
 def open_device(spec: str, core: int | None = None, benchmark_binary: str | None = None, **adb_options) -> Device:

@@ -15,23 +15,49 @@ nothing: the rerun continues with the repeats that are missing.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from hnas.errors import HnasError
 from hnas.io import atomic_write_json
-from hnas.schema import POSITIVE_MS, Int, ListOf, MapOf, Num, Obj, Opt, Str, check, load_json
+from hnas.schema import POSITIVE_MS, Int, ListOf, MapOf, Num, Obj, Opt, Spec, Str, check, load_json
 
 SCHEMA = "hnas.lut/1"
 
+# the largest figure a table may hold: no op runs for 1000 s, and a sum of a thousand such figures stays finite
+MAX_MS = 1e6
+MAX_SCALE = 1e3  # the largest calibration scale (a phone is not 1000 x slower than its table)
 
+
+@dataclass(frozen=True)
+class Below(Spec):
+    """`spec`, and below `limit` (a larger figure is a broken or tampered file, and sums of them overflow)."""
+
+    spec: Spec
+    limit: float
+
+    @property
+    def what(self) -> str:
+        return f"{self.spec.what} below {self.limit:g}"
+
+    def problem(self, value, at):
+        if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) >= self.limit:
+            shown = f"{value:.3g}" if isinstance(value, float) or abs(value) < 1e300 else "a larger integer"
+            return (at, f"expected {self.what}, got {shown}")
+        return self.spec.problem(value, at)
+
+
+LUT_MS = Below(POSITIVE_MS, MAX_MS)  # a figure in ms: finite, above 0, below MAX_MS
+LUT_US = Below(POSITIVE_MS, MAX_MS * 1000)  # the same in microseconds (benchmark_model's unit)
 # benchmark_model prints whole microseconds: the fastest run of a tiny part can read 0 (under 1 us) on a fast core
-BELOW_RESOLUTION_OK = Num(at_least=0)
+BELOW_RESOLUTION_OK = Below(Num(at_least=0), MAX_MS * 1000)
 
 _SHAPE = Obj({"in_size": Int(1), "in_ch": Int(1), "out_ch": Int(1), "stride": Int(allowed=(1, 2))})
 _SPEC = Obj(
@@ -42,13 +68,13 @@ _SPEC = Obj(
 _ENTRY = Obj(
     {
         "spec": _SPEC,
-        "median_ms": Opt(POSITIVE_MS),
-        "mean_ms": Opt(POSITIVE_MS),
-        "std_ms": Opt(Num(at_least=0)),
-        "min_ms": Opt(BELOW_RESOLUTION_OK),
+        "median_ms": Opt(LUT_MS),
+        "mean_ms": Opt(LUT_MS),
+        "std_ms": Opt(Below(Num(at_least=0), MAX_MS)),
+        "min_ms": Opt(Below(Num(at_least=0), MAX_MS)),
         "runs": Int(1),
         "repeats": Int(1),
-        "repeat_medians_ms": ListOf(POSITIVE_MS),
+        "repeat_medians_ms": ListOf(LUT_MS),
     },
     optional=frozenset({"median_ms", "mean_ms", "std_ms", "min_ms", "runs", "repeats", "repeat_medians_ms"}),
     extra=True,
@@ -63,10 +89,10 @@ _ENTRY = Obj(
 REPEAT_SCHEMA = Obj(
     {
         "count": Int(1),
-        "avg_us": POSITIVE_MS,
-        "std_us": Num(at_least=0),
+        "avg_us": LUT_US,
+        "std_us": Below(Num(at_least=0), MAX_MS * 1000),
         "min_us": BELOW_RESOLUTION_OK,
-        "median_us": POSITIVE_MS,
+        "median_us": LUT_US,
     },
     extra=True,
 )
@@ -80,7 +106,9 @@ LUT_SCHEMA = Obj(
         "updated_at": Str(),
         "entries": MapOf(_ENTRY),
         "pending": MapOf(Obj({"repeats": ListOf(REPEAT_SCHEMA)}, extra=True)),
-        "calibration": Opt(Obj({"offset_ms": Num(), "scale": Num(above=0)}, extra=True)),
+        "calibration": Opt(
+            Obj({"offset_ms": Below(Num(), MAX_MS), "scale": Below(Num(above=0), MAX_SCALE)}, extra=True)
+        ),
     },
     optional=frozenset({"pending", "calibration", "created_at", "updated_at"}),
     extra=True,
@@ -91,6 +119,35 @@ def check_repeat(rep: dict, key: str) -> dict:
     """A repeat as `Lut.load` will read it back, or one line saying why this measurement cannot be stored (a
     median under the benchmark's 1 us resolution: the part is too small to price on this device)."""
     return check(rep, REPEAT_SCHEMA, f"the measurement of {key}")
+
+
+def entry_doubt(entry: dict) -> str | None:
+    """Why a measured entry's figure is not known to be stable: "unstable" (its repeats kept disagreeing), "measured
+    once" (one repeat cannot be judged), or None (stable, or imported: a published figure has no repeats to judge)."""
+    if entry.get("source", "measured") != "measured":
+        return None
+    if entry.get("repeats", 2) < 2:
+        return "measured once"
+    return "unstable" if entry.get("stable") is False else None
+
+
+def doubt_line(doubtful: dict[str, str], total: int, what: str, lut_name: str) -> str | None:
+    """`3 of 22 entries of this prediction are unstable: K1, K2, K3 - re-measure them with ...` for `doubtful`
+    (key -> `entry_doubt`), or None when there are none."""
+    if not doubtful:
+        return None
+    keys = list(doubtful)
+    shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+    kinds = sorted(set(doubtful.values()))
+    fixes = []
+    if "unstable" in kinds:
+        fixes.append(f"`hnas lut refresh --lut {lut_name} --unstable` on a quiet machine")
+    if "measured once" in kinds:
+        fixes.append(f"`hnas lut build --out {lut_name} --repeats 5` (one repeat cannot be judged)")
+    return (
+        f"{len(keys)} of {total} entries {what} are {' or '.join(kinds)}: {shown}; re-measure them with "
+        + " and ".join(fixes)
+    )
 
 
 def now_iso() -> str:
@@ -130,6 +187,7 @@ class Lut:
     def __init__(self, data: dict, path: Path | None = None):
         self.data = data
         self.path = path
+        self._saved: dict | None = None  # the content of the file at `path`, as last read or written
 
     @classmethod
     def new(cls, device: dict, runtime: dict, settings: dict, path: Path | None = None) -> Lut:
@@ -173,7 +231,9 @@ class Lut:
                 )
         data.setdefault("pending", {})
         data.setdefault("calibration", None)
-        return cls(data, path)
+        table = cls(data, path)
+        table._saved = copy.deepcopy(data)
+        return table
 
     @property
     def entries(self) -> dict[str, dict]:
@@ -220,19 +280,29 @@ class Lut:
         return e["median_ms"] if e.get("median_ms") is not None else e["mean_ms"]
 
     def save(self) -> None:
-        """Write atomically (temp file + rename)."""
+        """Write atomically (temp file + rename) what `load` will read back (checked against the schema first);
+        an unchanged table is not rewritten, so its file (and the sha256 runs record of it) stays the same."""
         if self.path is None:
             raise HnasError("this LUT has no file path; pass --out")
+        if self._saved == self.data and self.path.is_file():
+            return
         self.data["updated_at"] = now_iso()
+        check(self.data, LUT_SCHEMA, f"LUT {self.path} (not written)")
         atomic_write_json(self.path, self.data)
+        self._saved = copy.deepcopy(self.data)
 
-    def stale_reason(self, key: str, export_key: str | None, max_age_s: float | None) -> str | None:
-        """Why `key` must be (re)measured now, or None when its entry is fresh."""
+    def stale_reason(
+        self, key: str, export_key: str | None, max_age_s: float | None, unstable: bool = False
+    ) -> str | None:
+        """Why `key` must be (re)measured now, or None when its entry is fresh (`unstable`: an entry not known to be
+        stable, `entry_doubt`, is measured again too)."""
         e = self.entries.get(key)
         if e is None:
             return "missing"
         if e.get("source", "measured") != "measured":
             return None  # imported figures are kept; they are refreshed only by re-importing
+        if unstable and entry_doubt(e):
+            return entry_doubt(e)
         if e.get("settings_id") != self.settings_id:
             return "settings or runtime changed"
         if export_key is not None and e.get("export_key") != export_key:

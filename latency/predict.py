@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hnas.bands import AdditiveLatency, LatencyDistribution
 from hnas.errors import HnasError
 from hnas.spec.arch import Architecture
 from hnas.spec.space import SearchSpace
 from latency.items import items_for_space
-from latency.lut import Lut
+from latency.lut import Lut, doubt_line, entry_doubt
 from latency.precision import require
 
 
@@ -68,6 +69,36 @@ class LatencyPredictor:
             else:
                 self.fixed_ms += ms[0]
         self._rows = np.arange(space.num_layers)
+        self._distribution = None
+        self._check_calibration()
+
+    def additive(self) -> AdditiveLatency:
+        """This predictor as an additive model (per-layer raw figures, fixed parts, calibration): what gives the
+        search its exact latency span and in-band shares (`hnas.bands`)."""
+        rows = tuple(self.table[j, : len(c)].copy() for j, c in enumerate(self.space.candidates))
+        cal = self.calibration or {"offset_ms": 0.0, "scale": 1.0}
+        return AdditiveLatency(rows, self.fixed_ms, float(cal["offset_ms"]), float(cal["scale"]))
+
+    def distribution(self) -> LatencyDistribution:
+        """The latency distribution over this space (built once)."""
+        if self._distribution is None:
+            self._distribution = LatencyDistribution(self.additive())
+        return self._distribution
+
+    def _check_calibration(self) -> None:
+        """Refuse a calibration that predicts a latency of 0 ms or less for an architecture of the space (checked on
+        the fastest one, exactly: the prediction grows with every entry)."""
+        if self.calibration is None:
+            return
+        fast, _ = self.additive().extremes()
+        lowest = float(self.predict(fast)[0])
+        if not lowest > 0:
+            cal, raw = self.calibration, float(self.table[self._rows, fast].sum()) + self.fixed_ms
+            raise HnasError(
+                f"{self.lut_name}: its calibration (offset {cal['offset_ms']:g} ms, scale {cal['scale']:g}) predicts "
+                f"{lowest:.2f} ms for the fastest architecture of space {self.space.name!r} (raw LUT sum {raw:.2f} "
+                'ms), and a latency is above 0 ms: refit it with `hnas lut validate`, or set "calibration" to null'
+            )
 
     @classmethod
     def from_file(
@@ -98,6 +129,23 @@ class LatencyPredictor:
     def predict_arch(self, arch: Architecture) -> float:
         """Latency in ms of one architecture."""
         return float(self.predict(arch.to_vector())[0])
+
+    def doubtful(self, arch: Architecture | None = None) -> tuple[dict[str, str], int]:
+        """The entries behind the prediction of `arch` (else behind every prediction on the space) whose figures are
+        not known to be stable, key -> why (`entry_doubt`), and how many entries that prediction uses."""
+        if arch is not None:
+            parts = [p.at(self.precision) for p in arch.parts()]
+        else:
+            parts = items_for_space(self.space, self.precision)
+        keys = [k for k in dict.fromkeys(p.key for p in parts) if k is not None]
+        return {k: why for k in keys if (why := entry_doubt(self.lut.entries[k]))}, len(keys)
+
+    def doubt_note(self, arch: Architecture | None = None) -> str | None:
+        """One line naming the unstable entries a prediction used (of `arch`, else of the space) and the command
+        that re-measures them; None when every entry is stable."""
+        doubtful, total = self.doubtful(arch)
+        what = "of this prediction" if arch is not None else f"of {self.lut_name} that price space {self.space.name!r}"
+        return doubt_line(doubtful, total, what, self.lut_name)
 
     def breakdown(self, arch: Architecture) -> list[tuple[str, float]]:
         """(part label, raw LUT ms) of `arch`'s parts in execution order."""

@@ -19,13 +19,15 @@ def profile_model(
     stability = stability or Stability()
     remote = device.push(path)
     rows = []
-    busy = device.busy()
+    busy: list[str] = []
 
     def once() -> None:
         for out in device.benchmark_batch([remote], settings):
             if out.rc != 0:
                 raise HnasError(f"benchmark failed (exit {out.rc}): {out.text.strip().splitlines()[-1:]}")
             rows.append(parse_benchmark_output(out.text).runs)
+        if (why := device.busy()) and why not in busy:  # judged during the run
+            busy.append(why)
 
     for _ in range(repeats):
         once()
@@ -34,15 +36,14 @@ def profile_model(
         stability.pause()
         once()
         extra += 1
-    busy = busy or device.busy()
     desc = device.describe()
     return {
         "model": label,
         "device": desc.get("model"),
         "core": desc.get("core"),
         "median_ms": statistics.median(r.median_or_avg_ms for r in rows),
-        **(stability.verdict([r.median_or_avg_ms for r in rows]) if repeats > 1 else {"stable": True, "spread": 0.0}),
-        "host_busy": busy,
+        **stability.verdict([r.median_or_avg_ms for r in rows]),  # one repeat: not judged, so not stable
+        "host_busy": "; ".join(busy) or None,
         "repeats": [
             {
                 "count": r.count,

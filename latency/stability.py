@@ -4,8 +4,9 @@ on every device, and what the host can say about being busy.
 A figure is the median of several repeats. `Stability` says the repeats agree when their medians differ by at
 most `spread` (max / min - 1); otherwise the figure is measured again after `pause_s`, up to `extra` more
 repeats; one that still disagrees is *unstable*: it is kept, but marked so in the output and the files, and no
-error percentage is computed from it. `host_contention` tells whether other work competed for the host's
-pinned core (running processes on it, the load average).
+error percentage is computed from it; a figure of one repeat cannot be judged and counts as unstable too.
+`CoreWindow` tells whether other work competed for the host's pinned core during a measurement (its busy time
+against our own CPU time), not before it.
 """
 
 from __future__ import annotations
@@ -54,9 +55,22 @@ class Stability:
         time.sleep(self.pause_s)
 
     def verdict(self, medians) -> dict:
-        """What is stored beside a figure: stable or not, and the spread of its repeats."""
+        """What is stored beside a figure: stable or not, and the spread of its repeats. One repeat cannot be judged:
+        it is not stable (spread null), like repeats that disagree."""
+        medians = list(medians)
         s = spread_of(medians)
-        return {"stable": s <= self.spread, "spread": round(s, 4) if math.isfinite(s) else None}
+        judged = len(medians) >= 2
+        return {"stable": judged and s <= self.spread, "spread": round(s, 4) if judged and math.isfinite(s) else None}
+
+
+def why_unstable(medians, spread: float | None) -> str:
+    """Why a figure is marked unstable, in words."""
+    medians = list(medians)
+    if len(medians) < 2:
+        return "measured in one repeat, which cannot be judged stable (measure 2 or more repeats)"
+    if spread is None:
+        return "a repeat median is 0: the repeats cannot be compared"
+    return f"the repeat medians differ by {spread * 100:.0f} % even after extra repeats"
 
 
 def _running_on(core: int, exclude: set[int]) -> list[str]:
@@ -76,22 +90,57 @@ def _running_on(core: int, exclude: set[int]) -> list[str]:
     return names
 
 
-def host_contention(core: int, samples: int = 5, interval_s: float = 0.05) -> str | None:
-    """Why the host's pinned core may not have been ours alone: other running processes seen on it (sampled a few
-    times), or a 1-minute load average above half the CPUs. None when the host looked quiet."""
-    me = {os.getpid(), os.getppid()}
-    seen: set[str] = set()
-    for _ in range(samples):
-        seen.update(_running_on(core, me))
-        time.sleep(interval_s)
-    reasons = []
-    if seen:
-        reasons.append(f"other processes ran on core {core} ({', '.join(sorted(seen)[:3])})")
+def core_busy_s(core: int) -> float | None:
+    """Seconds core `core` has spent busy since boot (/proc/stat: user, nice, system, irq, softirq, steal), or None
+    where /proc/stat cannot say."""
     try:
-        load1 = float(Path("/proc/loadavg").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        load1 = None
-    cpus = os.cpu_count() or 1
-    if load1 is not None and load1 > 0.5 * cpus:
-        reasons.append(f"load average {load1:.2f} on {cpus} CPUs")
-    return "; ".join(reasons) or None
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        name, *ticks = line.split()
+        if name == f"cpu{core}" and len(ticks) >= 8:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(t) for t in ticks[:8])
+            return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    return None
+
+
+def own_cpu_s() -> float:
+    """CPU seconds of this process and of its children that have been waited for (a finished runner)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def contention(core: int, busy_s: float, ours_s: float, wall_s: float, names=(), share: float = 0.1) -> str | None:
+    """Why a measurement on `core` was not alone there, from what happened during it: the core was busy `busy_s`
+    seconds of the `wall_s` the measurement took, `ours_s` of which at most were this process and its children;
+    the rest, when at least `share` of the core, was other work (`names`: processes seen running on it)."""
+    others = busy_s - ours_s
+    if wall_s <= 0 or others < share * wall_s:
+        return None
+    seen = f": {', '.join(sorted(set(names))[:3])}" if names else ""
+    return f"other work took {others / wall_s:.0%} of core {core} during the measurement{seen}"
+
+
+class CoreWindow:
+    """One measurement on one host core, watched while it runs: its core's busy time (/proc/stat) against the CPU
+    time of this process and its children, and the other processes seen running on the core (`sample`). The
+    1-minute load average is not used: it still counts what ran before the measurement (a training a minute
+    earlier), and says nothing of which core."""
+
+    def __init__(self, core: int):
+        self.core = core
+        self.t0, self.busy0, self.ours0 = time.monotonic(), core_busy_s(core), own_cpu_s()
+        self.names: list[str] = []
+
+    def sample(self, exclude: set[int] = frozenset()) -> None:
+        """Note the other processes running on the core now (except ours and `exclude`)."""
+        self.names += _running_on(self.core, {os.getpid(), *exclude})
+
+    def verdict(self) -> str | None:
+        """Why other work competed with the measurement so far, or None."""
+        busy = core_busy_s(self.core)
+        if busy is None or self.busy0 is None:
+            return None
+        ours = own_cpu_s() - self.ours0
+        return contention(self.core, busy - self.busy0, ours, time.monotonic() - self.t0, self.names)

@@ -2,8 +2,10 @@
 
 `validate` measures N random architectures of a space on the LUT's device and core with the LUT's settings,
 fits a per-device end-to-end correction (measured = offset + scale x LUT sum) on the first `fit` of them,
-stores it in the LUT (the predictor applies it from then on) and reports, on the held-out networks, the mean
-absolute percentage error, the share within 5 % and 10 % and Kendall's tau, raw and calibrated, with a plot.
+and reports, on the held-out networks, the mean absolute percentage error, the share within 5 % and 10 % and
+Kendall's tau, raw and calibrated, with a plot. The correction is stored in the LUT (the predictor applies it
+from then on) only when it beats the raw LUT sums on the held-out networks; otherwise the table predicts raw
+sums, and the report says why. The report names the entries of the space that are unstable or measured once.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from hnas.spec.arch import sample_across_sizes
 from hnas.spec.space import SearchSpace
 from latency.devices import Device
 from latency.export import Exporter
-from latency.lut import Lut, now_iso
+from latency.lut import Lut, doubt_line, now_iso
 from latency.predict import LatencyPredictor
 from latency.stability import Stability
 from latency.verify import check_device, measure_networks
@@ -67,7 +69,10 @@ def validate(
         )
     cal = fit_calibration(pred[fitted], meas[fitted])
     stats_raw, stats_cal = error_stats(pred[held], meas[held]), error_stats(cal.apply(pred[held]), meas[held])
-    store_calibration(table, cal, space.name, fit, stats_raw, stats_cal)
+    applied, note = judge_calibration(cal, stats_raw, stats_cal, raw.additive().span()[0], space.name)
+    store_calibration(table, cal if applied else None, space.name, fit, stats_raw, stats_cal)
+    now = cal.apply if applied else np.asarray  # what the table predicts from now on
+    doubtful, used = raw.doubtful()
     folder = Path(folder) if folder else default_folder(lut_path)
     report = {
         "lut": lut_path,
@@ -78,10 +83,21 @@ def validate(
         "fit": fit,
         "unstable": int((~stable).sum()),
         "calibration": {"offset_ms": cal.offset_ms, "scale": cal.scale},
+        "calibration_applied": applied,
+        "calibration_note": note,
         "held_out_raw": stats_raw,
         "held_out_calibrated": stats_cal,
+        "held_out_applied": stats_cal if applied else stats_raw,  # the errors of what the table now predicts
+        "doubtful_entries": doubtful,  # entries of the space that are unstable or measured once
+        "doubtful_note": doubt_line(doubtful, used, f"of {lut_path} that price space {space.name!r}", lut_path),
         "networks": [
-            {**r, "predicted_raw_ms": float(p), "predicted_calibrated_ms": float(cal.apply(p)), "used_for_fit": i < fit}
+            {
+                **r,
+                "predicted_raw_ms": float(p),
+                "predicted_calibrated_ms": float(cal.apply(p)),
+                "predicted_ms": float(now(p)),
+                "used_for_fit": i < fit,
+            }
             for i, (r, p) in enumerate(zip(rows, pred))
         ],
         "folder": str(folder),
@@ -115,6 +131,26 @@ def fit_calibration(predicted, measured) -> Calibration:
     return Calibration(float(offset), float(scale))
 
 
+def judge_calibration(
+    cal: Calibration, raw: dict, calibrated: dict, fastest_raw_ms: float, space_name: str
+) -> tuple[bool, str]:
+    """Whether a fitted calibration is applied, and why in one line: only when it beats the raw LUT sums on the
+    held-out networks (a lower MAPE) and predicts a latency above 0 for the space's fastest architecture."""
+    n, c, r = raw["n"], calibrated["mape"] * 100, raw["mape"] * 100
+    fastest = float(cal.apply(fastest_raw_ms))
+    if not fastest > 0:
+        return False, (
+            f"not applied: it predicts {fastest:.2f} ms for the fastest architecture of space {space_name!r}; the "
+            "table predicts raw LUT sums"
+        )
+    if not c < r:
+        return False, (
+            f"not applied: it does not beat the raw LUT sums on the {n} held-out networks (MAPE {c:.2f} % against "
+            f"{r:.2f} %); the table predicts raw LUT sums"
+        )
+    return True, f"applied: it beats the raw LUT sums on the {n} held-out networks (MAPE {c:.2f} % against {r:.2f} %)"
+
+
 def error_stats(predicted, measured) -> dict:
     """MAPE, share within +-5 % and +-10 %, Kendall tau."""
     from scipy.stats import kendalltau
@@ -139,9 +175,14 @@ METHOD = (
 
 
 def store_calibration(
-    lut: Lut, cal: Calibration, space_name: str, n_fit: int, stats_raw: dict, stats_cal: dict
+    lut: Lut, cal: Calibration | None, space_name: str, n_fit: int, stats_raw: dict, stats_cal: dict
 ) -> None:
-    """Record the correction in the LUT, with how it was fitted."""
+    """Record the correction in the LUT, with how it was fitted (None: the table predicts raw sums; a calibration
+    it held is removed, since this validation found the raw sums better)."""
+    if cal is None:
+        lut.data["calibration"] = None
+        lut.save()
+        return
     lut.data["calibration"] = {
         "offset_ms": cal.offset_ms,
         "scale": cal.scale,

@@ -64,8 +64,6 @@ def measure_networks(
     busy: list[str] = []
 
     def batch(bench: BenchSettings, advance, which: list[int] | None = None) -> None:
-        if (why := device.busy()) and why not in busy:
-            busy.append(why)
         chosen = list(owners) if which is None else list(dict.fromkeys(remotes[i] for i in which))
         for out in device.benchmark_batch(chosen, bench):
             first = owners[out.model][0]
@@ -79,6 +77,8 @@ def measure_networks(
                 else:
                     medians[i].append(res.runs.median_or_avg_ms)
             advance()
+        if (why := device.busy()) and why not in busy:  # judged during the batch, not before it
+            busy.append(why)
 
     with phase(progress, "measure", repeats * len(owners)) as advance:
         for _ in range(repeats):
@@ -148,6 +148,8 @@ def verify_arch(
         "stable": row["stable"],
         "spread": row["spread"],
         "host_busy": row["host_busy"],
+        "doubtful_entries": pred.doubtful(arch)[0],  # the unstable entries the prediction used
+        "doubtful_note": pred.doubt_note(arch),
         # an unstable measurement has no error worth a number: verify says so instead
         "error": (predicted - measured) / measured if row["stable"] else None,
         "model_sha256": row["model_sha256"],

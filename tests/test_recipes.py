@@ -118,8 +118,8 @@ def test_the_command_the_issue_ran_now_fits_and_the_paper_size_is_refused_before
 def test_help_names_each_recipes_default():
     r = run_cli("search", "--help")
     text = " ".join(r.stdout.split())
-    assert "Default by --data: digits/mnist5k 16, cifar10 32, imagenet 224." in text
-    assert "Default by --data: digits/mnist5k 32, cifar10 256, imagenet 1024." in text
+    assert "Default by --data: digits/mnist5k 16, mnist5k-translated 32, cifar10 32, imagenet 224." in text
+    assert "Default by --data: digits/mnist5k 32, mnist5k-translated 128, cifar10 256, imagenet 1024." in text
 
 
 def test_an_existing_run_opens_anywhere_and_is_checked_when_it_trains(tmp_path):
@@ -142,3 +142,33 @@ def test_an_existing_run_opens_anywhere_and_is_checked_when_it_trains(tmp_path):
     with pytest.raises(HnasError, match="--resolution 224 --batch-size 4096 needs about"):
         pipe.run()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+
+
+def test_an_explicit_zero_is_a_value_held_to_its_check_not_the_recipe_default(tmp_path):
+    """None means "not given"; 0 is a value: `--population 0` is refused in one line, never run with 24."""
+    assert RECIPES["embedded"].search_settings(population=None).population == 24
+    with pytest.raises(HnasError, match="--population 0: must be a number of at least 2"):
+        RECIPES["embedded"].search_settings(population=0)
+    lut, out = "lut/local-amd-epyc.json", tmp_path / "run"
+    base = ["search", "--lut", lut, "--lat", "20:30", "--out", str(out)]
+    for flag, value, message in (
+        ("--population", "0", "--population 0: must be a number of at least 2"),
+        ("--generations", "0", "--generations 0: must be a number of at least 1"),
+        ("--batch-size", "0", "--batch-size 0: must be a number of at least 1"),
+        ("--epochs", "", "--epochs '': write comma-separated numbers"),
+    ):
+        res = run_cli(*base, flag, value)
+        assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, (flag, res.stderr)
+        assert not out.exists()
+    study = tmp_path / "study"
+    for flag, value, message in (  # one through the search settings, one through the training settings
+        ("--generations", "0", "--generations 0: must be a number of at least 1"),
+        ("--lr", "0", "--lr 0: must be a number above 0"),
+    ):
+        res = run_cli("rank", "--study", str(study), "--lut", lut, flag, value)
+        assert res.returncode == 2 and message in res.stderr, (flag, res.stderr)
+        assert not study.exists()
+    table = tmp_path / "host.json"
+    demo = run_cli("demo", "--out", str(tmp_path / "demo"), "--lut", str(table), "--population", "0")
+    assert demo.returncode == 2 and "--population 0: must be a number of at least 2" in demo.stderr, demo.stderr
+    assert not table.exists() and not (tmp_path / "demo").exists()  # refused before the host table is measured

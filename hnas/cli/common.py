@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -97,22 +96,23 @@ def load_arch(text: str, space):
 
 
 def numbers(text: str | None, what: str, cast=float) -> list | None:
-    """`120,80,40` -> [120, 80, 40]; None stays None."""
+    """`120,80,40` -> [120, 80, 40]; None (not given) stays None, an empty list is refused."""
     if text is None:
         return None
     try:
-        return [cast(x) for x in text.split(",") if x.strip()]
+        values = [cast(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise HnasError(f"{what} {text!r}: write comma-separated numbers, e.g. 120,80,40") from None
+        values = []
+    if not values:
+        raise HnasError(f"{what} {text!r}: write comma-separated numbers, e.g. 120,80,40")
+    return values
 
 
 def refuse_changed_settings(ctx: typer.Context, saved: dict[str, object], out: str, normalize=None) -> None:
     """A run resumes with its saved settings: an option given on this command line whose value differs from the
     saved one is refused in one line naming each difference and how to go on (`saved`: flag -> saved value;
     `normalize`: flag -> function turning the given text into the saved form)."""
-    normalize = {"--lut": lambda t: str(Path(t).resolve()), **(normalize or {})}
-    if saved.get("--lut"):
-        saved = {**saved, "--lut": str(Path(saved["--lut"]).resolve())}
+    normalize = normalize or {}
     changed = []
     for param in ctx.command.params:
         source = ctx.get_parameter_source(param.name)

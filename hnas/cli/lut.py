@@ -116,7 +116,7 @@ def lut_build(
     from latency.stability import Stability
 
     specs = device or ["local"]
-    if out and len(specs) > 1:
+    if out is not None and len(specs) > 1:
         raise HnasError("--out names one file; with several --device each phone gets lut/<device>.json")
     spaces = [load_space(s) for s in (space or ["basic"])]
     phone = {
@@ -127,12 +127,12 @@ def lut_build(
         "retries": retries,
         "backoff_s": backoff,
     }
-    prec = build_precision(precision_arg(precision), Path(out) if out else None)
+    prec = build_precision(precision_arg(precision), Path(out) if out is not None else None)
     settings = BenchSettings(warmup_runs=warmup, num_runs=runs)
     options = BuildOptions(settings, repeats, Stability(spread=spread), precision=prec)
     devs = [open_device(d, core, benchmark_binary, **({} if d == "local" else phone)) for d in specs]
     items = dedupe([it for sp in spaces for it in items_for_space(sp, prec)])
-    jobs = [(d, Path(out) if out else default_lut_path(d.describe(), precision=prec)) for d in devs]
+    jobs = [(d, Path(out) if out is not None else default_lut_path(d.describe(), precision=prec)) for d in devs]
     _builds(jobs, items, options, cache, performance)
 
 
@@ -142,12 +142,16 @@ def lut_refresh(
     device: DeviceOpt = "local",
     space: Annotated[list[str], typer.Option("--space", help="Also cover these spaces' entries.")] = None,
     max_age: Annotated[str | None, typer.Option("--max-age", help="Re-measure entries older than this (7d).")] = None,
+    unstable: Annotated[
+        bool, typer.Option("--unstable", help="Also re-measure entries marked unstable (best on a quiet machine).")
+    ] = False,
     core: CoreOpt = None,
     benchmark_binary: BinaryOpt = None,
     cache: CacheOpt = None,
     precision: PrecisionOpt = None,
 ) -> None:
-    """Re-measure only missing or stale entries (other settings, runtime, op spec, or older than --max-age)."""
+    """Re-measure only missing or stale entries (other settings, runtime, op spec, or older than --max-age; with
+    --unstable, entries whose repeats disagreed)."""
     from hnas.spec.parts import Part
     from hnas.spec.space import load_space
     from latency.build import BuildOptions
@@ -156,7 +160,7 @@ def lut_refresh(
     from latency.lut import Lut
     from latency.precision import require
 
-    age = parse_duration(max_age) if max_age else None
+    age = parse_duration(max_age) if max_age is not None else None
     table = Lut.load(lut)
     if table.is_published:
         raise HnasError(f"{lut} holds a published table; re-import it with `hnas lut import` instead")
@@ -165,7 +169,7 @@ def lut_refresh(
     items = [Part.from_spec(e["spec"]) for e in table.entries.values() if e.get("source") == "measured"]
     items += [it for s in (space or []) for it in items_for_space(load_space(s), prec)]
     dev = open_device(device, core if core is not None else table.device.get("core"), benchmark_binary)
-    options = BuildOptions(settings, repeats, max_age_s=age, precision=prec)
+    options = BuildOptions(settings, repeats, max_age_s=age, precision=prec, unstable=unstable)
     _builds([(dev, Path(lut))], dedupe(items), options, cache)
 
 
@@ -220,13 +224,26 @@ def lut_show(
             str(e.get("runs", "")),
             (e.get("measured_at") or "")[:19],
             e.get("source", "measured"),
-            {True: "yes", False: f"no ({e.get('spread', 0) * 100:.0f} %)"}.get(e.get("stable"), "-"),
+            _stable_cell(e),
         )
     console.print(t)
     if coverage:
         console.print(f"coverage of {coverage['space']}: {coverage['present']}/{coverage['needed']} entries")
         for k in coverage["missing"][:20]:
             console.print(f"  missing {k}")
+
+
+def _stable_cell(entry: dict) -> str:
+    """`yes`, `no (14 %)`, `no (1 repeat)` or `-` (not judged: an imported or older entry)."""
+    from latency.lut import entry_doubt
+
+    doubt = entry_doubt(entry)
+    if doubt == "measured once":
+        return "no (1 repeat)"
+    if doubt == "unstable":
+        spread = entry.get("spread")
+        return "no" if spread is None else f"no ({spread * 100:.0f} %)"
+    return {True: "yes"}.get(entry.get("stable"), "-")
 
 
 @lut_app.command("diff")
@@ -268,7 +285,7 @@ def lut_import(
     if fmt not in FORMATS:
         raise HnasError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
     spaces = [load_space(s) for s in (space or ["proxyless"])]
-    path = Path(out) if out else Path("lut") / f"published-{fmt}.json"
+    path = Path(out) if out is not None else Path("lut") / f"published-{fmt}.json"
     _, result = import_table(file, fmt, spaces, path, device_name)
     console.print(f"{path}: {len(result.mapped)} entries mapped from {file}")
     console.print(f"not mapped ({len(result.unmapped)}): " + (", ".join(result.unmapped) or "none"))
@@ -391,7 +408,10 @@ def profile(
     console.print(t)
     console.print(f"median of repeat medians: {result['median_ms']:.4f} ms")
     if not result["stable"]:
-        console.print(f"unstable: the repeat medians differ by {result['spread'] * 100:.0f} % even after extra repeats")
+        from latency.stability import why_unstable
+
+        medians = [r["median_ms"] for r in result["repeats"]]
+        console.print(f"unstable: {why_unstable(medians, result['spread'])}")
     if result["host_busy"]:
         console.print(f"the host was busy while measuring: {result['host_busy']}")
 

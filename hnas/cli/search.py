@@ -72,7 +72,7 @@ def search(
     """Run HNAS (Algorithm 1): train, search, prune and fine-tune over M stages under a latency band (at the
     LUT's precision: an int8 table searches for an int8 deployment)."""
     from hnas.dist import barrier, is_main
-    from hnas.pipeline import Pipeline, saved_settings
+    from hnas.pipeline import saved_settings
     from hnas.recipes import recipe_for
     from hnas.settings import Band, RunConfig, by_flag
     from hnas.spec.space import SearchSpace, load_space
@@ -88,9 +88,9 @@ def search(
         run_cfg, s = saved
         deploy = SearchSpace.from_dict(run_cfg.space)
         flags = {**by_flag(run_cfg.proxy, run_cfg.train, s), "--space": run_cfg.space, "--data": run_cfg.data}
-        refuse_changed_settings(
+        refuse_changed_settings(  # --lut may name where the run's table moved: open_search checks its sha256
             ctx,
-            {**flags, "--lut": run_cfg.lut},
+            flags,
             out,
             {
                 "--space": lambda t: load_space(t).to_dict(),
@@ -102,15 +102,16 @@ def search(
             },
         )
         console.print(f"resuming {out} with the settings in its config.json")
-        pipe = open_search(out, log=console.print, precision=precision)
+        pipe = open_search(out, log=console.print, precision=precision, lut=lut)
     else:
         if lut is None:
             raise HnasError("--lut is needed: the latency table of the target device (`hnas lut build`)")
         sp = load_space(space)
         recipe = recipe_for(data)
         ep, lr = recipe.schedule(stages)
-        ep = numbers(epochs, "--epochs", int) or ep
-        lr = numbers(lrs, "--lr") or lr
+        given_ep, given_lr = numbers(epochs, "--epochs", int), numbers(lrs, "--lr")
+        ep = ep if given_ep is None else given_ep  # None is "not given": an empty or zero value is checked
+        lr = lr if given_lr is None else given_lr
         run = RunConfig(
             space=sp.to_dict(),
             data=data,
@@ -129,16 +130,16 @@ def search(
         latency = latency_of(run, precision)
         console.print(f"latency objective: {latency.precision} entries of {lut}")
         ref_arch = load_arch(ref, sp) if ref is not None else None
-        rel = Band.parse(lat_rel, "--lat-rel") if lat_rel else None
+        rel = Band.parse(lat_rel, "--lat-rel") if lat_rel is not None else None
         band = band_for(Band.parse(lat), rel, ref_arch, latency)
-        settings = SearchSettings(
+        settings = recipe.search_settings(
             stages=stages,
             epochs=ep,
             lrs=lr,
             p_th=p_th,
             max_rank=max_rank,
-            population=population or recipe.value(SearchSettings, "population"),
-            generations=generations or recipe.value(SearchSettings, "generations"),
+            population=population,
+            generations=generations,
             prescreen=prescreen,
             band=band,
             max_macs=max_macs,
@@ -149,15 +150,20 @@ def search(
         )
         if ref_arch is not None:
             console.print(f"reference {ref_arch}: {latency.predict_arch(ref_arch):.3f} ms on {lut} -> band {band} ms")
-        pipe = Pipeline(out, run, settings, latency, log=console.print)
+        pipe = open_search(out, run, settings, log=console.print, precision=precision)
     print_results(pipe.run())
 
 
-def report(run: Annotated[str, typer.Argument(help="A search run folder.")]) -> None:
+def report(
+    run: Annotated[str, typer.Argument(help="A search run folder.")],
+    lut: Annotated[
+        str | None, typer.Option("--lut", help="Where the run's latency table is now, if it moved (same sha256).")
+    ] = None,
+) -> None:
     """Write RUN/report/index.html with the Pareto fronts, operation heatmaps, space sizes and latency check."""
     from hnas.report import build_report
 
-    console.print(f"report: {build_report(run)}")
+    console.print(f"report: {build_report(run, lut)}")
 
 
 def rank(
@@ -218,17 +224,19 @@ def demo(
     """The main job on embedded defaults: host LUT, proxy supernet on the bundled digits, four-stage HNAS with
     pruning, end-to-end latency check of the result on this CPU (int8: and its accuracy), and the HTML report."""
     import time
+    from pathlib import Path
 
     from hnas.pipeline import saved_settings
     from hnas.progress import bars
     from hnas.report import build_report
     from hnas.spec.space import load_space
-    from hnas.workflows.demo import demo_search, host_lut
+    from hnas.workflows.demo import demo_search, demo_settings, host_lut
     from hnas.workflows.verify import verify_run
     from latency.build import report_line
 
     t0 = time.perf_counter()
     sp = load_space(space)
+    settings = demo_settings(numbers(epochs, "--epochs", int), population, generations)  # checked before step 1
     saved = saved_settings(out)
     if saved is not None:
         s = saved[1]
@@ -240,11 +248,17 @@ def demo(
             {"--epochs": lambda t: numbers(t, "--epochs", int), "--space": lambda t: load_space(t).to_dict()},
         )
     console.rule("1/4 host latency table")
-    with bars() as factory:
-        lut_path, built = host_lut(sp, lut, factory, precision_arg(precision))
-    console.print(report_line(built))
+    if saved is not None:  # a run searches on the table it started with: checked, never re-measured under it
+        from hnas.runs import run_lut
+
+        lut_path = Path(run_lut(saved[0], out, lut).lut)
+        console.print(f"resuming {out} on its table {lut_path} (unchanged since the run started)")
+    else:
+        with bars() as factory:
+            lut_path, built = host_lut(sp, lut, factory, precision_arg(precision))
+        console.print(report_line(built))
     console.rule("2/4 HNAS: supernet, search, pruning (M = 4)")
-    pipe = demo_search(out, sp, lut_path, numbers(epochs, "--epochs", int), population, generations, console.print)
+    pipe = demo_search(out, sp, lut_path, settings, console.print, precision_arg(precision))
     results = pipe.run()
     print_results(results)
     console.rule("3/4 end-to-end latency of the found network on this CPU")

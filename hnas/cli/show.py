@@ -60,11 +60,15 @@ def print_verify(result: dict) -> None:
         t.add_row("error", "not reported: the measurement is unstable")
     console.print(t)
     if not result["stable"]:
+        from latency.stability import why_unstable
+
         medians = ", ".join(f"{m:.2f}" for m in result["repeat_medians_ms"])
         console.print(
-            f"unstable: the repeat medians ({medians} ms) differ by {result['spread'] * 100:.0f} % even after extra "
-            "repeats; no error is reported. Rerun on a quiet machine."
+            f"unstable ({medians} ms): {why_unstable(result['repeat_medians_ms'], result['spread'])}; no error is "
+            "reported. Rerun on a quiet machine."
         )
+    if result.get("doubtful_note"):
+        console.print(result["doubtful_note"])
     if result.get("host_busy"):
         console.print(f"the host was busy while measuring: {result['host_busy']}")
     if result.get("op_profile"):
@@ -128,10 +132,13 @@ def print_validation(report: dict) -> None:
             f"{report['unstable']} of {n} networks stayed unstable and were left out of the fit and the errors"
         )
     cal, folder = report["calibration"], report["folder"]
+    stored = f"stored in {report['lut']}" if report["calibration_applied"] else "not stored"
     console.print(
-        f"calibration: measured = {cal['offset_ms']:.3f} ms + {cal['scale']:.4f} x LUT sum (stored in "
-        f"{report['lut']}); report {folder}/validate.json, plot {folder}/validate.png"
+        f"calibration: measured = {cal['offset_ms']:.3f} ms + {cal['scale']:.4f} x LUT sum ({stored}): "
+        f"{report['calibration_note']}; report {folder}/validate.json, plot {folder}/validate.png"
     )
+    if report.get("doubtful_note"):
+        console.print(report["doubtful_note"])
 
 
 def print_diff(result: dict, a: str, b: str) -> None:

@@ -91,13 +91,14 @@ def arch_info(
     sp = load_space(space)
     a = load_arch(arch, sp)
     cost = arch_cost(a)
-    latency_ms = None
+    latency_ms, note, extra = None, None, {}
     if lut is not None:
         from latency.predict import LatencyPredictor
 
-        latency_ms = LatencyPredictor.from_file(lut, sp).predict_arch(a)
+        pred = LatencyPredictor.from_file(lut, sp)
+        latency_ms, note = pred.predict_arch(a), pred.doubt_note(a)
+        extra = {"latency_ms": latency_ms, "lut": lut, "unstable_entries": pred.doubtful(a)[0]}
     if as_json:
-        extra = {"latency_ms": latency_ms, "lut": lut} if lut else {}
         emit_json({**a.to_dict(), "macs": cost.macs, "params": cost.params, **extra})
         return
     console.print(f"arch: {a}", soft_wrap=True)
@@ -111,3 +112,5 @@ def arch_info(
         table.add_row("predicted latency", f"{latency_ms:.3f} ms")
         table.add_row("LUT", lut)
     console.print(table)
+    if note:
+        console.print(note, soft_wrap=True)

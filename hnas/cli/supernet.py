@@ -56,7 +56,7 @@ def supernet_train(
 ) -> None:
     """Train a SPOS supernet (uniform single paths); rerun with the same --out to resume."""
     from hnas.dist import barrier, is_main
-    from hnas.runs import SupernetRun
+    from hnas.runs import SupernetRun, run_lut
     from hnas.settings import Band, RunConfig, by_flag
     from hnas.spec.space import load_space
     from hnas.train import chance_hint, init_distributed
@@ -66,10 +66,10 @@ def supernet_train(
     saved = SupernetRun.saved_config(out)
     barrier()  # every rank has read the folder before rank 0 writes to it
     if saved is not None:
-        flags = {**by_flag(saved.proxy, saved.train), "--space": saved.space, "--data": saved.data, "--lut": saved.lut}
+        flags = {**by_flag(saved.proxy, saved.train), "--space": saved.space, "--data": saved.data}
         refuse_changed_settings(ctx, flags, out, {"--space": lambda t: load_space(t).to_dict(), "--lat": Band.parse})
         console.print(f"resuming {out} with the settings in its config.json")
-        cfg = saved
+        cfg = run_lut(saved, out, lut)  # its table, checked by sha256 (--lut: where it moved)
     else:
         from hnas.recipes import recipe_for
 
@@ -170,7 +170,7 @@ def train_standalone_cmd(
     recipe = recipe_for(data)
     proxy = recipe.proxy_settings(resolution=resolution, width=width, per_class=per_class)
     cfg = recipe.train_config(
-        epochs=epochs or sum(recipe.value(SearchSettings, "epochs")),
+        epochs=sum(recipe.value(SearchSettings, "epochs")) if epochs is None else epochs,
         lr=lr,
         batch_size=batch_size,
         label_smoothing=label_smoothing,

@@ -38,8 +38,8 @@ def host_lut(space: SearchSpace, lut: str | None = None, progress=None, precisio
     from latency.precision import build_precision
 
     dev = LocalDevice()
-    precision = build_precision(precision, Path(lut) if lut else None)
-    path = Path(lut) if lut else default_lut_path(dev.describe(), precision=precision)
+    precision = build_precision(precision, Path(lut) if lut is not None else None)
+    path = Path(lut) if lut is not None else default_lut_path(dev.describe(), precision=precision)
     settings, repeats = BenchSettings(), 5
     if path.is_file():
         table = Lut.load(path)
@@ -59,36 +59,42 @@ def reference(space: SearchSpace):
     return sample(space, 1, np.random.default_rng(0))[0]
 
 
+def demo_settings(
+    epochs: list[int] | None = None, population: int | None = None, generations: int | None = None
+) -> SearchSettings:
+    """The demo's search settings: M = 4 at the embedded recipe's values where an option is not given (None; a given
+    0 is held to its setting's check); the band is set by `demo_search`. Checked before anything is measured."""
+    schedule, lrs = DEMO_RECIPE.schedule(4)
+    return DEMO_RECIPE.search_settings(
+        stages=4,
+        epochs=schedule if epochs is None else epochs,
+        lrs=lrs,
+        population=population,
+        generations=generations,
+    )
+
+
 def demo_search(
     out: str | Path,
     space: SearchSpace,
     lut_path: Path,
-    epochs: list[int] | None = None,
-    population: int | None = None,
-    generations: int | None = None,
+    settings: SearchSettings | None = None,
     log: Callable[[str], None] = print,
+    precision: str | None = None,
 ) -> Pipeline:
-    """The demo's HNAS run in `out` (resumed when it exists): M = 4 on digits at the proxy settings, latency band
-    0.9-1.1 x the reference's predicted latency on the host table."""
+    """The demo's HNAS run in `out` (resumed when it exists): `settings` (default `demo_settings()`) on digits at the
+    proxy settings, latency band 0.9-1.1 x the reference's predicted latency on the host table."""
+    from dataclasses import replace
+
     from hnas.workflows.search import latency_of
 
     if (Path(out) / "config.json").is_file():
         log(f"resuming {out}")
-        return open_search(out, log=log)
+        return open_search(out, log=log, precision=precision)
     run = RunConfig(space=space.to_dict(), data="digits", proxy=DEMO_PROXY, train=DEMO_TRAIN, lut=str(lut_path))
     ref = reference(space)
     ref_ms = latency_of(run).predict_arch(ref)
     band = DEMO_BAND_REL.scaled(ref_ms)
     log(f"latency band: 0.9-1.1 x the MobileNetV2-like reference ({ref_ms:.2f} ms) = {band} ms on this CPU")
-    schedule, lrs = DEMO_RECIPE.schedule(4)
-    search = SearchSettings(
-        stages=4,
-        epochs=epochs or schedule,
-        lrs=lrs,
-        population=population or DEMO_RECIPE.value(SearchSettings, "population"),
-        generations=generations or DEMO_RECIPE.value(SearchSettings, "generations"),
-        band=band,
-        band_rel=DEMO_BAND_REL,
-        ref=str(ref),
-    )
+    search = replace(settings or demo_settings(), band=band, band_rel=DEMO_BAND_REL, ref=str(ref))
     return open_search(out, run, search, log=log)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hnas.errors import HnasError
 from hnas.pipeline import Pipeline, saved_settings
+from hnas.runs import run_lut
 from hnas.settings import Band, RunConfig, SearchSettings
 from hnas.spec.arch import Architecture
 from hnas.spec.space import SearchSpace
@@ -40,15 +41,22 @@ def open_search(
     log: Callable[[str], None] = print,
     progress: bool = True,
     precision: str | None = None,
+    lut: str | None = None,
 ) -> Pipeline:
-    """The HNAS run in `path`: resumed from its config.json, or started with `run` and `search`; its latency
-    objective at its LUT's precision (`precision`, when given, must match)."""
+    """The HNAS run in `path`: resumed from its config.json (on the table it started with, checked by sha256; `lut`:
+    where that table is now, if it moved), or started with `run` and `search`; its latency objective at its LUT's
+    precision (`precision`, when given, must match)."""
     saved = saved_settings(path)
     if saved is not None:
         run, search = saved
+        run = run_lut(run, path, lut)
     elif run is None or search is None:
         raise HnasError(f"{path} is not an HNAS run (no config.json): start one with `hnas search`")
-    return Pipeline(path, run, search, latency_of(run, precision), log=log, progress=progress)
+    latency = latency_of(run, precision)
+    note = latency.doubt_note()  # a search names the unstable entries of the table it searches on
+    if note:
+        log(note)
+    return Pipeline(path, run, search, latency, log=log, progress=progress)
 
 
 def best_architecture(path: str | Path) -> Architecture:

@@ -46,6 +46,7 @@ from hnas.rank import (
     standalone_jobs,
 )
 from hnas.recipes import continuous_lrs, split_epochs
+from hnas.runs import run_lut, sha256_file
 from hnas.settings import Band, ProxySettings, RankSettings, RunConfig, SearchSettings, TrainConfig
 from hnas.spec.arch import Architecture
 from hnas.spec.space import SearchSpace
@@ -84,7 +85,7 @@ class StudySettings:
             json.dumps(
                 {
                     "space": self.space.to_dict(),
-                    "lut": self.lut,
+                    "lut_sha256": sha256_file(Path(self.lut)) if Path(self.lut).is_file() else self.lut,
                     "data": self.data,
                     "total_epochs": self.total_epochs,
                     "lr": self.lr,
@@ -262,7 +263,7 @@ def _study(folder: Path, s: StudySettings, log, progress, command: str, clock: S
     for (seed, M), path in paths.items():  # every run checked and its config written before any worker starts
         resumed = " (resuming)" if saved_settings(path) is not None else ""
         log(f"search seed {seed}, M = {M}: supernet epochs {split_epochs(s.total_epochs, M)}{resumed}")
-        open_search(path, s.run(seed), s.search(M, seed, band), log=log, progress=False)
+        open_search(path, s.run(seed), s.search(M, seed, band), log=log, progress=False, lut=s.lut)
     run_searches(list(paths.values()), s.rank.jobs, log, baseline={paths[(seed, 2)] for seed in seeds})
 
     # Table 4 on search seed 0: K picks per M; Table 5: every run's best architecture inside the band
@@ -495,6 +496,6 @@ def rank_search(run: str | Path, settings: RankSettings, log: Callable[[str], No
     saved = saved_settings(run)
     if saved is None:
         raise HnasError(f"{run} is not an HNAS run (no config.json): give a search run folder")
-    cfg = saved[0]
-    latency = latency_of(cfg) if cfg.lut and Path(cfg.lut).is_file() else None
+    cfg = run_lut(saved[0], run, missing_ok=True)  # a changed table is refused; a missing one is done without
+    latency = latency_of(cfg) if cfg.lut else None
     return rank_run(run, settings, latency=latency, log=log, progress=progress)

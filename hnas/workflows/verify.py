@@ -130,7 +130,10 @@ def verify_run(
     from latency.verify import verify_arch
 
     arch = best_architecture(run)
-    lut = lut or saved_settings(run)[0].lut
+    if lut is None:  # the run's own table, checked against the sha256 it recorded (another table: pass it)
+        from hnas.runs import run_lut
+
+        lut = run_lut(saved_settings(run)[0], run).lut
     result = verify_arch(
         arch, lut, device, op_profile, benchmark_binary, progress, exporter, stability=stability, precision=precision
     )
