@@ -39,7 +39,7 @@ def data_kind(spec: str) -> str:
     if (path / "train").is_dir():
         return "imagenet"
     raise HnasError(
-        f"unknown data {spec!r}: use digits, mnist5k, cifar10:PATH, imagenet:PATH or a folder of either layout"
+        f"unknown data {spec!r}: use {', '.join(EMBEDDED)}, cifar10:PATH, imagenet:PATH or a folder of either layout"
     )
 
 

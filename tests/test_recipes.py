@@ -165,7 +165,7 @@ def test_an_explicit_zero_is_a_value_held_to_its_check_not_the_recipe_default(tm
         ("--generations", "0", "--generations 0: must be a number of at least 1"),
         ("--lr", "0", "--lr 0: must be a number above 0"),
     ):
-        res = run_cli("rank", "--study", str(study), "--lut", lut, flag, value)
+        res = run_cli("study", str(study), "--lut", lut, flag, value)
         assert res.returncode == 2 and message in res.stderr, (flag, res.stderr)
         assert not study.exists()
     table = tmp_path / "host.json"

@@ -20,7 +20,9 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 
 SpaceArg = Annotated[str, typer.Argument(help="Preset name (basic, large, proxyless) or a .json/.yaml space file.")]
 SpaceOpt = Annotated[str, typer.Option("--space", help="Preset (basic, large, proxyless) or space file.")]
-DataOpt = Annotated[str, typer.Option("--data", help="digits, mnist5k, cifar10:PATH, imagenet:PATH.")]
+DataOpt = Annotated[
+    str, typer.Option("--data", help="digits, mnist5k, mnist5k-translated, cifar10:PATH, imagenet:PATH.")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 LutOpt = Annotated[str | None, typer.Option("--lut", help="Latency table (LUT file) of the target device.")]
 OutOpt = Annotated[str, typer.Option("--out", help="Run folder; an existing run resumes.")]

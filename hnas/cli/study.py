@@ -22,7 +22,7 @@ from hnas.cli.common import (
     fmt_size,
     load_arch,
 )
-from hnas.settings import RankSettings, SearchSettings, StudyDefaults, TrainConfig, option
+from hnas.settings import RankSettings, SearchSettings, StudyDefaults, option
 
 
 def study(
@@ -63,6 +63,9 @@ def study(
     from hnas.workflows.search import REFERENCE
     from hnas.workflows.study import StudySettings, run_study
 
+    StudyDefaults(  # the study's own options, checked before anything else
+        data=data, total_epochs=total_epochs, lr=lr, lat_rel=lat_rel, search_seeds=search_seeds, val_archs=val_archs
+    )
     sp = load_space(space)
     recipe = recipe_for(data)
     rank = RankSettings(
@@ -76,19 +79,22 @@ def study(
         bootstrap=bootstrap,
         draw_seed=draw_seed,
     )
+    # the recipe's values where an option is not given (None); a given value (0 too) is held to its setting's check
+    train = recipe.train_config(lr=lr, batch_size=batch_size)
+    search = recipe.search_settings(population=population, generations=generations, schedule=schedule)
     settings = StudySettings(
         space=sp,
         lut=lut,
         data=data,
-        total_epochs=total_epochs if total_epochs is not None else sum(recipe.value(SearchSettings, "epochs")),
-        lr=lr if lr is not None else recipe.value(TrainConfig, "lr"),
+        total_epochs=sum(recipe.value(SearchSettings, "epochs")) if total_epochs is None else total_epochs,
+        lr=train.lr,
         band_rel=Band.parse(lat_rel, "--lat-rel"),
-        ref=load_arch(ref or REFERENCE, sp),
-        population=population if population is not None else recipe.value(SearchSettings, "population"),
-        generations=generations if generations is not None else recipe.value(SearchSettings, "generations"),
-        batch_size=batch_size if batch_size is not None else recipe.value(TrainConfig, "batch_size"),
+        ref=load_arch(REFERENCE if ref is None else ref, sp),
+        population=search.population,
+        generations=search.generations,
+        batch_size=train.batch_size,
         proxy=recipe.proxy_settings(resolution=resolution, width=width, bn_images=bn_images, val_archs=val_archs),
-        schedule=schedule,
+        schedule=search.schedule,
         search_seeds=search_seeds,
         rank=rank,
     )

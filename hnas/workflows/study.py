@@ -78,6 +78,11 @@ class StudySettings:
     search_seeds: int = 3
     rank: RankSettings = field(default_factory=RankSettings)
 
+    def __post_init__(self):
+        for M in STUDY_STAGES:  # every setting checked before the folder is written: a value out of range is one line
+            self.search(M, 0, Band())
+        self.run(0)
+
     def search_record(self) -> dict:
         """The settings the searches depend on (JSON); more search seeds or other ranking settings may be given
         on a rerun."""
