@@ -12,6 +12,7 @@ resumes from it. Under `torchrun`, ranks draw the same path each step (same seed
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import os
@@ -51,7 +52,17 @@ def init_distributed() -> bool:
     if torch.cuda.is_available():
         torch.cuda.set_device(local)
     dist.init_process_group(backend)
+    # leave the group while the interpreter is whole: gloo's threads still holding work at finalization abort the
+    # process (SIGABRT) after a run that otherwise succeeded
+    atexit.register(_leave_group)
     return True
+
+
+def _leave_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def default_device() -> torch.device:

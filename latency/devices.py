@@ -230,7 +230,15 @@ class LocalDevice(Device):
         runner = [sys.executable, "-m", "latency.runner", f"--graph_list={listing}", f"--core={self.core}"]
         argv = [*runner, *benchmark_flags(settings)]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        # pinned from exec, so that its start-up (Python, NumPy) runs on the core it is counted against
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            preexec_fn=lambda: os.sched_setaffinity(0, {self.core}),
+        )
         try:
             for out in split_batch(proc.stdout):
                 window.sample({proc.pid})

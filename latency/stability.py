@@ -106,9 +106,12 @@ def core_busy_s(core: int) -> float | None:
 
 
 def own_cpu_s() -> float:
-    """CPU seconds of this process and of its children that have been waited for (a finished runner)."""
+    """CPU seconds of the measurement itself: this thread (which starts and watches the runner) and the children
+    that have been waited for (a finished runner, pinned to the core from its start). Other threads of this process
+    (a training's worker pool, a library's spinning threads) are not counted: on another core they say nothing of
+    this one, and on this core they are competing work like any other."""
     t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    return time.thread_time() + t.children_user + t.children_system
 
 
 def contention(core: int, busy_s: float, ours_s: float, wall_s: float, names=(), share: float = 0.1) -> str | None:

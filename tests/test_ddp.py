@@ -45,6 +45,7 @@ def _worker(rank: int, world: int, tmp: str) -> None:
     total = float(sum(p.detach().double().sum() for p in net.parameters()))
     with open(f"{tmp}/rank{rank}.json", "w") as fh:
         json.dump({"paths": sampler.drawn, "params": total}, fh)
+    dist.barrier()  # no rank leaves while another still has work in flight with it
     dist.destroy_process_group()
 
 
