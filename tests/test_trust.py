@@ -9,6 +9,7 @@ import pickle
 import stat
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -146,3 +147,17 @@ def test_the_adb_key_is_private_whatever_the_umask(tmp_path):
     assert stat.S_IMODE((folder / "adbkey").stat().st_mode) == 0o600
     assert stat.S_IMODE((folder / "adbkey.pub").stat().st_mode) == 0o644
     assert sorted(p.name for p in folder.iterdir()) == ["adbkey", "adbkey.pub"]  # no temporary left behind
+
+
+def test_a_refused_value_is_previewed_in_bounded_work():
+    from hnas.schema import Obj, Str, check
+
+    nested: list = []
+    for _ in range(50_000):
+        nested = [nested]
+    t0 = time.perf_counter()
+    for value in ([1] * 10**7, {str(i): i for i in range(10**6)}, nested, 10**5000):
+        with pytest.raises(HnasError) as err:
+            check({"name": value}, Obj({"name": Str()}), "space file x")
+        assert len(str(err.value)) < 200
+    assert time.perf_counter() - t0 < 2
