@@ -371,13 +371,37 @@ def _is_image(p: Path) -> bool:
 
 
 def _require_images(folder: Path, classes: list[str]) -> None:
-    """One line naming the class folders of `folder` that hold no image (each stops at its first image)."""
-    empty = [c for c in classes if (folder / c).is_dir() and not any(map(_is_image, (folder / c).iterdir()))]
+    """One line naming the class folders of `folder` that hold no image, or whose first image (as listed) cannot be
+    decoded: a folder of broken files is refused before anything is written, at one decode per class."""
+    empty, broken = [], []
+    for c in classes:
+        if not (folder / c).is_dir():
+            continue
+        first = next(filter(_is_image, (folder / c).iterdir()), None)
+        if first is None:
+            empty.append(c)
+        elif not _decodes(first):
+            broken.append(str(first))
     if empty:
         raise HnasError(
             f"{len(empty)} class folder(s) of {folder} hold no images ({_names(empty)}): put images "
             f"({', '.join(sorted(IMAGE_SUFFIXES))}) in them or remove them"
         )
+    if broken:
+        raise HnasError(f"{len(broken)} image(s) cannot be decoded ({_names(broken, 2)}): replace or delete them")
+
+
+def _decodes(path: Path) -> bool:
+    """Whether PIL decodes the image at `path` (JPEGs at a reduced scale: a fraction of a full decode)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (64, 64))
+            im.load()
+    except Exception:  # noqa: BLE001 - PIL raises OSError, ValueError, SyntaxError, DecompressionBombError
+        return False
+    return True
 
 
 def _imagenet_classes(root: Path) -> list[str]:
@@ -412,6 +436,11 @@ def imagenet(
     test_items = _scan(root / "val", classes)
     labels = np.array([c for _, c in items])
     train_idx, val_idx = _split_per_class(labels, val_per_class, seed)
+    if not len(train_idx):
+        raise HnasError(
+            f"{root / 'train'} holds {len(items)} image(s) in {len(classes)} classes, all held out for validation "
+            "(a fifth of each class, up to 50): put more images in train/<class>/ folders"
+        )
     train_idx = _subset(train_idx, labels, per_class, seed)
     return DataBundle(
         "imagenet",

@@ -72,7 +72,7 @@ def _preview(value, budget: int) -> str:
     return type(value).__name__
 
 
-def _finite(value) -> bool:
+def finite(value) -> bool:
     """A number a float can hold: finite, and an integer no larger than the largest float."""
     if isinstance(value, int):
         return abs(value) <= sys.float_info.max
@@ -106,7 +106,7 @@ class Num(Spec):
         return kind
 
     def problem(self, value, at):
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and _finite(value)
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and finite(value)
         ok = ok and (not self.integer or isinstance(value, int))
         ok = ok and (self.above is None or value > self.above) and (self.at_least is None or value >= self.at_least)
         ok = ok and (self.at_most is None or value <= self.at_most)

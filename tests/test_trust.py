@@ -1,5 +1,6 @@
-"""Files other people made never run code: CIFAR batches and checkpoints that name a function are refused before it
-is called, and the adb key is private whatever the umask (issue 23, security)."""
+"""Files other people made never run code and tiny files never take gigabytes: CIFAR batches and checkpoints that
+name a function are refused before it is called, the adb key is private whatever the umask, and YAML aliases
+are refused before they expand (issue 23, security)."""
 
 from __future__ import annotations
 
@@ -147,6 +148,24 @@ def test_the_adb_key_is_private_whatever_the_umask(tmp_path):
     assert stat.S_IMODE((folder / "adbkey").stat().st_mode) == 0o600
     assert stat.S_IMODE((folder / "adbkey.pub").stat().st_mode) == 0o644
     assert sorted(p.name for p in folder.iterdir()) == ["adbkey", "adbkey.pub"]  # no temporary left behind
+
+
+BILLION_LAUGHS = "\n".join(
+    [
+        'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+        *(f"{n}: &{n} [{','.join([f'*{p}'] * 9)}]" for p, n in zip("abcdefgh", "bcdefghi")),
+        "name: *i",
+    ]
+)
+
+
+def test_yaml_aliases_are_refused_before_they_expand(tmp_path):
+    f = tmp_path / "laughs.yaml"
+    f.write_text(BILLION_LAUGHS)
+    assert f.stat().st_size < 500
+    t0 = time.perf_counter()
+    line = _one_line_refusal(run_cli("space", "show", str(f)))
+    assert "aliases (*a) are not allowed" in line and time.perf_counter() - t0 < 30
 
 
 def test_a_refused_value_is_previewed_in_bounded_work():
