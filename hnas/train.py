@@ -368,15 +368,28 @@ def train(
     return history
 
 
-def chance_hint(history: list[EpochStats], num_classes: int, cfg: TrainConfig) -> str | None:
-    """A line for the user when a supernet ended at chance accuracy (the short-budget stall of chain layers)."""
+# the training flags of `hnas supernet train` and `hnas search` a hint may name: a warm-up, more epochs, a lower lr
+TRAINING_OPTIONS = ("--warmup-epochs", "--epochs", "--lr")
+
+
+def chance_hint(
+    history: list[EpochStats],
+    num_classes: int,
+    cfg: TrainConfig,
+    options: tuple[str, ...] = TRAINING_OPTIONS,
+    first: bool = True,
+) -> str | None:
+    """A line for the user when a supernet ended at chance accuracy (the short-budget stall of chain layers); its fix
+    names only `options`, the flags of the command that trained, and a warm-up only for a run's `first` training."""
     if not history or history[-1].train_acc > 1.5 / num_classes:
         return None
-    fix = (
-        f"add --warmup-epochs {max(1, cfg.epochs // 3)} (see README, Supernet)"
-        if cfg.warmup_epochs == 0
-        else "train longer or lower --lr"
-    )
+    if first and cfg.warmup_epochs == 0 and "--warmup-epochs" in options:
+        fix = f"add --warmup-epochs {max(1, cfg.epochs // 3)} (see README, Supernet)"
+    else:
+        steps = [
+            f"train longer ({o})" if o.endswith("epochs") else f"lower {o}" for o in options if o != "--warmup-epochs"
+        ]
+        fix = " or ".join(steps) or "train longer"
     return (
         f"warning: the supernet ended at chance accuracy (train top-1 {history[-1].train_acc:.3f} for "
         f"{num_classes} classes): one-shot accuracies of this run rank nothing; {fix}"

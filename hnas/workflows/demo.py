@@ -23,6 +23,7 @@ DEMO_RECIPE = RECIPES["embedded"]  # the demo runs on the bundled digits with th
 DEMO_PROXY = DEMO_RECIPE.proxy_settings()
 DEMO_TRAIN = DEMO_RECIPE.train_config()
 DEMO_BAND_REL = Band(0.9, 1.1)
+DEMO_OPTIONS = ("--epochs",)  # the training flag `hnas demo` offers (its hints name no other)
 
 
 def host_lut(space: SearchSpace, lut: str | None = None, progress=None, precision: str | None = None):
@@ -74,7 +75,7 @@ def demo_search(
 
     if (Path(out) / "config.json").is_file():
         log(f"resuming {out}")
-        return open_search(out, log=log)
+        return open_search(out, log=log, options=DEMO_OPTIONS)
     run = RunConfig(space=space.to_dict(), data="digits", proxy=DEMO_PROXY, train=DEMO_TRAIN, lut=str(lut_path))
     ref = reference(space)
     ref_ms = latency_of(run).predict_arch(ref)
@@ -91,4 +92,4 @@ def demo_search(
         band_rel=DEMO_BAND_REL,
         ref=str(ref),
     )
-    return open_search(out, run, search, log=log)
+    return open_search(out, run, search, log=log, options=DEMO_OPTIONS)

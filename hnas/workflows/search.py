@@ -10,6 +10,7 @@ from hnas.pipeline import Pipeline, saved_settings
 from hnas.settings import Band, RunConfig, SearchSettings
 from hnas.spec.arch import Architecture
 from hnas.spec.space import SearchSpace
+from hnas.train import TRAINING_OPTIONS
 from latency.predict import LatencyPredictor
 
 # the demo's and the study's MobileNetV2-like reference: bands are written relative to its latency
@@ -40,15 +41,17 @@ def open_search(
     log: Callable[[str], None] = print,
     progress: bool = True,
     precision: str | None = None,
+    options: tuple[str, ...] = TRAINING_OPTIONS,
 ) -> Pipeline:
     """The HNAS run in `path`: resumed from its config.json, or started with `run` and `search`; its latency
-    objective at its LUT's precision (`precision`, when given, must match)."""
+    objective at its LUT's precision (`precision`, when given, must match); `options`: the training flags of the
+    command that runs it (what its hints may name)."""
     saved = saved_settings(path)
     if saved is not None:
         run, search = saved
     elif run is None or search is None:
         raise HnasError(f"{path} is not an HNAS run (no config.json): start one with `hnas search`")
-    return Pipeline(path, run, search, latency_of(run, precision), log=log, progress=progress)
+    return Pipeline(path, run, search, latency_of(run, precision), log=log, progress=progress, options=options)
 
 
 def best_architecture(path: str | Path) -> Architecture:
