@@ -13,6 +13,7 @@ the search (50 images per class on ImageNet), `test` is the original validation/
 
 from __future__ import annotations
 
+import functools
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,19 +206,70 @@ def _cifar_files(root: Path) -> list[Path]:
     return files
 
 
+@functools.cache
+def _numpy_globals() -> dict[tuple[str, str], object]:
+    """The numpy functions and types a pickled array or scalar refers to, under numpy 1's and numpy 2's names."""
+    try:
+        from numpy._core import multiarray, numeric
+    except ImportError:  # numpy 1
+        from numpy.core import multiarray, numeric
+    found = {}
+    for module in ("numpy.core", "numpy._core"):
+        found[(f"{module}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        found[(f"{module}.multiarray", "scalar")] = multiarray.scalar
+        found[(f"{module}.numeric", "_frombuffer")] = numeric._frombuffer
+    found[("numpy", "ndarray")] = np.ndarray
+    found[("numpy", "dtype")] = np.dtype
+    return found
+
+
+def _latin1(text: str, codec: str = "latin1") -> bytes:
+    """`_codecs.encode` as pickle protocol 2 uses it for bytes (latin-1 only)."""
+    if codec != "latin1":
+        raise pickle.UnpicklingError(f"refers to _codecs.encode with codec {codec!r}")
+    return text.encode("latin1")
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles what a CIFAR-10 python batch holds (dicts, lists, bytes, str, numbers, numpy arrays and scalars) and
+    nothing else: a reference to any other function or class is refused before it is called."""
+
+    def find_class(self, module: str, name: str):
+        allowed = _numpy_globals() if module.startswith("numpy") else {("_codecs", "encode"): _latin1}
+        if (module, name) not in allowed:
+            raise pickle.UnpicklingError(f"refers to {module}.{name}, which a CIFAR-10 batch never holds")
+        return allowed[(module, name)]
+
+
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The images (N x 3 x 32 x 32, uint8) and labels (N, 0..9) of one CIFAR-10 python batch, read without running
+    anything the file names; a file that is not such a batch is one line naming it."""
+    fix = "replace it with the batch from the CIFAR-10 python archive (cifar-10-python.tar.gz)"
+    with open(path, "rb") as fh:
+        try:
+            batch = _CifarUnpickler(fh, encoding="bytes").load()
+        except Exception as exc:  # noqa: BLE001 - whatever a damaged pickle raises, it is not a batch
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise HnasError(f"{path} is not a CIFAR-10 python batch ({first}): {fix}") from None
+    data = batch.get(b"data") if isinstance(batch, dict) else None
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise HnasError(f"{path} is not a CIFAR-10 python batch (no uint8 b'data' array of N x 3072): {fix}")
+    labels = batch.get(b"labels")
+    ok = isinstance(labels, list) and len(labels) == len(data)
+    ok = ok and all(isinstance(v, int | np.integer) and not isinstance(v, bool) and 0 <= v <= 9 for v in labels)
+    if not ok:
+        raise HnasError(f"{path} is not a CIFAR-10 python batch (b'labels' is not {len(data)} labels 0-9): {fix}")
+    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
+
+
 def cifar10(path: str | Path, resolution: int = 32, seed: int = 0, per_class: int | None = None) -> DataBundle:
     """CIFAR-10 python batches: 500 images per class of the training batches as val, test_batch as test."""
     root = Path(path)
     files = _cifar_files(root)
 
     def load(fs):
-        xs, ys = [], []
-        for f in fs:
-            with open(f, "rb") as fh:
-                batch = pickle.load(fh, encoding="bytes")
-            xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
-        return np.concatenate(xs), np.concatenate(ys)
+        batches = [read_cifar_batch(f) for f in fs]
+        return np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
 
     xtr, ytr = load(files)
     xte, yte = load([root / "test_batch"])
@@ -332,13 +384,37 @@ def _is_image(p: Path) -> bool:
 
 
 def _require_images(folder: Path, classes: list[str]) -> None:
-    """One line naming the class folders of `folder` that hold no image (each stops at its first image)."""
-    empty = [c for c in classes if (folder / c).is_dir() and not any(map(_is_image, (folder / c).iterdir()))]
+    """One line naming the class folders of `folder` that hold no image, or whose first image (as listed) cannot be
+    decoded: a folder of broken files is refused before anything is written, at one decode per class."""
+    empty, broken = [], []
+    for c in classes:
+        if not (folder / c).is_dir():
+            continue
+        first = next(filter(_is_image, (folder / c).iterdir()), None)
+        if first is None:
+            empty.append(c)
+        elif not _decodes(first):
+            broken.append(str(first))
     if empty:
         raise HnasError(
             f"{len(empty)} class folder(s) of {folder} hold no images ({_names(empty)}): put images "
             f"({', '.join(sorted(IMAGE_SUFFIXES))}) in them or remove them"
         )
+    if broken:
+        raise HnasError(f"{len(broken)} image(s) cannot be decoded ({_names(broken, 2)}): replace or delete them")
+
+
+def _decodes(path: Path) -> bool:
+    """Whether PIL decodes the image at `path` (JPEGs at a reduced scale: a fraction of a full decode)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (64, 64))
+            im.load()
+    except Exception:  # noqa: BLE001 - PIL raises OSError, ValueError, SyntaxError, DecompressionBombError
+        return False
+    return True
 
 
 def _imagenet_classes(root: Path) -> list[str]:
@@ -373,6 +449,11 @@ def imagenet(
     test_items = _scan(root / "val", classes)
     labels = np.array([c for _, c in items])
     train_idx, val_idx = _split_per_class(labels, val_per_class, seed)
+    if not len(train_idx):
+        raise HnasError(
+            f"{root / 'train'} holds {len(items)} image(s) in {len(classes)} classes, all held out for validation "
+            "(a fifth of each class, up to 50): put more images in train/<class>/ folders"
+        )
     train_idx = _subset(train_idx, labels, per_class, seed)
     return DataBundle(
         "imagenet",

@@ -1,12 +1,18 @@
-"""Atomic file writes: every LUT, checkpoint and run-state write goes through here (temp file + rename)."""
+"""Atomic file writes: every LUT, checkpoint and run-state write goes through here (temp file + rename); and
+exclusive locks, for files that one process at a time may write (a LUT being built)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+from hnas.errors import HnasError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -48,3 +54,38 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def exclusive(path: str | Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (`what` names it in the refusal) while the block runs: `flock` on the lock
+    file `.NAME.lock` beside it, which holds the owner's pid. Another holder is one line naming its pid, at once
+    (no waiting). The lock dies with its process, so a killed owner leaves nothing that blocks a rerun."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(f".{path.name}.lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise HnasError(
+                f"{path} is {what} by another process (pid {owner}): wait for it to finish, or stop it, then rerun"
+            ) from None
+        try:
+            current = os.stat(lock).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(fd).st_ino:
+            break  # the lock file this process holds is still the one at `lock` (its last owner did not remove it)
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)

@@ -10,6 +10,10 @@
 
 On a GPU the model side is checked against the GPU's free memory and the data against the host's. Checked
 against measured peaks (benchmarks/bench_memory.py, four configurations): the estimate is 5-33 % above them.
+
+The same estimates guard what else allocates by shape: loading a run's data (`require_data_fit`), one-shot
+evaluation of a saved run (`require_fit(..., inference=True)`) and exporting LUT parts (`require_parts_fit`); those
+factors are bounds, not measurements: they exist to refuse shapes that cannot fit, in one line, before allocating.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from pathlib import Path
 from hnas.errors import HnasError
 
 AUTOGRAD_FACTOR = 1.5
+INFERENCE_FACTOR = 3  # a forward pass without gradients holds a block's input, its expanded map and the next one
+EXPORT_FACTOR = 4  # torch, ONNX and TFLite each hold a copy of a part's weights and maps while it is converted
 RUNTIME_BYTES = int(0.6 * 2**30)
 HEADROOM = 0.9  # use at most this share of what is available
 EMBEDDED_IMAGES = {"digits": 1797, "mnist5k": 5000, "mnist5k-translated": 4000}  # + its test views, below
@@ -64,19 +70,21 @@ def largest_path(space):
     return Architecture(space, tuple(max(c, key=lambda op: (op.expand, op.kernel)) for c in space.candidates))
 
 
-def activation_bytes(proxy_space, batch: int, arch=None, element_bytes: int = 4) -> int:
+def activation_bytes(proxy_space, batch: int, arch=None, element_bytes: int = 4, inference: bool = False) -> int:
     """Bytes of the module outputs one training step keeps for backward, for `arch` (default the largest
-    path) of the proxy space at `batch`: measured on the meta device, so nothing is allocated."""
+    path) of the proxy space at `batch`: measured on the meta device, so nothing is allocated. With `inference`
+    (no backward): what one forward pass holds at once, bounded by INFERENCE_FACTOR times the largest output."""
     import torch
 
     from hnas.spec.network import Network
 
     arch = arch if arch is not None else largest_path(proxy_space)
-    total = 0
+    total = largest = 0
 
     def count(_module, _inputs, output):
-        nonlocal total
+        nonlocal total, largest
         total += output.numel() * element_bytes
+        largest = max(largest, output.numel() * element_bytes)
 
     with torch.device("meta"):
         net = Network(arch).eval()  # output sizes only (a 1x1 map cannot be batch-normed in training mode)
@@ -85,6 +93,8 @@ def activation_bytes(proxy_space, batch: int, arch=None, element_bytes: int = 4)
         net(torch.empty(1, 3, r, r))
     for h in hooks:
         h.remove()
+    if inference:
+        return int(largest * batch * INFERENCE_FACTOR)
     return int(total * batch * AUTOGRAD_FACTOR)
 
 
@@ -120,11 +130,14 @@ def data_bytes(data: str, resolution: int, per_class: int | None, batch: int, wo
     return n * image
 
 
-def footprint(proxy_space, data: str, batch: int, per_class: int | None = None, workers: int = 0, arch=None):
-    """What training on `proxy_space` (or one architecture `arch` of it) with `data` at `batch` needs."""
-    weights = 3 * 4 * supernet_parameters(proxy_space, arch)
+def footprint(
+    proxy_space, data: str, batch: int, per_class: int | None = None, workers: int = 0, arch=None, inference=False
+):
+    """What training on `proxy_space` (or one architecture `arch` of it) with `data` at `batch` needs; with
+    `inference`, what evaluating it needs (no gradients, no optimizer state)."""
+    weights = (1 if inference else 3) * 4 * supernet_parameters(proxy_space, arch)
     return Footprint(
-        activation_bytes(proxy_space, batch, arch),
+        activation_bytes(proxy_space, batch, arch, inference=inference),
         weights,
         data_bytes(data, proxy_space.skeleton.resolution, per_class, batch, workers),
     )
@@ -169,10 +182,12 @@ def require_fit(
     device=None,
     arch=None,
     what: str = "training",
+    inference: bool = False,
 ) -> Footprint:
     """Refuse, in one line naming settings that fit, a configuration whose estimate exceeds the memory
-    available (90 % of it); returns the estimate otherwise."""
-    need = footprint(proxy_space, data, batch, per_class, workers, arch)
+    available (90 % of it); returns the estimate otherwise. With `inference`: one-shot evaluation of a run whose
+    settings are saved (the fix is a run at a smaller resolution)."""
+    need = footprint(proxy_space, data, batch, per_class, workers, arch, inference)
     procs = int(os.environ.get("LOCAL_WORLD_SIZE", 1))  # torchrun's processes on this machine share its memory
     host = host_available() * HEADROOM / procs
     if device is not None and getattr(device, "type", "cpu") == "cuda":
@@ -190,9 +205,15 @@ def require_fit(
         scaled, fixed = need.activations + need.data, need.weights + need.runtime
     if total <= budget:
         return need
+    r = proxy_space.skeleton.resolution
+    if inference:
+        raise HnasError(
+            f"one-shot evaluation at resolution {r} in batches of {batch} needs about {total / GB:.1f} GB "
+            f"({need.describe()}) but {budget / HEADROOM / GB:.1f} GB are {where}: train a run at a smaller "
+            "--resolution"
+        )
     if procs > 1 and "machine" in where:
         where += f" for each of {procs} processes"
-    r = proxy_space.skeleton.resolution
     room = budget - fixed
     options = []
     per_image = need.activations / batch
@@ -207,6 +228,53 @@ def require_fit(
         f"{what} at --resolution {r} --batch-size {batch} needs about {total / GB:.1f} GB ({need.describe()}) "
         f"but {budget / HEADROOM / GB:.1f} GB are {where}: use {advice} (options left out take --data's recipe)"
     )
+
+
+def require_data_fit(data: str, resolution: int, per_class: int | None, batch: int, workers: int) -> None:
+    """Refuse, in one line, loading `data` at `resolution` when its images alone would not fit this machine's
+    memory (what loads a run's data checks this first: evaluating or verifying a run as much as training it)."""
+    need = data_bytes(data, resolution, per_class, batch, workers) + RUNTIME_BYTES
+    host = host_available() * HEADROOM / int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    if need <= host:
+        return
+    per_pixel = (need - RUNTIME_BYTES) / resolution**2
+    fits = int(math.sqrt(max(0.0, host - RUNTIME_BYTES) / per_pixel) // 8 * 8) if per_pixel else 0
+    advice = f"a run at --resolution {fits} or less" if fits >= 8 else "fewer images (--per-class)"
+    raise HnasError(
+        f"{data} at resolution {resolution} takes about {need / GB:.1f} GB but {host / HEADROOM / GB:.1f} GB are "
+        f"available on this machine: use {advice}"
+    )
+
+
+def require_parts_fit(parts, what: str) -> None:
+    """Refuse, in one line naming the largest, parts whose export (build, trace, convert at one image) would not fit
+    this machine's memory: EXPORT_FACTOR times their weights and module outputs, counted on the meta device."""
+    import torch
+
+    def need(part) -> int:
+        outputs = 0
+
+        def count(_module, _inputs, output):
+            nonlocal outputs
+            outputs += output.numel() * 4
+
+        with torch.device("meta"):
+            module = part.build().eval()
+            hooks = [m.register_forward_hook(count) for m in module.modules() if not list(m.children())]
+            module(torch.empty(1, *part.input_shape))
+        for h in hooks:
+            h.remove()
+        return EXPORT_FACTOR * (outputs + 4 * sum(p.numel() for p in module.parameters()))
+
+    if not parts:
+        return
+    largest = max(parts, key=need)
+    biggest, host = need(largest), host_available() * HEADROOM
+    if biggest > host:
+        raise HnasError(
+            f"{what}: exporting {largest.key} needs about {biggest / GB:.1f} GB but {host / HEADROOM / GB:.1f} GB are "
+            "available on this machine: use smaller shapes (resolution, channels)"
+        )
 
 
 def _round_down(n: int) -> int:

@@ -45,6 +45,7 @@ from hnas.spec.modules import zero_init_residuals
 from hnas.spec.space import SearchSpace
 from hnas.supernet import Supernet
 from hnas.train import (
+    TRAINING_OPTIONS,
     chance_hint,
     default_device,
     load_checkpoint,
@@ -142,8 +143,10 @@ class Pipeline:
         accuracy_factory: AccuracyFactory | None = None,
         log: Callable[[str], None] = print,
         progress: bool = True,
+        options: tuple[str, ...] = TRAINING_OPTIONS,
     ):
         self.path = Path(path)
+        self.options = options  # the flags of the command running this search: hints name only those
         cfg_file = self.path / "config.json"
         self.search = search
         self.latency = latency
@@ -259,7 +262,7 @@ class Pipeline:
                 lr_end=lr_end,
             )
         write_on_main(lambda: write_json(d / "trained.json", [asdict(h) for h in history]))
-        hint = chance_hint(history, self.sn.data().num_classes, cfg)
+        hint = chance_hint(history, self.sn.data().num_classes, cfg, self.options, first=k == 1)
         if hint:
             self.log(hint)
 

@@ -107,6 +107,7 @@ class SupernetRun:
         self.deploy_space = SearchSpace.from_dict(config.space)
         self._data: DataBundle | None = None
         self._fits = False  # require_memory passed in this process
+        self._eval_fits = False  # one-shot evaluation's memory check passed in this process
         self._eval_images: dict[tuple[str, bool], EvalImages] = {}
 
     @staticmethod
@@ -157,10 +158,14 @@ class SupernetRun:
         self._fits = True
 
     def data(self) -> DataBundle:
-        """The run's dataset at the proxy resolution."""
+        """The run's dataset at the proxy resolution (refused in one line when it cannot fit this machine's memory:
+        evaluating, verifying or ranking an existing run loads it too)."""
         if self._data is None:
-            p = self.config.proxy
-            self._data = load_data(self.config.data, p.resolution, self.config.train.seed, p.per_class)
+            from hnas.memory import require_data_fit
+
+            p, t = self.config.proxy, self.config.train
+            require_data_fit(self.config.data, p.resolution, p.per_class, max(t.batch_size, p.eval_batch), t.workers)
+            self._data = load_data(self.config.data, p.resolution, t.seed, p.per_class)
         return self._data
 
     def proxy(self, space: SearchSpace | None = None) -> SearchSpace:
@@ -198,10 +203,18 @@ class SupernetRun:
         return self._eval_images[key]
 
     def evaluator(self, supernet: Supernet, tag: str = "") -> OneShotEvaluator:
-        """One-shot accuracy of architectures of this run's deployment space."""
+        """One-shot accuracy of architectures of this run's deployment space (refused in one line when one
+        evaluation batch cannot fit the memory of the supernet's device)."""
+        from hnas.memory import require_fit
+
         p = self.config.proxy
         data = self.data()
         device = next(supernet.parameters()).device
+        if not self._eval_fits:
+            t = self.config.train
+            batch = min(p.eval_batch, max(len(data.val), min(p.bn_images, len(data.train))))  # its largest batch
+            require_fit(supernet.space, self.config.data, batch, p.per_class, t.workers, device, inference=True)
+            self._eval_fits = True
         return _DeployEvaluator(
             supernet,
             data.val,

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any
 
 from hnas.errors import HnasError
+from hnas.schema import finite, preview
+from hnas.spec.ops import MAX_SIZE
 from hnas.spec.precision import PRECISIONS
 
 Check = Callable[[Any], str | None]
@@ -64,17 +66,24 @@ def check(obj) -> None:
                 raise HnasError(f"{flag_of(f)} {_show(value)}: {problem}")
 
 
+def check_value(flag: str, value, test: Check) -> None:
+    """One option that is not a settings field (`hnas space sample -n`), checked like one."""
+    problem = test(value) if value is not None else None
+    if problem:
+        raise HnasError(f"{flag} {_show(value)}: {problem}")
+
+
 def _show(value) -> str:
     if isinstance(value, list | tuple):
         return ",".join(_show(v) for v in value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{value:g}" if isinstance(value, float) else preview(value).strip('"')
 
 
 # --- checks ------------------------------------------------------------------------------------------
 
 
 def _number(v) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    return isinstance(v, int | float) and not isinstance(v, bool) and finite(v)
 
 
 def at_least(lo: float) -> Check:
@@ -87,9 +96,22 @@ def above(lo: float) -> Check:
     return lambda v: None if _number(v) and v > lo else f"must be a number above {lo:g}"
 
 
+def _bound(x: float) -> str:
+    """A limit as a message shows it: whole numbers in full (2,147,483,647), others in short (0.05)."""
+    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
+
+
 def between(lo: float, hi: float) -> Check:
     """A finite number in [lo, hi]."""
-    return lambda v: None if _number(v) and lo <= v <= hi else f"must be between {lo:g} and {hi:g}"
+    return lambda v: None if _number(v) and lo <= v <= hi else f"must be between {_bound(lo)} and {_bound(hi)}"
+
+
+MAX_COUNT = 1_000_000  # architectures, populations: more than any search draws, few enough to hold in memory
+
+# Seeds feed numpy's legacy seeding (pymoo: below 2**32) and torch.manual_seed (below 2**64), some after adding a
+# stage or seed index: this bound leaves room for those offsets.
+MAX_SEED = 2**31 - 1
+SEED = between(0, MAX_SEED)
 
 
 def one_of(*values) -> Check:
@@ -129,7 +151,7 @@ def from_dict(cls, data, where: str):
     hints = typing.get_type_hints(cls)
     for name, value in data.items():
         if not _fits(value, hints[name]):
-            raise HnasError(f"{where}: {name} = {value!r} is not a {_type_name(hints[name])}")
+            raise HnasError(f"{where}: {name} = {preview(value)} is not a {_type_name(hints[name])}")
     try:
         return cls(**data)
     except (TypeError, ValueError) as exc:
@@ -254,7 +276,7 @@ class TrainConfig:
     weight_decay: float = setting(4e-5, "Weight decay (not on BatchNorm and biases).", check=at_least(0))
     batch_size: int = setting(1024, "Batch size per process.", check=at_least(1))
     label_smoothing: float = setting(0.1, "Label smoothing of the cross-entropy loss.", check=between(0, 0.99))
-    seed: int = setting(0, "Seed.", check=at_least(0))
+    seed: int = setting(0, "Seed.", check=SEED)
     workers: int = setting(0, "Data loader workers.", check=at_least(0))
     amp: bool = setting(True, "Mixed precision on CUDA.")
     band: Band = setting(None, "Sample only paths whose LUT latency lies in MIN:MAX ms.", flag="--lat", factory=Band)
@@ -283,12 +305,14 @@ class ProxySettings:
     """What makes the trained supernet smaller than the deployed network (LUT shapes never change), and how
     one-shot accuracy is measured."""
 
-    resolution: int = setting(224, "Input resolution the supernet trains at (proxy).", check=at_least(8))
+    resolution: int = setting(224, "Input resolution the supernet trains at (proxy).", check=between(8, MAX_SIZE))
     width: float = setting(1.0, "Width multiplier of the trained supernet (proxy).", check=between(0.05, 4))
     per_class: int | None = setting(None, "Training images per class (proxy subset).", check=at_least(1))
     bn_images: int = setting(2000, "Training images for exact BatchNorm recalibration.", check=at_least(1))
     eval_batch: int = setting(256, "Batch size of one-shot evaluation.", check=at_least(1))
-    val_archs: int = setting(3, "Fixed architectures whose mean one-shot top-1 is logged per epoch.", check=at_least(0))
+    val_archs: int = setting(
+        3, "Fixed architectures whose mean one-shot top-1 is logged per epoch.", check=between(0, MAX_COUNT)
+    )
 
     def __post_init__(self):
         check(self)
@@ -374,7 +398,7 @@ class SearchSettings:
     max_macs: float | None = setting(None, "Also cap MACs.", check=above(0))
     max_params: float | None = setting(None, "Also cap parameters.", check=above(0))
     top: int = setting(5, "How many of the most accurate architectures the results list.", check=at_least(1))
-    seed: int = setting(0, "Seed.", check=at_least(0))
+    seed: int = setting(0, "Seed.", check=SEED)
     band_rel: Band | None = setting(None, "Band relative to --ref, e.g. 0.98:1.15.", flag="--lat-rel")
     ref: str | None = setting(None, "Reference architecture for --lat-rel.")
 
@@ -432,7 +456,7 @@ class RankSettings:
     bootstrap: int = setting(
         2000, "Bootstrap resamples over architectures for the 95 % intervals of tau and rho.", check=at_least(100)
     )
-    draw_seed: int = setting(0, "Seed of the space draws and of the bootstrap.", check=at_least(0))
+    draw_seed: int = setting(0, "Seed of the space draws and of the bootstrap.", check=SEED)
 
     def __post_init__(self):
         check(self)

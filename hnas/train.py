@@ -13,11 +13,14 @@ resumes from it. Under `torchrun`, ranks draw the same path each step (same seed
 from __future__ import annotations
 
 import atexit
+import contextlib
 import io
 import json
 import os
 import random
+import re
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -127,17 +130,21 @@ class PathSampler:
 
 
 def rng_state() -> dict:
-    """Every RNG the training touches."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG the training touches, as tensors and plain Python values (numpy's state as a list, not an array),
+    so a checkpoint loads with `weights_only=True` and no numpy global."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    """Restore what `rng_state` saved."""
+    """Restore what `rng_state` saved (numpy's state as a list, or as the array older checkpoints hold)."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -150,12 +157,50 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_checkpoint(path: Path) -> dict:
-    """Read a checkpoint written by `save_checkpoint` (CPU tensors)."""
+def _legacy_globals() -> list:
+    """What checkpoints written before hnas stored numpy's RNG state as a list refer to besides tensors: the numpy
+    array of that state (its reconstruct function, ndarray, dtype and the uint32 dtype class). Nothing callable
+    beyond building an array is admitted."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - a damaged file is a user-facing problem
-        raise HnasError(f"checkpoint {path} cannot be read ({exc}); delete it to start that step again") from None
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy 1
+        from numpy.core.multiarray import _reconstruct
+    return [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def _allowing(extra: list):
+    """A context in which torch's weights-only unpickler also admits `extra` (torch 2.4 has no context manager:
+    there they are added for the process)."""
+    if hasattr(torch.serialization, "safe_globals"):
+        return torch.serialization.safe_globals(extra)
+    torch.serialization.add_safe_globals(extra)
+    return contextlib.nullcontext()
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Read a checkpoint written by `save_checkpoint` (CPU tensors) with torch's weights-only unpickler: tensors,
+    containers and plain values, plus `_legacy_globals`; a file that refers to anything else (a pickled function
+    call) is refused before it runs."""
+    try:
+        with _allowing(_legacy_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file is a user-facing problem
+        raise HnasError(
+            f"checkpoint {path} {_why_unreadable(path, str(exc))}; delete it to start that step again"
+        ) from None
+
+
+def _why_unreadable(path: Path, text: str) -> str:
+    """What torch's error says about a checkpoint it refused, in a few words (its advice to load the file with
+    `weights_only=False` is left out: that would run what the file names)."""
+    unsafe = re.search(r"GLOBAL ([\w.]+)", text)
+    if unsafe:
+        return f"refers to {unsafe.group(1)}, which hnas never writes into a checkpoint: not loaded, nothing in it ran"
+    if not zipfile.is_zipfile(path):
+        return "is not a checkpoint (torch.save writes a zip archive)"
+    boilerplate = ("Weights only load failed", "Check the documentation", "Please file an issue", "(1)", "(2)")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith(boilerplate)]
+    return f"cannot be read ({lines[0] if lines else 'torch could not unpickle it'})"
 
 
 def load_weights(model: nn.Module, state: dict, path: Path) -> None:
@@ -354,15 +399,28 @@ def train(
     return history
 
 
-def chance_hint(history: list[EpochStats], num_classes: int, cfg: TrainConfig) -> str | None:
-    """A line for the user when a supernet ended at chance accuracy (the short-budget stall of chain layers)."""
+# the training flags of `hnas supernet train` and `hnas search` a hint may name: a warm-up, more epochs, a lower lr
+TRAINING_OPTIONS = ("--warmup-epochs", "--epochs", "--lr")
+
+
+def chance_hint(
+    history: list[EpochStats],
+    num_classes: int,
+    cfg: TrainConfig,
+    options: tuple[str, ...] = TRAINING_OPTIONS,
+    first: bool = True,
+) -> str | None:
+    """A line for the user when a supernet ended at chance accuracy (the short-budget stall of chain layers); its fix
+    names only `options`, the flags of the command that trained, and a warm-up only for a run's `first` training."""
     if not history or history[-1].train_acc > 1.5 / num_classes:
         return None
-    fix = (
-        f"add --warmup-epochs {max(1, cfg.epochs // 3)} (see README, Supernet)"
-        if cfg.warmup_epochs == 0
-        else "train longer or lower --lr"
-    )
+    if first and cfg.warmup_epochs == 0 and "--warmup-epochs" in options:
+        fix = f"add --warmup-epochs {max(1, cfg.epochs // 3)} (see README, Supernet)"
+    else:
+        steps = [
+            f"train longer ({o})" if o.endswith("epochs") else f"lower {o}" for o in options if o != "--warmup-epochs"
+        ]
+        fix = " or ".join(steps) or "train longer"
     return (
         f"warning: the supernet ended at chance accuracy (train top-1 {history[-1].train_acc:.3f} for "
         f"{num_classes} classes): one-shot accuracies of this run rank nothing; {fix}"

@@ -9,6 +9,7 @@ table's `pending` section at once (atomically), so a killed build reruns only wh
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Callable
@@ -85,17 +86,23 @@ def same_device(a: dict, b: dict) -> bool:
     return all(a.get(k) == b.get(k) for k in ("id", "model", "cpu", "core", "machine"))
 
 
+def require_same_device(lut: Lut, desc: dict, path: Path) -> None:
+    """Refuse, in one line naming the fix, measuring this device (`desc`) into a table of another device."""
+    if not same_device(lut.device, desc):
+        raise HnasError(
+            f"LUT {path} was measured on {device_name(lut.device)}, not on this device ({device_name(desc)}): a table "
+            "never mixes two devices' measurements; measure this device into a new table with `hnas lut build "
+            "--out NEW.json` (refresh a table on the device it was measured on)"
+        )
+
+
 def open_lut(path: Path, device: Device, settings: dict) -> Lut:
     """Load the table at `path` (checking it belongs to this device) or start a new one."""
     desc, runtime = device.describe(), device.runtime()
     if not path.exists():
         return Lut.new(desc, runtime, settings, path)
     lut = Lut.load(path)
-    if not same_device(lut.device, desc):
-        raise HnasError(
-            f"LUT {path} was measured on {device_name(lut.device)}, not on this device ({device_name(desc)}): a table "
-            "never mixes two devices' measurements; pass another --out"
-        )
+    require_same_device(lut, desc, path)
     check_build_target(lut, settings_precision(settings), path)
     lut.data["device"] = desc
     if lut.data["settings"] != settings or lut.data["runtime"] != runtime:
@@ -278,13 +285,35 @@ def build_many(
 
     Every model is converted first, once, in this thread (conversion is not thread-safe; the cache serves every
     device); each report counts those conversions. A device's error is raised after the others finish, named
-    after the device when there are several; an interrupt is raised as KeyboardInterrupt."""
+    after the device when there are several; an interrupt is raised as KeyboardInterrupt. Before anything is
+    converted: each device is reached, a table of another device refused, the parts' memory checked and each
+    table locked (a second build of the same table is refused, naming the first one's process)."""
+
+    from hnas.io import exclusive
+    from hnas.memory import require_parts_fit
+
+    for dev, path in jobs:  # every device is reached (and probed) before anything is converted or measured
+        desc = dev.describe()
+        if path.exists():  # a table of another device is refused before minutes of conversion
+            require_same_device(Lut.load(path), desc, path)
+    require_parts_fit(items, "the latency table")
+    with contextlib.ExitStack() as held:
+        for _, path in sorted(jobs, key=lambda job: str(job[1])):  # one build per table at a time
+            held.enter_context(exclusive(path, "a latency table being built"))
+        return _build_locked(jobs, items, options, exporter, progress, performance)
+
+
+def _build_locked(
+    jobs: list[tuple[Device, Path]],
+    items: list[Part],
+    options: BuildOptions,
+    exporter: Exporter,
+    progress=None,
+    performance: bool = False,
+) -> dict[str, BuildReport]:
+    """`build_many` once its tables are locked."""
     import threading
 
-    from hnas.progress import phase
-
-    for dev, _ in jobs:
-        dev.describe()  # every device is reached (and probed) before anything is converted or measured
     converted = cached = 0
     with phase(progress, "export", len(items)) as advance:
         for it in items:
@@ -342,7 +371,10 @@ def report_line(report: BuildReport) -> str:
             f"{', '.join(report.unstable[:3])}"
         )
     if report.busy:
-        line += f"; the host was busy ({report.busy[0]}): rerun with --max-age 0s on a quiet machine to re-measure"
+        line += (
+            f"; the host was busy ({report.busy[0]}): re-measure on a quiet machine with "
+            f"`hnas lut refresh --lut {report.path} --max-age 0s`"
+        )
     if report.measured:
         import statistics
 

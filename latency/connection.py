@@ -12,6 +12,7 @@ import os
 import posixpath
 import shlex
 import struct
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -68,10 +69,36 @@ def load_signer(key_path: str | Path | None = None) -> PythonRSASigner:
     """An RSA signer for the adb key file, creating the key pair (as `adb` would) when absent."""
     path = Path(key_path) if key_path else default_key_path()
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        keygen(str(path))
+        create_key(path)
     pub = Path(str(path) + ".pub")
     return PythonRSASigner(pub.read_text() if pub.is_file() else None, path.read_text())
+
+
+def create_key(path: Path) -> None:
+    """A new adb key pair at `path` (private, mode 0600) and `path`.pub (0644), whatever the umask: its folder is
+    created 0700 when absent, the pair is written in a private temporary folder beside it and moved into place, so
+    the private key is never readable by others, not even for a moment. A key another process created meanwhile
+    is kept."""
+    folder = path.parent
+    if not folder.is_dir():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(mode=0o700)
+            os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask
+        except FileExistsError:
+            pass
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".adbkey-") as tmp:  # mkdtemp: mode 0700
+        private = Path(tmp) / "adbkey"
+        keygen(str(private))
+        os.chmod(private, 0o600)
+        os.chmod(str(private) + ".pub", 0o644)
+        try:
+            os.link(private, path)  # never replaces a key that appeared meanwhile
+        except FileExistsError:
+            return  # another process created the pair: keep it, with its public key
+        except OSError:  # a file system without hard links
+            os.replace(private, path)
+        os.replace(str(private) + ".pub", str(path) + ".pub")
 
 
 def _close_quietly(dev: AdbShellDevice) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 from hnas.errors import HnasError
 from hnas.io import atomic_write_json
 from hnas.schema import POSITIVE_MS, Int, ListOf, MapOf, Num, Obj, Opt, Spec, Str, check, load_json
+from hnas.spec.ops import MAX_CHANNELS, MAX_CLASSES, MAX_KERNEL, MAX_SIZE
 
 SCHEMA = "hnas.lut/1"
 
@@ -59,9 +60,22 @@ LUT_US = Below(POSITIVE_MS, MAX_MS * 1000)  # the same in microseconds (benchmar
 # benchmark_model prints whole microseconds: the fastest run of a tiny part can read 0 (under 1 us) on a fast core
 BELOW_RESOLUTION_OK = Below(Num(at_least=0), MAX_MS * 1000)
 
-_SHAPE = Obj({"in_size": Int(1), "in_ch": Int(1), "out_ch": Int(1), "stride": Int(allowed=(1, 2))})
+_SHAPE = Obj(
+    {
+        "in_size": Int(1, at_most=MAX_SIZE),
+        "in_ch": Int(1, at_most=MAX_CHANNELS),
+        "out_ch": Int(1, at_most=max(MAX_CHANNELS, MAX_CLASSES)),  # a classifier's outputs are its channels
+        "stride": Int(allowed=(1, 2)),
+    }
+)
 _SPEC = Obj(
-    {"op": Str(nonempty=True), "part": Str(nonempty=True), "kernel": Int(1), "shape": _SHAPE, "precision": Str()},
+    {
+        "op": Str(nonempty=True),
+        "part": Str(nonempty=True),
+        "kernel": Int(1, at_most=MAX_KERNEL),
+        "shape": _SHAPE,
+        "precision": Str(),
+    },
     optional=frozenset({"op", "part", "kernel", "precision"}),
     rule=lambda d: None if ("op" in d) != ("part" in d) else "needs exactly one of 'op' and 'part'",
 )

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hnas.errors import HnasError
+from hnas.schema import MiB, Num, load_yaml, preview, read_text
 from hnas.spec.ops import LayerShape
 from hnas.spec.parts import Part
 from hnas.spec.space import SearchSpace
@@ -63,19 +64,17 @@ class ImportResult:
     missing: list[str] = field(default_factory=list)
 
 
+MAX_PUBLISHED_BYTES = 16 * MiB  # the published tables are ~10-15 KB
+
+
 def _check_format(fmt: str) -> None:
     if fmt not in FORMATS:
         raise HnasError(f"unknown published table format {fmt!r}: use one of {', '.join(FORMATS)}")
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _number(value, what: str, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise HnasError(f"{where}: {what} must be a finite number, got {value!r}; fix or remove that entry")
+    if Num().problem(value, what):
+        raise HnasError(f"{where}: {what} must be a finite number, got {preview(value)}; fix or remove that entry")
     return float(value)
 
 
@@ -83,14 +82,8 @@ def read_published_table(path: str | Path, fmt: str) -> dict[str, PublishedFigur
     """Read a published YAML table (`key -> {count, mean, var|std}`) into figures keyed by the table's keys."""
     _check_format(fmt)
     path = Path(path)
-    if not path.is_file():
-        raise HnasError(f"published table {path} does not exist: give the path of the {fmt} YAML file")
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise HnasError(f"published table {path} is not valid YAML: {_first_line(exc)}") from None
+    text = read_text(path, "published table", f"give the path of the {fmt} YAML file", MAX_PUBLISHED_BYTES)
+    data = load_yaml(text, f"published table {path}")
     if not isinstance(data, dict) or not data:
         raise HnasError(
             f"published table {path}: expected a non-empty mapping 'key: {{count, mean, {_SPREAD[fmt]}}}' "

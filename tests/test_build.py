@@ -95,7 +95,7 @@ def test_a_lut_of_another_device_is_refused(tmp_path, exporter):
     data = json.loads(path.read_text())
     data["device"]["cpu"] = "Snapdragon 845"
     path.write_text(json.dumps(data))
-    with pytest.raises(HnasError, match="pass another --out"):
+    with pytest.raises(HnasError, match="a new table with `hnas lut build --out NEW.json`"):
         build(CountingDevice(), items_for_space(tiny_space()), path, FAST, exporter)
 
 

@@ -56,3 +56,25 @@ def test_bad_input_is_one_line_without_traceback(tmp_path):
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), (args, out.stderr)
         assert "Traceback" not in out.stderr
+
+
+def test_space_show_json_reads_back_and_its_derived_keys_must_agree(tmp_path):
+    shown = run_cli("space", "show", "basic", "--json").stdout
+    f = tmp_path / "basic.json"
+    f.write_text(shown)
+    again = run_cli("space", "show", str(f), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == json.loads(shown)
+    data = json.loads(shown)
+    data["layers"][3]["candidates"] = ["IBConv_K3_E3"]  # edited where it is derived, not in "candidates"
+    f.write_text(json.dumps(data))
+    out = run_cli("space", "show", str(f))
+    assert out.returncode == 2 and "layers does not match the skeleton and candidates" in out.stderr
+
+
+def test_an_architecture_file_of_another_space_is_refused(tmp_path):
+    arch = run_cli("space", "sample", "basic", "-n", "1").stdout.strip()
+    path = tmp_path / "arch.json"
+    path.write_text(json.dumps({"space": "basic", "arch": arch}))
+    out = run_cli("arch", "info", str(path), "--space", "proxyless")  # same layer count: it would parse
+    assert out.returncode == 2 and "an architecture of space 'basic', not of 'proxyless'" in out.stderr

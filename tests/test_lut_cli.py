@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 
@@ -112,3 +113,40 @@ def test_bad_lut_input_is_one_line(tmp_path):
         lines = out.stderr.strip().splitlines()
         assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), (args, out.stderr)
     assert "--max-age 'soon'" in out.stderr  # the last case fails on its duration, not on the table
+
+
+def test_two_builds_of_one_table_never_measure_together(tmp_path):
+    from hnas.io import exclusive
+
+    space_file = tmp_path / "tiny.json"
+    tiny_space().save(space_file)
+    out = tmp_path / "lut.json"
+    with exclusive(out, "a latency table being built"):  # a first build holds the table
+        second = run_cli("lut", "build", "--space", str(space_file), "--out", str(out), "--repeats", "1")
+    lines = second.stderr.strip().splitlines()
+    assert second.returncode == 2 and len(lines) == 1, second.stderr
+    assert f"being built by another process (pid {os.getpid()})" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.json"]  # no table, no lock file left
+
+
+def test_a_table_of_another_machine_is_refused_before_anything_is_converted(tiny_lut, tmp_path):  # noqa: F811
+    other = json.loads(tiny_lut.read_text())
+    other["device"]["machine"] = "0000dead"
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps(other))
+    cache = tmp_path / "cache"
+    for args in (["refresh", "--lut", str(path)], ["build", "--space", "basic", "--out", str(path)]):
+        done = run_cli("lut", *args, env={"HNAS_CACHE": str(cache)})
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and "machine 0000dead" in lines[0], done.stderr
+        assert "`hnas lut build --out NEW.json`" in lines[0]  # an option the commands have
+        assert not cache.exists()  # refused before a single model was converted
+    assert json.loads(path.read_text()) == other
+
+
+def test_a_build_on_a_busy_host_names_a_command_that_re_measures():
+    from latency.build import BuildReport, report_line
+
+    report = BuildReport(ROOT / "lut" / "x.json", {"k": "missing"}, ["k"], [], 0, busy=["load average 3"])
+    line = report_line(report)
+    assert f"`hnas lut refresh --lut {report.path} --max-age 0s`" in line

@@ -194,3 +194,105 @@ def test_broken_results(workdir):
             _check(workdir, f, _variants(good, required, figures), commands)
         finally:
             f.write_text(original)
+
+
+def _probe(workdir: Path, commands: list[list[str]]) -> None:
+    """Each command is refused in one line, exit 2, no traceback, and nothing under `workdir` is written."""
+    for args in commands:
+        before = _tree(workdir)
+        code, err = _hnas(*args)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (args, err)
+        assert _tree(workdir) == before, f"hnas {' '.join(args)} changed files"
+
+
+def _run_folder(folder: Path, data: str = "digits", resolution: int = 16, space: dict | None = None) -> None:
+    """A supernet run folder as `hnas supernet train` starts it (config.json only)."""
+    from hnas.settings import ProxySettings, RunConfig, TrainConfig
+
+    cfg = RunConfig(
+        space=tiny_space().to_dict(),
+        data=data,
+        proxy=ProxySettings(resolution=16, width=0.5, bn_images=32, eval_batch=64, val_archs=0),
+        train=TrainConfig(epochs=1, lr=0.05, batch_size=64),
+    ).to_dict()
+    cfg["proxy"]["resolution"] = resolution
+    cfg["space"] = space or cfg["space"]
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(cfg))
+
+
+def test_tiny_inputs_that_asked_for_terabytes_or_tracebacks_are_one_line(tmp_path, tiny_lut, monkeypatch):  # noqa: F811
+    """The probes of issue 23 ("Tracebacks instead of one line"), each with the command that hit it; memory is that
+    of a 16 GiB machine, whatever this one has."""
+    import os
+
+    from PIL import Image
+
+    monkeypatch.setattr("hnas.memory.host_available", lambda: 16 * 2**30)
+    w = tmp_path
+    good = tiny_space().to_dict()
+    space = w / "space.json"
+    space.write_text(json.dumps(good))
+    (w / "binary.json").write_bytes(os.urandom(2000))
+    (w / "binary.yaml").write_bytes(b"\xff\xfe" + os.urandom(2000))
+    stage = good["skeleton"]["stages"][-1]
+    many = {**good, "skeleton": {**good["skeleton"], "stages": [{**stage, "repeats": 100000}]}}
+    many.pop("candidates")
+    many["ops"] = ["IBConv_K3_E3", "Identity"]
+    (w / "repeats.json").write_text(json.dumps(many))
+    wide = {**many, "skeleton": {**good["skeleton"], "stages": [{**stage, "out_channels": 10**11, "repeats": 1}]}}
+    (w / "wide.json").write_text(json.dumps(wide))
+    lut_text = Path(tiny_lut).read_text()
+    key = next(iter(json.loads(lut_text)["entries"]))
+    huge = json.loads(lut_text)
+    huge["entries"][key]["median_ms"] = 0.5
+    (w / "huge.json").write_text(json.dumps(huge).replace('"median_ms": 0.5', '"median_ms": ' + "1" + "0" * 400, 1))
+    (w / "arch.json").write_text(json.dumps({"space": "basic", "arch": ARCH}))
+    (w / "cifar").mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (w / "cifar" / name).write_bytes(os.urandom(3000))
+    for split in ("train", "val"):
+        for c in ("n01", "n02"):
+            (w / "inet" / split / c).mkdir(parents=True)
+            (w / "inet" / split / c / "0.JPEG").write_bytes(b"not an image" * 10)
+            (w / "one" / split / c).mkdir(parents=True)  # one good image per class: all held out for val
+            Image.new("RGB", (8, 8)).save(w / "one" / split / c / "0.png")
+            (w / "fine" / split / c).mkdir(parents=True)
+            for i in range(60 if split == "train" else 1):  # 50 of each class held out: 100 images evaluated
+                Image.new("RGB", (8, 8), (i * 4, 0, 0)).save(w / "fine" / split / c / f"{i}.png")
+    _run_folder(w / "run-res", resolution=100000)
+    _run_folder(w / "run-space", space={**good, "skeleton": {**good["skeleton"], "resolution": 100000}})
+    _run_folder(w / "run-digits-4096", resolution=4096)
+    _run_folder(w / "run-inet-4096", data=f"imagenet:{w / 'fine'}", resolution=4096)
+    s, L, out = str(space), str(tiny_lut), str(w / "new")
+    seed = "99999999999999999999"
+    _probe(
+        w,
+        [
+            ["space", "show", str(w / "binary.json")],
+            ["space", "show", str(w / "binary.yaml")],
+            ["space", "show", str(w / "repeats.json")],
+            ["space", "show", str(w / "repeats.json"), "--json"],
+            ["lut", "build", "--space", str(w / "wide.json"), "--out", f"{out}0.json"],
+            ["lut", "show", str(w / "huge.json")],
+            ["arch", "info", ARCH, "--space", s, "--lut", str(w / "huge.json")],
+            ["supernet", "train", "--space", s, "--seed", seed, "--out", f"{out}1"],
+            ["search", "--space", s, "--lut", L, "--lat", "0:1000", "--seed", seed, "--out", f"{out}2"],
+            ["space", "sample", s, "--seed", seed],
+            ["space", "sample", "basic", "-n", "100000000000"],
+            ["lut", "validate", "--lut", L, "--space", s, "-n", "100000000000", "--out", f"{out}3"],
+            ["supernet", "train", "--space", s, "--data", f"cifar10:{w / 'cifar'}", "--out", f"{out}4"],
+            ["supernet", "train", "--space", s, "--data", f"imagenet:{w / 'inet'}", "--out", f"{out}5"],
+            ["supernet", "train", "--space", s, "--data", f"imagenet:{w / 'one'}", "--out", f"{out}8"],
+            ["profile", "--op", "IBConv_K5_E6", "--in", "100000x100000x3", "--out-ch", "40"],
+            ["profile", "--op", "IBConv_K5_E6", "--in", "4096x4096x10000", "--out-ch", "10000"],
+            ["supernet", "eval", str(w / "run-res"), "--arch", ARCH],
+            ["supernet", "eval", str(w / "run-space"), "--arch", ARCH],
+            ["supernet", "eval", str(w / "run-digits-4096"), "--arch", ARCH],
+            ["supernet", "eval", str(w / "run-inet-4096"), "--arch", ARCH],
+            ["arch", "info", str(w / "arch.json"), "--space", s],
+            ["supernet", "train", "--space", s, "--lat", "1:2", "--out", f"{out}6"],
+            ["supernet", "train", "--space", s, "--lut", L, "--lat", "0:0.0001", "--out", f"{out}7"],
+        ],
+    )

@@ -275,3 +275,22 @@ def test_the_continuous_schedule_runs_one_learning_rate_curve_over_the_stages(tm
     assert rates(three) == pytest.approx(one)
     paper = rates(SearchSettings(stages=4, epochs=[3, 2, 1], lrs=[0.3, 0.06, 0.06]))
     assert paper[12] == pytest.approx(0.06) and paper[11] == pytest.approx(0.3 / 12)  # a restart after stage 1
+
+
+def test_a_hint_names_only_options_of_the_command_that_trained():
+    import re
+
+    from hnas.train import EpochStats, chance_hint
+    from hnas.workflows.demo import DEMO_OPTIONS
+    from hnas.workflows.study import STUDY_OPTIONS
+    from tests.conftest import run_cli
+
+    at_chance = [EpochStats(0, 2.4, 0.11, 0.05, 1.0)]
+    for command, options in ((["demo"], DEMO_OPTIONS), (["study"], STUDY_OPTIONS)):
+        helptext = run_cli(*command, "--help").stdout
+        for cfg in (TrainConfig(epochs=12), TrainConfig(epochs=12, warmup_epochs=4)):
+            hint = chance_hint(at_chance, 10, cfg, options)
+            named = re.findall(r"--[a-z-]+", hint)
+            assert named and all(flag in helptext for flag in named), (command, hint)
+    later = chance_hint(at_chance, 10, TrainConfig(epochs=12), first=False)  # a fine-tuning stage: no warm-up
+    assert "--warmup-epochs" not in later and "train longer (--epochs)" in later

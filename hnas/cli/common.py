@@ -90,10 +90,18 @@ def load_arch(text: str, space):
     from hnas.spec import arch as archmod
 
     if text.endswith(".json"):
-        from hnas.schema import load_json
+        from hnas.schema import MiB, load_json
 
-        data = load_json(text, "architecture file", broken="fix it, or give the architecture as a string")
-        return archmod.from_dict(data, space, f"architecture file {text}")
+        fix = "fix it, or give the architecture as a string"
+        data = load_json(text, "architecture file", broken=fix, max_bytes=MiB)
+        where = f"architecture file {text}"
+        given = data.get("space") if isinstance(data, dict) else None
+        if isinstance(given, str) and given.split("@")[0] != space.name.split("@")[0]:  # name@stageK: pruned from it
+            raise HnasError(
+                f"{where} is an architecture of space {given!r}, not of {space.name!r}: pass --space with its space "
+                "(a preset name or the space file)"
+            )
+        return archmod.from_dict(data, space, where)
     return archmod.parse_arch(text, space)
 
 

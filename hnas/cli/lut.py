@@ -47,11 +47,16 @@ def parse_duration(text: str) -> float:
 
 
 def parse_hwc(text: str) -> tuple[int, int]:
-    """`28x28x40` -> (28, 40); the feature map must be square."""
+    """`28x28x40` -> (28, 40); the feature map must be square and within the shape limits of `hnas.spec.ops`."""
+    from hnas.spec.ops import MAX_CHANNELS, MAX_SIZE
+
     m = re.fullmatch(r"(\d+)x(\d+)x(\d+)", text.strip())
     if not m or m.group(1) != m.group(2):
         raise HnasError(f"--in {text!r}: write HxWxC with H == W, e.g. 28x28x40")
-    return int(m.group(1)), int(m.group(3))
+    size, channels = int(m.group(1)), int(m.group(3))
+    if not (1 <= size <= MAX_SIZE and 1 <= channels <= MAX_CHANNELS):
+        raise HnasError(f"--in {text!r}: H and W must be from 1 to {MAX_SIZE}, C from 1 to {MAX_CHANNELS}")
+    return size, channels
 
 
 def _exporter(cache: str | None):
@@ -300,10 +305,10 @@ def lut_validate(
     lut: Annotated[str, typer.Option("--lut", help="The LUT to check (its calibration is refitted).")],
     device: DeviceOpt = "local",
     space: Annotated[str, typer.Option("--space", help="Space to draw architectures from.")] = "basic",
-    n: Annotated[int, typer.Option("-n", min=4, help="Random architectures measured end to end.")] = 50,
+    n: Annotated[int, typer.Option("-n", help="Random architectures measured end to end (at least 4).")] = 50,
     fit: Annotated[int, typer.Option("--fit", min=2, help="Of those, how many fit the calibration.")] = 10,
     out: Annotated[str | None, typer.Option("--out", help="Folder for validate.json and the plot.")] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Seed (the same seed draws the same networks for every table).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed (the same seed draws the same networks for every table).")] = 0,
     spread: SpreadOpt = 0.10,
     benchmark_binary: BinaryOpt = None,
     cache: CacheOpt = None,
@@ -311,12 +316,15 @@ def lut_validate(
 ) -> None:
     """Predicted against measured end-to-end latency of N random architectures, before and after calibration."""
     from hnas.progress import bars
+    from hnas.settings import MAX_COUNT, SEED, between, check_value
     from hnas.spec.space import load_space
     from latency.devices import open_device
     from latency.lut import Lut
     from latency.stability import Stability
     from latency.validate import validate
 
+    check_value("-n", n, between(4, MAX_COUNT))
+    check_value("--seed", seed, SEED)
     if fit >= n:
         raise HnasError(f"--fit {fit} leaves no held-out architecture of -n {n}: use --fit < -n")
     sp = load_space(space)
@@ -366,15 +374,20 @@ def profile(
         raise HnasError("give either MODEL.tflite or --op OP --in HxWxC --out-ch N [--stride S]")
     precision = precision_arg(precision)
     if op is not None:
-        from hnas.spec.ops import LayerShape, parse_op
+        from hnas.settings import between, check_value
+        from hnas.spec.ops import MAX_CHANNELS, LayerShape, parse_op
         from hnas.spec.parts import FLOAT32, block
 
         if in_shape is None or out_ch is None:
             raise HnasError("--op needs --in HxWxC and --out-ch N")
         size, in_ch = parse_hwc(in_shape)
+        check_value("--out-ch", out_ch, between(1, MAX_CHANNELS))
         item = block(parse_op(op), LayerShape(size, in_ch, out_ch, stride)).at(precision or FLOAT32)
         if item.op.is_identity:
             raise HnasError("Identity has no kernel to measure (0 ms by definition)")
+        from hnas.memory import require_parts_fit
+
+        require_parts_fit([item], "--op")
         label, path = item.key, _exporter(cache).export_part(item).path
     else:
         from latency.quantize import precision_of

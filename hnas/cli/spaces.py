@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Annotated
 
@@ -9,6 +10,9 @@ import typer
 from rich.table import Table
 
 from hnas.cli.common import JsonOpt, SpaceArg, console, emit_json, fmt_size, load_arch, size_formula
+from hnas.settings import MAX_COUNT
+
+SAMPLE_CHUNK = 10_000  # architectures drawn at once by `space sample`
 
 space_app = typer.Typer(
     rich_markup_mode=None,
@@ -24,23 +28,10 @@ def space_show(space: SpaceArg, as_json: JsonOpt = False) -> None:
     from hnas.spec.space import load_space
 
     sp = load_space(space)
-    fixed = [s.key() for s in sp.slots if not s.searchable]
+    described = sp.describe()
+    fixed = described["fixed"]
     if as_json:
-        data = sp.to_dict()
-        data["layers"] = [
-            {
-                "layer": L.index,
-                "stage": L.stage,
-                "block": L.position,
-                "input": L.shape.text().split("->")[0],
-                "output": L.shape.text().split("->")[1],
-                "stride": L.shape.stride,
-                "candidates": [o.name for o in L.candidates],
-            }
-            for L in sp.layers
-        ]
-        data["fixed"] = fixed
-        emit_json(data)
+        emit_json({**sp.to_dict(), **described})
         return
     sk = sp.skeleton
     table = Table(title=f"space {sp.name}: {sk.resolution}x{sk.resolution} input, {sk.num_classes} classes")
@@ -59,22 +50,26 @@ def space_show(space: SpaceArg, as_json: JsonOpt = False) -> None:
 @space_app.command("sample")
 def space_sample(
     space: SpaceArg,
-    n: Annotated[int, typer.Option("-n", "--num", min=1, help="How many architectures.")] = 5,
-    seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
+    n: Annotated[int, typer.Option("-n", "--num", help=f"How many architectures (at most {MAX_COUNT:,}).")] = 5,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Random valid architectures (uniform per layer), one string per line."""
     import numpy as np
 
+    from hnas.settings import SEED, between, check_value
     from hnas.spec.arch import sample
     from hnas.spec.space import load_space
 
-    archs = sample(load_space(space), n, np.random.default_rng(seed))
-    if as_json:
-        emit_json([a.to_dict() for a in archs])
-        return
-    for a in archs:
-        sys.stdout.write(f"{a}\n")
+    check_value("-n", n, between(1, MAX_COUNT))
+    check_value("--seed", seed, SEED)
+    sp, rng = load_space(space), np.random.default_rng(seed)
+    sys.stdout.write("[\n" if as_json else "")
+    for start in range(0, n, SAMPLE_CHUNK):  # drawn and printed a chunk at a time: memory does not grow with -n
+        for i, a in enumerate(sample(sp, min(SAMPLE_CHUNK, n - start), rng), start):
+            line = json.dumps(a.to_dict()) if as_json else str(a)
+            sys.stdout.write(f"{',' if as_json and i else ''}{line}\n")
+    sys.stdout.write("]\n" if as_json else "")
 
 
 @arch_app.command("info")

@@ -12,6 +12,14 @@ from dataclasses import dataclass
 from hnas.errors import HnasError
 
 IDENTITY = "Identity"
+
+# Sizes hnas accepts wherever a shape or an op enters (space files, LUT specs, `hnas profile`): far beyond any mobile
+# network, and small enough that nothing is asked to allocate terabytes. Each is named in the message refusing it.
+MAX_SIZE = 4096  # input resolution and feature-map side, in pixels
+MAX_CHANNELS = 10_000  # channels of a feature map
+MAX_CLASSES = 100_000  # outputs of the classifier
+MAX_KERNEL = 31  # convolution kernel size
+MAX_EXPAND = 32  # expansion ratio of an inverted bottleneck
 _LONG = re.compile(r"^IBConv_K(\d+)_E(\d+)$")
 _SHORT = re.compile(r"^K(\d+)E(\d+)$", re.IGNORECASE)
 
@@ -58,10 +66,10 @@ def parse_op(text: str) -> OpSpec:
     if not match:
         raise HnasError(f"unknown operation {text!r}: write IBConv_K<kernel>_E<expansion> (or K<k>E<e>) or Identity")
     kernel, expand = int(match.group(1)), int(match.group(2))
-    if kernel < 1 or kernel % 2 == 0:
-        raise HnasError(f"operation {text!r}: the kernel size must be odd and positive")
-    if expand < 1:
-        raise HnasError(f"operation {text!r}: the expansion must be at least 1")
+    if kernel < 1 or kernel % 2 == 0 or kernel > MAX_KERNEL:
+        raise HnasError(f"operation {text!r}: the kernel size must be odd, from 1 to {MAX_KERNEL}")
+    if not 1 <= expand <= MAX_EXPAND:
+        raise HnasError(f"operation {text!r}: the expansion must be from 1 to {MAX_EXPAND}")
     return OpSpec(kernel, expand)
 
 

@@ -13,11 +13,27 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from hnas.errors import HnasError
-from hnas.schema import Bool, Int, ListOf, Obj, Opt, Str, check
-from hnas.spec.ops import IDENTITY_OP, LayerShape, OpSpec, parse_op
+from hnas.schema import Any, Bool, Int, ListOf, Obj, Opt, Str, check, load_json, load_yaml, read_text
+from hnas.spec.ops import (
+    IDENTITY_OP,
+    MAX_CHANNELS,
+    MAX_CLASSES,
+    MAX_EXPAND,
+    MAX_KERNEL,
+    MAX_SIZE,
+    LayerShape,
+    OpSpec,
+    parse_op,
+)
 from hnas.spec.parts import Slot
 
 SCHEMA = "hnas.spec.space/1"
+
+# what a space may hold, besides the shape limits of `hnas.spec.ops` (checked where a space file is read)
+MAX_REPEATS = 64  # blocks per stage
+MAX_STAGES = 32
+MAX_LAYERS = 256  # searchable layers in all
+MAX_SPACE_FILE_BYTES = 4 * 2**20  # a layer-wise space of MAX_LAYERS layers is well under 1 MiB
 
 
 @dataclass(frozen=True)
@@ -44,14 +60,20 @@ class Skeleton:
     stem_stride: int = 2
 
     def __post_init__(self):
-        for name in ("stem_channels", "head_channels", "resolution", "num_classes", "in_channels"):
-            if getattr(self, name) < 1:
-                raise HnasError(f"skeleton: {name} must be a positive integer")
-        if not self.stages:
-            raise HnasError("skeleton: at least one stage is needed")
+        for name, most in _SKELETON_LIMITS.items():
+            if not 1 <= getattr(self, name) <= most:
+                raise HnasError(f"skeleton: {name} must be an integer from 1 to {most}")
+        if not 1 <= len(self.stages) <= MAX_STAGES:
+            raise HnasError(f"skeleton: give from 1 to {MAX_STAGES} stages")
         for i, st in enumerate(self.stages, 1):
-            if st.out_channels < 1 or st.repeats < 1 or st.stride not in (1, 2):
-                raise HnasError(f"skeleton stage {i}: out_channels and repeats must be positive and stride 1 or 2")
+            if not (1 <= st.out_channels <= MAX_CHANNELS and 1 <= st.repeats <= MAX_REPEATS and st.stride in (1, 2)):
+                raise HnasError(
+                    f"skeleton stage {i}: out_channels must be from 1 to {MAX_CHANNELS}, repeats from 1 to "
+                    f"{MAX_REPEATS} and stride 1 or 2"
+                )
+        layers = sum(st.repeats for st in self.stages)
+        if layers > MAX_LAYERS:
+            raise HnasError(f"skeleton: {layers} blocks in all; a space may have at most {MAX_LAYERS}")
 
     def slots(self) -> tuple[Slot, ...]:
         """Every place of the network in execution order: the stem, one searchable layer per block of every
@@ -87,6 +109,14 @@ class Skeleton:
 
 
 _SKELETON_KEYS = [f for f in Skeleton.__dataclass_fields__ if f != "stages"]
+_SKELETON_LIMITS = {
+    "stem_channels": MAX_CHANNELS,
+    "head_channels": MAX_CHANNELS,
+    "resolution": MAX_SIZE,
+    "num_classes": MAX_CLASSES,
+    "in_channels": MAX_CHANNELS,
+    "stem_kernel": MAX_KERNEL,
+}
 
 
 @dataclass(frozen=True)
@@ -178,6 +208,25 @@ class SearchSpace:
         """Every op used by any layer, in a stable order."""
         return sorted({op for c in self.candidates for op in c})
 
+    def describe(self) -> dict:
+        """What `hnas space show --json` adds to `to_dict`: every searchable layer's shapes and candidates, and the
+        keys of the fixed parts (derived, so a file holding them reads back only when they still agree)."""
+        layers = []
+        for L in self.layers:
+            i, o = L.shape.text().split("->")
+            layers.append(
+                {
+                    "layer": L.index,
+                    "stage": L.stage,
+                    "block": L.position,
+                    "input": i,
+                    "output": o,
+                    "stride": L.shape.stride,
+                    "candidates": [op.name for op in L.candidates],
+                }
+            )
+        return {"layers": layers, "fixed": [s.key() for s in self.slots if not s.searchable]}
+
     def to_dict(self) -> dict:
         """Plain-data form (always layer-wise, so a pruned space round-trips)."""
         return {
@@ -195,9 +244,17 @@ class SearchSpace:
         checked against `SPACE_SCHEMA` first, so a bad file is one line naming the field."""
         check(data, SPACE_SCHEMA, where)
         try:
-            return cls._build(data)
+            space = cls._build(data)
         except HnasError as exc:
             raise HnasError(f"{where}: {exc}") from None
+        derived = space.describe()
+        for key in ("layers", "fixed"):
+            if key in data and data[key] != derived[key]:
+                raise HnasError(
+                    f"{where}: {key} does not match the skeleton and candidates it is derived from: change the "
+                    f"skeleton or candidates, and delete {key}"
+                )
+        return space
 
     @classmethod
     def _build(cls, data: dict) -> SearchSpace:
@@ -270,19 +327,11 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
         return PRESETS[text]()
     path = Path(text)
     if path.suffix.lower() in (".json", ".yaml", ".yml"):
-        if not path.is_file():
-            raise HnasError(f"space file {text} does not exist: give an existing file or one of {', '.join(PRESETS)}")
-        raw = path.read_text()
-        try:
-            if path.suffix.lower() == ".json":
-                data = json.loads(raw)
-            else:
-                import yaml
-
-                data = yaml.safe_load(raw)
-        except Exception as exc:  # noqa: BLE001 - any parse error becomes one line
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise HnasError(f"space file {text} is not valid {path.suffix[1:].upper()}: {first}") from None
+        missing = f"give an existing file or one of {', '.join(PRESETS)}"
+        if path.suffix.lower() == ".json":
+            data = load_json(path, "space file", missing, "fix it", MAX_SPACE_FILE_BYTES)
+        else:
+            data = load_yaml(read_text(path, "space file", missing, MAX_SPACE_FILE_BYTES), f"space file {text}")
         return SearchSpace.from_dict(data, f"space file {text}")
     _preset_name(text)
     raise AssertionError("unreachable")
@@ -291,18 +340,29 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
 # --- the space file's schema -------------------------------------------------------------------------------
 
 _STAGE = Obj(
-    {"out_channels": Int(1), "repeats": Int(1), "stride": Int(allowed=(1, 2)), "expand": Opt(Int(1))},
+    {
+        "out_channels": Int(1, at_most=MAX_CHANNELS),
+        "repeats": Int(1, at_most=MAX_REPEATS),
+        "stride": Int(allowed=(1, 2)),
+        "expand": Opt(Int(1, at_most=MAX_EXPAND)),
+    },
     optional=frozenset({"expand"}),
 )
+
+
+def _skeleton_rule(d: dict) -> str | None:
+    if d.get("stem_kernel", 3) % 2 == 0:
+        return "stem_kernel must be odd"
+    layers = sum(st["repeats"] for st in d.get("stages", []))
+    if layers > MAX_LAYERS:
+        return f"the stages hold {layers} blocks in all; a space may have at most {MAX_LAYERS}"
+    return None
+
+
 _SKELETON = Obj(
     {
-        "stages": ListOf(_STAGE, 1),
-        "stem_channels": Int(1),
-        "head_channels": Int(1),
-        "resolution": Int(1),
-        "num_classes": Int(1),
-        "in_channels": Int(1),
-        "stem_kernel": Int(1),
+        "stages": ListOf(_STAGE, 1, MAX_STAGES),
+        **{name: Int(1, at_most=most) for name, most in _SKELETON_LIMITS.items()},
         "stem_stride": Int(allowed=(1, 2)),
     },
     optional=frozenset(
@@ -317,7 +377,7 @@ _SKELETON = Obj(
             "stages",
         }
     ),
-    rule=lambda d: "stem_kernel must be odd" if d.get("stem_kernel", 3) % 2 == 0 else None,
+    rule=_skeleton_rule,
 )
 
 
@@ -345,7 +405,22 @@ SPACE_SCHEMA = Obj(
         "candidates": ListOf(ListOf(Str(nonempty=True), 1), 1),
         "identity_in_first_layer": Bool(),
         "size": Str(),
+        "layers": Any(),  # what `space show --json` derives (`SearchSpace.describe`): must agree when given
+        "fixed": Any(),
     },
-    optional=frozenset({"schema", "name", "base", "skeleton", "ops", "candidates", "identity_in_first_layer", "size"}),
+    optional=frozenset(
+        {
+            "schema",
+            "name",
+            "base",
+            "skeleton",
+            "ops",
+            "candidates",
+            "identity_in_first_layer",
+            "size",
+            "layers",
+            "fixed",
+        }
+    ),
     rule=_space_rule,
 )

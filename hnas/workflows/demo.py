@@ -23,6 +23,7 @@ DEMO_RECIPE = RECIPES["embedded"]  # the demo runs on the bundled digits with th
 DEMO_PROXY = DEMO_RECIPE.proxy_settings()
 DEMO_TRAIN = DEMO_RECIPE.train_config()
 DEMO_BAND_REL = Band(0.9, 1.1)
+DEMO_OPTIONS = ("--epochs",)  # the training flag `hnas demo` offers (its hints name no other)
 
 
 def host_lut(space: SearchSpace, lut: str | None = None, progress=None, precision: str | None = None):
@@ -90,11 +91,11 @@ def demo_search(
 
     if (Path(out) / "config.json").is_file():
         log(f"resuming {out}")
-        return open_search(out, log=log, precision=precision)
+        return open_search(out, log=log, precision=precision, options=DEMO_OPTIONS)
     run = RunConfig(space=space.to_dict(), data="digits", proxy=DEMO_PROXY, train=DEMO_TRAIN, lut=str(lut_path))
     ref = reference(space)
     ref_ms = latency_of(run).predict_arch(ref)
     band = DEMO_BAND_REL.scaled(ref_ms)
     log(f"latency band: 0.9-1.1 x the MobileNetV2-like reference ({ref_ms:.2f} ms) = {band} ms on this CPU")
     search = replace(settings or demo_settings(), band=band, band_rel=DEMO_BAND_REL, ref=str(ref))
-    return open_search(out, run, search, log=log)
+    return open_search(out, run, search, log=log, options=DEMO_OPTIONS)

@@ -11,6 +11,7 @@ from hnas.runs import run_lut
 from hnas.settings import Band, RunConfig, SearchSettings
 from hnas.spec.arch import Architecture
 from hnas.spec.space import SearchSpace
+from hnas.train import TRAINING_OPTIONS
 from latency.predict import LatencyPredictor
 
 # the demo's and the study's MobileNetV2-like reference: bands are written relative to its latency
@@ -42,10 +43,12 @@ def open_search(
     progress: bool = True,
     precision: str | None = None,
     lut: str | None = None,
+    options: tuple[str, ...] = TRAINING_OPTIONS,
 ) -> Pipeline:
     """The HNAS run in `path`: resumed from its config.json (on the table it started with, checked by sha256; `lut`:
     where that table is now, if it moved), or started with `run` and `search`; its latency objective at its LUT's
-    precision (`precision`, when given, must match)."""
+    precision (`precision`, when given, must match); `options`: the training flags of the command that runs it (what
+    its hints may name)."""
     saved = saved_settings(path)
     if saved is not None:
         run, search = saved
@@ -56,7 +59,7 @@ def open_search(
     note = latency.doubt_note()  # a search names the unstable entries of the table it searches on
     if note:
         log(note)
-    return Pipeline(path, run, search, latency, log=log, progress=progress)
+    return Pipeline(path, run, search, latency, log=log, progress=progress, options=options)
 
 
 def best_architecture(path: str | Path) -> Architecture:

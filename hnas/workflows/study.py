@@ -54,6 +54,7 @@ from hnas.standalone import train_jobs
 from hnas.train import read_json
 from hnas.workflows.search import latency_of, open_search
 
+STUDY_OPTIONS = ("--total-epochs", "--lr")  # the training flags of `hnas study` (what its hints name)
 STUDY_STAGES = (2, 3, 4)
 NAMES = {2: "I-Supernet (M = 2)", 3: "P-Supernet (M = 3)", 4: "HNAS (M = 4)"}
 BASELINE = "SPOS-EA on I-Supernet"
@@ -200,7 +201,7 @@ def _label(path: Path | str) -> str:
 
 def _search(path: str, baseline: bool, log: Callable[[str], None]) -> None:
     label = _label(path)
-    pipe = open_search(path, log=lambda m: log(f"{label}: {m}"), progress=False)
+    pipe = open_search(path, log=lambda m: log(f"{label}: {m}"), progress=False, options=STUDY_OPTIONS)
     pipe.run()
     if baseline:
         spos_baseline(pipe, log=lambda m: log(f"{label}: {m}"))
