@@ -487,6 +487,12 @@ class StudyDefaults:
     lat_rel: str = setting(
         "0.25:2", "Band relative to --ref (a wide band: architectures inside it differ in truth).", flag="--lat-rel"
     )
+    schedule: str = setting(
+        "continuous",
+        "continuous (the study's default: every M on one learning-rate curve, so M alone differs) or restart (each "
+        "stage decays its own --lr to 0, the paper's).",
+        check=one_of(*SCHEDULES),
+    )
     search_seeds: int = setting(3, "Search seeds per M (Table 5: mean and sd over them).", check=at_least(1))
     val_archs: int = setting(
         4,

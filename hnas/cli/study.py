@@ -32,7 +32,7 @@ def study(
     data: option(StudyDefaults, "data") = StudyDefaults.data,
     total_epochs: option(StudyDefaults, "total_epochs") = None,
     lr: option(StudyDefaults, "lr") = None,
-    schedule: option(SearchSettings, "schedule") = SearchSettings.schedule,
+    schedule: option(StudyDefaults, "schedule") = StudyDefaults.schedule,
     lat_rel: option(StudyDefaults, "lat_rel") = StudyDefaults.lat_rel,
     ref: Annotated[str | None, typer.Option("--ref", help="Reference architecture (default: MobileNetV2's).")] = None,
     search_seeds: option(StudyDefaults, "search_seeds") = StudyDefaults.search_seeds,
@@ -64,7 +64,13 @@ def study(
     from hnas.workflows.study import StudySettings, run_study
 
     StudyDefaults(  # the study's own options, checked before anything else
-        data=data, total_epochs=total_epochs, lr=lr, lat_rel=lat_rel, search_seeds=search_seeds, val_archs=val_archs
+        data=data,
+        total_epochs=total_epochs,
+        lr=lr,
+        lat_rel=lat_rel,
+        schedule=schedule,
+        search_seeds=search_seeds,
+        val_archs=val_archs,
     )
     sp = load_space(space)
     recipe = recipe_for(data)

@@ -47,7 +47,7 @@ from hnas.rank import (
 )
 from hnas.recipes import continuous_lrs, split_epochs
 from hnas.runs import run_lut, sha256_file
-from hnas.settings import Band, ProxySettings, RankSettings, RunConfig, SearchSettings, TrainConfig
+from hnas.settings import Band, ProxySettings, RankSettings, RunConfig, SearchSettings, StudyDefaults, TrainConfig
 from hnas.spec.arch import Architecture
 from hnas.spec.space import SearchSpace
 from hnas.standalone import train_jobs
@@ -75,8 +75,8 @@ class StudySettings:
     generations: int
     batch_size: int
     proxy: ProxySettings
-    schedule: str = "continuous"
-    search_seeds: int = 3
+    schedule: str = StudyDefaults.schedule
+    search_seeds: int = StudyDefaults.search_seeds
     rank: RankSettings = field(default_factory=RankSettings)
 
     def __post_init__(self):
