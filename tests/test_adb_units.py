@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
 from latency.adb import check_aarch64_elf
 from latency.connection import AdbConnection, PhoneGone
 from latency.devices import split_batch
