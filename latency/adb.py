@@ -159,6 +159,7 @@ class AdbDevice(Device):
         for out in batch:
             if out.model in remaining:
                 remaining.remove(out.model)
+            out.throttled = self.throttled(out)
             yield out
 
     def _batch_command(self, models: list[str], settings: BenchSettings) -> str:

@@ -32,13 +32,15 @@ COND = "=== hnas-cond"
 
 @dataclass
 class BenchOutput:
-    """What one benchmark invocation printed (stdout and stderr together), its exit status, and the
-    device's condition (pinned core frequency, hottest thermal zone) before and after, when it reports them."""
+    """What one benchmark invocation printed (stdout and stderr together), its exit status, the device's
+    condition (pinned core frequency, hottest thermal zone) before and after, when it reports them, and why the
+    run must be re-measured when the backend judged so (`throttled`: the core slowed down, the device ran hot)."""
 
     model: str
     rc: int
     text: str
     conditions: dict = field(default_factory=dict)
+    throttled: str | None = None
 
 
 @dataclass
@@ -115,19 +117,16 @@ class Device(ABC):
 
     @abstractmethod
     def benchmark_batch(self, models: list[str], settings: BenchSettings) -> Iterator[BenchOutput]:
-        """Benchmark device-side model paths in order, yielding each raw output as soon as it is complete."""
+        """Benchmark device-side model paths in order, yielding each raw output (and the backend's throttle
+        verdict) as soon as it is complete."""
 
     def measure(self, models: list[str], settings: BenchSettings) -> Iterator[Measurement]:
         """Benchmark device-side model paths in order, yielding each one's parsed figures as soon as it is
         complete (and whether it must be re-measured, `throttled`)."""
         for out in self.benchmark_batch(models, settings):
             result = parse_benchmark_output(out.text) if out.rc == 0 else None
-            throttled = self.throttled(out) if result is not None else None
+            throttled = out.throttled if result is not None else None
             yield Measurement(out.model, out.rc, out.text, result, out.conditions, throttled)
-
-    def throttled(self, out: BenchOutput) -> str | None:
-        """Why a run must be re-measured (the core slowed down, the device ran hot), or None."""
-        return None
 
     def busy(self) -> str | None:
         """Why other work competed with the last benchmark batch (the host: on its pinned core, during the batch),
