@@ -219,9 +219,8 @@ class Either(Spec):
         return f"{self.first.what} or {self.second.what}"
 
     def problem(self, value, at):
-        if self.first.problem(value, at) is None or self.second.problem(value, at) is None:
-            return None
-        return (at, f"expected {self.what}, got {preview(value)}")
+        fits = self.first.problem(value, at) is None or self.second.problem(value, at) is None
+        return None if fits else (at, f"expected {self.what}, got {preview(value)}")
 
 
 @dataclass(frozen=True)
