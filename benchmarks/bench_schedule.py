@@ -27,9 +27,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hnas.pipeline import RESULTS_SCHEMA, read_record  # noqa: E402
+from hnas.core.band import Band  # noqa: E402
+from hnas.core.io import read_json  # noqa: E402
+from hnas.pipeline import RESULTS_SCHEMA  # noqa: E402
 from hnas.recipes import continuous_lrs  # noqa: E402
-from hnas.settings import Band, ProxySettings, RunConfig, SearchSettings, TrainConfig  # noqa: E402
+from hnas.settings import ProxySettings, RunConfig, SearchSettings, TrainConfig  # noqa: E402
 from hnas.spec.arch import parse_arch  # noqa: E402
 from hnas.spec.space import load_space  # noqa: E402
 from hnas.workflows.search import REFERENCE, latency_of, open_search  # noqa: E402
@@ -83,7 +85,7 @@ def main() -> None:
     for name in arms:
         front, best, sval = [], [], []
         for seed in range(a.seeds):
-            res = read_record(paths[(name, seed)] / "results.json", RESULTS_SCHEMA, "results")
+            res = read_json(paths[(name, seed)] / "results.json", RESULTS_SCHEMA, "results")
             front.append(np.mean([r["accuracy"] for r in res["pareto"]]))
             best.append(res["best"][0]["accuracy"])
             sval.append(res["stages"][-2]["supernet_val_acc"])

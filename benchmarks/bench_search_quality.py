@@ -40,10 +40,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hnas.ces import Constraints, ces  # noqa: E402
-from hnas.io import atomic_write_json  # noqa: E402
+from hnas.core.band import Band  # noqa: E402
+from hnas.core.io import atomic_write_json  # noqa: E402
 from hnas.prune import estimate, select_by_rank  # noqa: E402
 from hnas.quality import GroundTruth, all_vectors, synthetic_truth  # noqa: E402
-from hnas.settings import Band  # noqa: E402
 from hnas.spec.arch import parse_arch  # noqa: E402
 from hnas.spec.space import SearchSpace, basic  # noqa: E402
 from hnas.spos_ea import random_search, spos_ea  # noqa: E402

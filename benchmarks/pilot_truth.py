@@ -27,8 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hnas.core.band import Band  # noqa: E402
 from hnas.rankstats import ranking_stats  # noqa: E402
-from hnas.settings import Band, ProxySettings, TrainConfig  # noqa: E402
+from hnas.settings import ProxySettings, TrainConfig  # noqa: E402
 from hnas.spec.arch import parse_arch, sample, sample_across_sizes  # noqa: E402
 from hnas.spec.space import load_space  # noqa: E402
 from hnas.standalone import Job, standalone_folder, train_jobs  # noqa: E402

@@ -25,9 +25,9 @@ from pymoo.operators.crossover.pntx import TwoPointCrossover
 from pymoo.operators.selection.tournament import TournamentSelection
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from hnas.bands import METHOD, LatencyDistribution, fmt_share
-from hnas.errors import HnasError
-from hnas.settings import Band
+from hnas.core.additive import METHOD, LatencyDistribution, fmt_share
+from hnas.core.band import Band
+from hnas.core.errors import HnasError
 from hnas.spec.arch import Architecture, from_vector
 from hnas.spec.space import SearchSpace
 
@@ -38,7 +38,7 @@ LatencyFn = Callable[[np.ndarray], np.ndarray]
 def latency_parts(latency) -> tuple[LatencyFn, LatencyDistribution | None]:
     """A latency objective as (the function pricing [n, layers] vectors, its distribution over the space when the
     model is additive). `latency` is a plain function, or a model with `predict` (and, for a LUT predictor,
-    `distribution()`: exact spans and in-band draws, `hnas.bands`)."""
+    `distribution()`: exact spans and in-band draws, `hnas.core.additive`)."""
     if callable(latency):
         return latency, None
     dist = latency.distribution() if hasattr(latency, "distribution") else None
@@ -221,7 +221,7 @@ def require_feasible(space: SearchSpace, latency, constraints: Constraints, draw
     returns one line on the band (the space's exact latency span and the share of it inside the band).
 
     With an additive latency model (a LUT predictor) the span is exact and the band's share is bounded by dynamic
-    programming (`hnas.bands`); the MACs and params caps are checked exactly against the space's fewest MACs and
+    programming (`hnas.core.additive`); the MACs and params caps are checked exactly against the space's fewest MACs and
     params, then jointly on `draws` architectures drawn uniformly from those inside the band. Any other model is
     checked on `draws` random architectures."""
     problem = ArchProblem(space, lambda archs: np.zeros(len(archs)), latency, constraints)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
 
 
 def _group_active() -> bool:

@@ -12,8 +12,9 @@ On a GPU the model side is checked against the GPU's free memory and the data ag
 against measured peaks (benchmarks/bench_memory.py, four configurations): the estimate is 5-33 % above them.
 
 The same estimates guard what else allocates by shape: loading a run's data (`require_data_fit`), one-shot
-evaluation of a saved run (`require_fit(..., inference=True)`) and exporting LUT parts (`require_parts_fit`); those
-factors are bounds, not measurements: they exist to refuse shapes that cannot fit, in one line, before allocating.
+evaluation of a saved run (`require_fit(..., inference=True)`) and exporting LUT parts
+(`latency.export.require_parts_fit`); those factors are bounds, not measurements: they exist to refuse shapes that
+cannot fit, in one line, before allocating.
 """
 
 from __future__ import annotations
@@ -21,18 +22,16 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
-from hnas.errors import HnasError
+from hnas.core import host as machine
+from hnas.core.errors import HnasError
+from hnas.core.host import GB, HEADROOM
 
 AUTOGRAD_FACTOR = 1.5
 INFERENCE_FACTOR = 3  # a forward pass without gradients holds a block's input, its expanded map and the next one
-EXPORT_FACTOR = 4  # torch, ONNX and TFLite each hold a copy of a part's weights and maps while it is converted
 RUNTIME_BYTES = int(0.6 * 2**30)
-HEADROOM = 0.9  # use at most this share of what is available
 EMBEDDED_IMAGES = {"digits": 1797, "mnist5k": 5000, "mnist5k-translated": 4000}  # + its test views, below
 CIFAR_IMAGES = 60000
-GB = 2**30
 
 
 @dataclass(frozen=True)
@@ -149,28 +148,7 @@ def available_bytes(device=None) -> int:
         import torch
 
         return int(torch.cuda.mem_get_info(device)[0])
-    return host_available()
-
-
-def host_available() -> int:
-    """MemAvailable of /proc/meminfo, capped by a cgroup memory limit; the physical memory elsewhere."""
-    avail = None
-    meminfo = Path("/proc/meminfo")
-    if meminfo.is_file():
-        for line in meminfo.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                avail = int(line.split()[1]) * 1024
-    if avail is None:
-        avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        p = Path(limit_file)
-        if p.is_file():
-            text = p.read_text().strip()
-            if text.isdigit():
-                used_file = p.with_name("memory.current" if p.name == "memory.max" else "memory.usage_in_bytes")
-                used = int(used_file.read_text()) if used_file.is_file() else 0
-                avail = min(avail, int(text) - used)
-    return max(0, avail)
+    return machine.host_available()
 
 
 def require_fit(
@@ -189,7 +167,7 @@ def require_fit(
     settings are saved (the fix is a run at a smaller resolution)."""
     need = footprint(proxy_space, data, batch, per_class, workers, arch, inference)
     procs = int(os.environ.get("LOCAL_WORLD_SIZE", 1))  # torchrun's processes on this machine share its memory
-    host = host_available() * HEADROOM / procs
+    host = machine.host_available() * HEADROOM / procs
     if device is not None and getattr(device, "type", "cpu") == "cuda":
         import torch
 
@@ -234,7 +212,7 @@ def require_data_fit(data: str, resolution: int, per_class: int | None, batch: i
     """Refuse, in one line, loading `data` at `resolution` when its images alone would not fit this machine's
     memory (what loads a run's data checks this first: evaluating or verifying a run as much as training it)."""
     need = data_bytes(data, resolution, per_class, batch, workers) + RUNTIME_BYTES
-    host = host_available() * HEADROOM / int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    host = machine.host_available() * HEADROOM / int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     if need <= host:
         return
     per_pixel = (need - RUNTIME_BYTES) / resolution**2
@@ -244,37 +222,6 @@ def require_data_fit(data: str, resolution: int, per_class: int | None, batch: i
         f"{data} at resolution {resolution} takes about {need / GB:.1f} GB but {host / HEADROOM / GB:.1f} GB are "
         f"available on this machine: use {advice}"
     )
-
-
-def require_parts_fit(parts, what: str) -> None:
-    """Refuse, in one line naming the largest, parts whose export (build, trace, convert at one image) would not fit
-    this machine's memory: EXPORT_FACTOR times their weights and module outputs, counted on the meta device."""
-    import torch
-
-    def need(part) -> int:
-        outputs = 0
-
-        def count(_module, _inputs, output):
-            nonlocal outputs
-            outputs += output.numel() * 4
-
-        with torch.device("meta"):
-            module = part.build().eval()
-            hooks = [m.register_forward_hook(count) for m in module.modules() if not list(m.children())]
-            module(torch.empty(1, *part.input_shape))
-        for h in hooks:
-            h.remove()
-        return EXPORT_FACTOR * (outputs + 4 * sum(p.numel() for p in module.parameters()))
-
-    if not parts:
-        return
-    largest = max(parts, key=need)
-    biggest, host = need(largest), host_available() * HEADROOM
-    if biggest > host:
-        raise HnasError(
-            f"{what}: exporting {largest.key} needs about {biggest / GB:.1f} GB but {host / HEADROOM / GB:.1f} GB are "
-            "available on this machine: use smaller shapes (resolution, channels)"
-        )
 
 
 def _round_down(n: int) -> int:

@@ -32,14 +32,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hnas import schema
 from hnas.ces import Constraints, ces, require_feasible
+from hnas.core.errors import HnasError
+from hnas.core.io import atomic_write_json, read_json
+from hnas.core.progress import bars, phase, standalone
+from hnas.core.schema import POSITIVE_MS, Any, Int, ListOf, MapOf, Num, Obj, Opt, Str
 from hnas.dist import exists, is_main, shared, write_on_main
-from hnas.errors import HnasError
-from hnas.progress import bars, phase, standalone
 from hnas.prune import estimate, prune, select_by_rank
 from hnas.runs import SupernetRun, pin_lut
-from hnas.schema import POSITIVE_MS, Any, Int, ListOf, MapOf, Num, Obj, Opt, Str
 from hnas.settings import FIXED_ARCHS_SEED, RunConfig, SearchSettings, TrainConfig, from_dict
 from hnas.spec.modules import zero_init_residuals
 from hnas.spec.space import SearchSpace
@@ -50,9 +50,7 @@ from hnas.train import (
     default_device,
     load_checkpoint,
     load_weights,
-    read_json,
     train,
-    write_json,
 )
 
 AccuracyFactory = Callable[[Supernet, int], Callable]
@@ -112,11 +110,6 @@ RESULTS_SCHEMA = Obj(
 )
 
 
-def read_record(path: Path, spec, what: str):
-    """A run file, checked against its schema: a truncated or hand-broken file is one line naming it."""
-    return schema.read_json(path, spec, what)
-
-
 def saved_settings(path: str | Path) -> tuple[RunConfig, SearchSettings] | None:
     """The settings in an HNAS run folder's config.json, or None when it has none."""
     cfg_file = Path(path) / "config.json"
@@ -163,7 +156,7 @@ class Pipeline:
             self.sn.data()
             if line:
                 self.log(f"latency band {search.band} ms: {line}")
-            write_on_main(lambda: write_json(cfg_file, {"run": run.to_dict(), "search": asdict(search)}))
+            write_on_main(lambda: atomic_write_json(cfg_file, {"run": run.to_dict(), "search": asdict(search)}))
 
     # --- helpers ----------------------------------------------------------------------------------
 
@@ -176,7 +169,7 @@ class Pipeline:
         """The layer-wise space trained in stage k (stage 1: the initial space; k > 1: pruned in stage k)."""
         if k == 1:
             return self.sn.deploy_space
-        rec = read_record(self.stage_dir(k) / "search.json", SEARCH_SCHEMA, "search record")
+        rec = read_json(self.stage_dir(k) / "search.json", SEARCH_SCHEMA, "search record")
         return SearchSpace.from_dict(rec["pruned_space"], f"{self.stage_dir(k) / 'search.json'}: pruned_space")
 
     def predictor(self, space: SearchSpace):
@@ -206,7 +199,7 @@ class Pipeline:
         evaluator = self.sn.evaluator(supernet, tag=f"stage{trained_stage}")
         evals_file = self.stage_dir(k) / "evals.json"
         if evals_file.is_file():
-            evals = read_record(evals_file, EVALS_SCHEMA, "one-shot accuracies")
+            evals = read_json(evals_file, EVALS_SCHEMA, "one-shot accuracies")
             evaluator.cache.update({(f"stage{trained_stage}", a): v for a, v in evals.items()})
         return evaluator
 
@@ -261,7 +254,7 @@ class Pipeline:
                 extra_state=lambda: {"deploy_space": space.to_dict()},
                 lr_end=lr_end,
             )
-        write_on_main(lambda: write_json(d / "trained.json", [asdict(h) for h in history]))
+        write_on_main(lambda: atomic_write_json(d / "trained.json", [asdict(h) for h in history]))
         hint = chance_hint(history, self.sn.data().num_classes, cfg, self.options, first=k == 1)
         if hint:
             self.log(hint)
@@ -271,7 +264,7 @@ class Pipeline:
         d = self.stage_dir(k)
         out = d / "search.json"
         if exists(out):
-            return read_record(out, SEARCH_SCHEMA, "search record")
+            return read_json(out, SEARCH_SCHEMA, "search record")
         space = self.space_of(trained_stage)
         evals_file = d / "evals.json"
         acc_fn = shared(self.accuracy_source(k, trained_stage))
@@ -286,7 +279,7 @@ class Pipeline:
 
             def on_generation(gen, problem):
                 if cache is not None and is_main():  # no one reads it before the next run: no barrier
-                    write_json(evals_file, {a: v for (_, a), v in cache.items()})
+                    atomic_write_json(evals_file, {a: v for (_, a), v in cache.items()})
                 advance()
 
             result = ces(
@@ -319,7 +312,7 @@ class Pipeline:
             "pruned_space": pruned.to_dict(),
             "pruned_size": str(pruned.size()),
         }
-        write_on_main(lambda: write_json(out, record))
+        write_on_main(lambda: atomic_write_json(out, record))
         return record
 
     def run(self) -> dict:
@@ -360,12 +353,12 @@ class Pipeline:
             d = self.stage_dir(k)
             entry = {"stage": k}
             if (d / "trained.json").is_file():
-                hist = read_record(d / "trained.json", TRAINED_SCHEMA, "training history")
+                hist = read_json(d / "trained.json", TRAINED_SCHEMA, "training history")
                 entry["space_size"] = str(self.space_of(k).size())
                 entry["supernet_val_acc"] = hist[-1]["val_acc"] if hist else None
                 entry["epochs"] = len(hist)
             if (d / "search.json").is_file():
-                rec = read_record(d / "search.json", SEARCH_SCHEMA, "search record")
+                rec = read_json(d / "search.json", SEARCH_SCHEMA, "search record")
                 srows = rec["archive"]
                 top = max(srows, key=lambda r: r["accuracy"]) if srows else None
                 entry.update(
@@ -388,7 +381,7 @@ class Pipeline:
             "latency_band_ms": [self.search.band.lo, self.search.band.hi],
             "lut": self.sn.config.lut,
         }
-        write_on_main(lambda: write_json(self.path / "results.json", results))
+        write_on_main(lambda: atomic_write_json(self.path / "results.json", results))
         return results
 
 

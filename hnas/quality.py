@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hnas.errors import HnasError
-from hnas.settings import Band
+from hnas.core.band import Band
+from hnas.core.errors import HnasError
 from hnas.spec.arch import Architecture
 from hnas.spec.space import SearchSpace
 

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
+from hnas.core.errors import HnasError
+from hnas.core.io import atomic_write_json, read_json
 from hnas.data import data_name
-from hnas.errors import HnasError
 from hnas.rankstats import ranking_stats
 from hnas.settings import RankSettings, RunConfig, SearchSettings, TrainConfig
 from hnas.spec.arch import Architecture, from_vector, parse_arch, sample
 from hnas.spec.space import SearchSpace
 from hnas.standalone import Job, StandaloneResult, standalone_folder, train_jobs
-from hnas.train import read_json, write_json
 
 
 def pick_along_front(rows: list[dict], k: int) -> list[dict]:
@@ -96,7 +96,7 @@ def pick_architectures(pipe, final: dict, settings: RankSettings, latency=None) 
             {"arch": str(a), "one_shot": float(v), "latency_ms": None if t is None else float(t), "rank": None}
             for a, v, t in zip(archs, acc, lat)
         ]
-    write_json(file, {"settings": key, "picks": picks})
+    atomic_write_json(file, {"settings": key, "picks": picks})
     return picks
 
 
@@ -134,7 +134,7 @@ def standalone_jobs(archs: list[str], run: RunConfig, cfg: TrainConfig, seeds: l
 
 def finished_search(run: str | Path) -> tuple[RunConfig, SearchSettings, dict]:
     """A finished search run's settings and final search record; one line when it is not one."""
-    from hnas.pipeline import SEARCH_SCHEMA, read_record, saved_settings
+    from hnas.pipeline import SEARCH_SCHEMA, saved_settings
 
     run = Path(run)
     saved = saved_settings(run)
@@ -144,7 +144,7 @@ def finished_search(run: str | Path) -> tuple[RunConfig, SearchSettings, dict]:
     final_file = run / f"stage{search.stages}" / "search.json"
     if not final_file.is_file():
         raise HnasError(f"{run} has no final search ({final_file}): finish it with `hnas search --out {run}`")
-    return cfg, search, read_record(final_file, SEARCH_SCHEMA, "search record")
+    return cfg, search, read_json(final_file, SEARCH_SCHEMA, "search record")
 
 
 def rank_run(
@@ -171,7 +171,7 @@ def rank_run(
     log(f"{run.name}: {len(jobs)} stand-alone trainings ({len(archs)} architectures x {len(seeds)} seeds)")
     done = train_jobs(jobs, settings.jobs, log=log, progress=progress)
     out = ranked(run, cfg, search, final, tcfg, seeds, picks, by_arch(done), settings)
-    write_json(run / "rank" / "rank.json", out)
+    atomic_write_json(run / "rank" / "rank.json", out)
     scatter(run / "rank" / "rank.png", [out])
     return out
 
@@ -259,7 +259,7 @@ def _scatter_on(ax, results: list[dict]) -> dict[str, list[list[float]]]:
 
 def scatter(path: Path, results: list[dict]) -> dict[str, list[list[float]]]:
     """One-shot against stand-alone top-1 (Fig. 5) in `path`; returns the points as drawn."""
-    from hnas.plots import pyplot, save_png
+    from hnas.core.plots import pyplot, save_png
 
     fig, ax = pyplot().subplots(figsize=(5.5, 4.5))
     drawn = _scatter_on(ax, results)
@@ -277,7 +277,7 @@ def plot_study(
     `curves`) and Table 5 (`table5`). Returns what was drawn, read back from the plot's artists (nan as None)."""
     from matplotlib.patches import Rectangle
 
-    from hnas.plots import pyplot, save_png
+    from hnas.core.plots import pyplot, save_png
 
     rows = 2 if curves is not None or table5 is not None else 1
     fig, axes = pyplot().subplots(

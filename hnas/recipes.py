@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
 from hnas.settings import ProxySettings, SearchSettings, TrainConfig
 
 EMBEDDED = ("digits", "mnist5k", "mnist5k-translated")

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from hnas.errors import HnasError
-from hnas.io import atomic_write_text
-from hnas.pipeline import RESULTS_SCHEMA, SEARCH_SCHEMA, TRAINED_SCHEMA, read_record, saved_settings
-from hnas.plots import pyplot as _plt
-from hnas.plots import save_png as _save
+from hnas.core.band import Band
+from hnas.core.errors import HnasError
+from hnas.core.io import atomic_write_text, read_json
+from hnas.core.plots import pyplot as _plt
+from hnas.core.plots import save_png as _save
+from hnas.core.schema import POSITIVE_MS, Bool, ListOf, Num, Obj, Opt, Str
+from hnas.pipeline import RESULTS_SCHEMA, SEARCH_SCHEMA, TRAINED_SCHEMA, saved_settings
 from hnas.runs import run_lut
-from hnas.schema import POSITIVE_MS, Bool, ListOf, Num, Obj, Opt, Str
-from hnas.settings import Band
 from hnas.spec.space import SearchSpace
 
 # what the report reads of the latency toolkit's files (the engine does not import it; a test checks that the
@@ -52,7 +52,7 @@ VALIDATE_SCHEMA = Obj(
 
 
 def _read(path: Path, spec, what: str):
-    return read_record(path, spec, what) if path.is_file() else None
+    return read_json(path, spec, what) if path.is_file() else None
 
 
 def pareto_plot(searches: dict[int, dict], band: Band, max_rank: int):
@@ -199,7 +199,7 @@ def build_report(run: str | Path, lut: str | None = None) -> Path:
         raise HnasError(f"{run} is not a finished search run (config.json and results.json are needed)")
     cfg, search = saved
     cfg = run_lut(cfg, run, lut)
-    results = read_record(run / "results.json", RESULTS_SCHEMA, "results")
+    results = read_json(run / "results.json", RESULTS_SCHEMA, "results")
     stages = search.stages
     searches = {
         k: rec

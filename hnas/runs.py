@@ -17,19 +17,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hnas.core.errors import HnasError
+from hnas.core.io import atomic_write_json, read_json, sha256_file
+from hnas.core.progress import bars
 from hnas.data import DataBundle, load_data
 from hnas.dist import exists, is_main, shared, write_on_main
-from hnas.errors import HnasError
 from hnas.evalimages import EvalFormat, EvalImages
 from hnas.evaluate import OneShotEvaluator
-from hnas.io import sha256_file
-from hnas.progress import bars
 from hnas.settings import FIXED_ARCHS_SEED, RunConfig, TrainConfig
 from hnas.spec.arch import sample
 from hnas.spec.modules import zero_init_residuals
 from hnas.spec.space import SearchSpace
 from hnas.supernet import Supernet, proxy_space
-from hnas.train import PathSampler, default_device, load_checkpoint, load_weights, read_json, train, write_json
+from hnas.train import PathSampler, default_device, load_checkpoint, load_weights, train
 
 
 def pin_lut(config: RunConfig) -> RunConfig:
@@ -91,7 +91,7 @@ def _record_lut(cfg_file: Path, config: RunConfig, path: Path, sha: str) -> RunC
         data = read_json(cfg_file)
         block = data["run"] if isinstance(data.get("run"), dict) and "search" in data else data
         block.update(lut=pinned.lut, lut_sha256=sha)
-        write_on_main(lambda: write_json(cfg_file, data))
+        write_on_main(lambda: atomic_write_json(cfg_file, data))
     return pinned
 
 
@@ -135,7 +135,7 @@ class SupernetRun:
 
             require_feasible(run.deploy_space, latency, Constraints(band))
         run.data()  # a bad data spec fails before anything is written
-        write_on_main(lambda: write_json(cfg_path, run.config.to_dict()))
+        write_on_main(lambda: atomic_write_json(cfg_path, run.config.to_dict()))
         return run
 
     @property
@@ -265,7 +265,7 @@ class SupernetRun:
                 on_epoch,
                 extra_state=lambda: {"deploy_space": deploy.to_dict()},
             )
-        write_on_main(lambda: write_json(self.path / "history.json", [asdict(h) for h in history]))
+        write_on_main(lambda: atomic_write_json(self.path / "history.json", [asdict(h) for h in history]))
         return history
 
 

@@ -12,16 +12,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, Any
+from typing import Annotated
 
-from hnas.errors import HnasError
-from hnas.schema import finite, preview
+from hnas.core.band import Band
+from hnas.core.errors import HnasError
+from hnas.core.precision import PRECISIONS
+from hnas.core.schema import ListOf, Num, OneOf, Said, Spec, preview
 from hnas.spec.ops import MAX_SIZE
-from hnas.spec.precision import PRECISIONS
 
-Check = Callable[[Any], str | None]
+Check = Spec  # a setting's check: a schema spec whose complaint says what the option allows (`Said`)
 
 
 def setting(default, help: str, *, flag: str | None = None, check: Check | None = None, factory=None):
@@ -60,17 +60,16 @@ def check(obj) -> None:
     for f in dataclasses.fields(obj):
         test = f.metadata.get("check")
         value = getattr(obj, f.name)
-        if test is not None and value is not None:
-            problem = test(value)
-            if problem:
-                raise HnasError(f"{flag_of(f)} {_show(value)}: {problem}")
+        found = test.problem(value, "") if test is not None and value is not None else None
+        if found:
+            raise HnasError(f"{flag_of(f)} {_show(value)}: {found[1]}")
 
 
 def check_value(flag: str, value, test: Check) -> None:
     """One option that is not a settings field (`hnas space sample -n`), checked like one."""
-    problem = test(value) if value is not None else None
-    if problem:
-        raise HnasError(f"{flag} {_show(value)}: {problem}")
+    found = test.problem(value, "") if value is not None else None
+    if found:
+        raise HnasError(f"{flag} {_show(value)}: {found[1]}")
 
 
 def _show(value) -> str:
@@ -79,21 +78,24 @@ def _show(value) -> str:
     return f"{value:g}" if isinstance(value, float) else preview(value).strip('"')
 
 
-# --- checks ------------------------------------------------------------------------------------------
+# --- checks: schema specs (`hnas.core.schema`) that say what an option allows --------------------------
 
 
 def _number(v) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and finite(v)
+    return _NUMBER.problem(v, "") is None
+
+
+_NUMBER = Num()
 
 
 def at_least(lo: float) -> Check:
     """A finite number >= lo."""
-    return lambda v: None if _number(v) and v >= lo else f"must be a number of at least {lo:g}"
+    return Said(Num(at_least=lo), f"must be a number of at least {lo:g}")
 
 
 def above(lo: float) -> Check:
     """A finite number > lo."""
-    return lambda v: None if _number(v) and v > lo else f"must be a number above {lo:g}"
+    return Said(Num(above=lo), f"must be a number above {lo:g}")
 
 
 def _bound(x: float) -> str:
@@ -103,7 +105,7 @@ def _bound(x: float) -> str:
 
 def between(lo: float, hi: float) -> Check:
     """A finite number in [lo, hi]."""
-    return lambda v: None if _number(v) and lo <= v <= hi else f"must be between {_bound(lo)} and {_bound(hi)}"
+    return Said(Num(at_least=lo, at_most=hi), f"must be between {_bound(lo)} and {_bound(hi)}")
 
 
 MAX_COUNT = 1_000_000  # architectures, populations: more than any search draws, few enough to hold in memory
@@ -116,18 +118,12 @@ SEED = between(0, MAX_SEED)
 
 def one_of(*values) -> Check:
     """One of `values`."""
-    return lambda v: None if v in values else f"must be one of {', '.join(map(str, values))}"
+    return Said(OneOf(values), f"must be one of {', '.join(map(str, values))}")
 
 
 def each(test: Check) -> Check:
-    """Every item of a list passes `test`."""
-
-    def run(values):
-        if not isinstance(values, list | tuple) or not values:
-            return "must be a non-empty comma-separated list"
-        return next((p for p in map(test, values) if p), None)
-
-    return run
+    """A non-empty list whose every item passes `test` (the first failing item's complaint is the message)."""
+    return Said(ListOf(test, 1), "must be a non-empty comma-separated list")
 
 
 # --- reading saved settings ----------------------------------------------------------------------------
@@ -188,63 +184,6 @@ def _fits(value, hint) -> bool:
 
 def _type_name(hint) -> str:
     return str(hint).replace("typing.", "")
-
-
-# --- the latency band ------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Band:
-    """A latency band in ms, either side open (None); the one definition the search, the sampler and the
-    reports share. `Band.parse("7:9")`, `str(band)` -> `[7.00, 9.00]`."""
-
-    lo: float | None = None
-    hi: float | None = None
-
-    def __post_init__(self):
-        for side in (self.lo, self.hi):
-            if side is not None and not (_number(side) and side >= 0):
-                raise HnasError(f"latency band {self}: bounds must be finite numbers of at least 0 ms")
-        if self.lo is not None and self.hi is not None and self.lo > self.hi:
-            raise HnasError(f"latency band {self} is inverted (MIN above MAX): write MIN:MAX, e.g. 7:9")
-
-    @classmethod
-    def parse(cls, text: str | None, what: str = "--lat") -> Band:
-        """`60:70` -> Band(60, 70); either side may be empty; None -> open band."""
-        if text is None:
-            return cls()
-        lo, sep, hi = str(text).partition(":")
-        try:
-            if not sep:
-                raise ValueError
-            sides = (float(lo) if lo.strip() else None, float(hi) if hi.strip() else None)
-        except ValueError:
-            raise HnasError(f"{what} {text!r}: write MIN:MAX in ms, e.g. 60:70") from None
-        return cls(*sides)
-
-    @property
-    def is_open(self) -> bool:
-        """Neither side set."""
-        return self.lo is None and self.hi is None
-
-    def scaled(self, ref_ms: float) -> Band:
-        """This band as factors of a reference latency, in ms."""
-        return Band(None if self.lo is None else self.lo * ref_ms, None if self.hi is None else self.hi * ref_ms)
-
-    def contains(self, lat):
-        """Elementwise: inside the band (numpy arrays or floats)."""
-        import numpy as np
-
-        lat = np.asarray(lat)
-        ok = np.ones(lat.shape, dtype=bool)
-        if self.lo is not None:
-            ok &= lat >= self.lo
-        if self.hi is not None:
-            ok &= lat <= self.hi
-        return ok
-
-    def __str__(self) -> str:
-        return "[" + ", ".join("-" if b is None else f"{b:.2f}" for b in (self.lo, self.hi)) + "]"
 
 
 # --- the settings of a run -------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from hnas.ces import ArchProblem, Constraints, FreshFeasible, SearchResult
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
 from hnas.spec.space import SearchSpace
 
 

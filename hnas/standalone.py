@@ -21,11 +21,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from hnas.core.errors import HnasError
+from hnas.core.io import atomic_write_json, read_json
 from hnas.data import DataBundle
-from hnas.errors import HnasError
 from hnas.settings import ProxySettings, TrainConfig, from_dict
 from hnas.spec.arch import Architecture
-from hnas.train import read_json, write_json
 
 
 @dataclass
@@ -80,7 +80,7 @@ def train_standalone(
         if saved.test_loss is not None:
             return saved  # else: written before losses were recorded; the checkpoint is evaluated again below
     out.mkdir(parents=True, exist_ok=True)
-    write_json(meta_file, {**arch.to_dict(), "space_def": arch.space.to_dict(), "identity": ident})
+    atomic_write_json(meta_file, {**arch.to_dict(), "space_def": arch.space.to_dict(), "identity": ident})
     import torch
     from torch.utils.data import DataLoader
 
@@ -103,7 +103,7 @@ def train_standalone(
     res = StandaloneResult(
         str(arch), val, test, len(history), cfg.seed, val_loss, test_loss, round(sum(h.seconds for h in history), 2)
     )
-    write_json(done, asdict(res))
+    atomic_write_json(done, asdict(res))
     return res
 
 

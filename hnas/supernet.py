@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
 from hnas.spec.arch import Architecture
 from hnas.spec.modules import IBConv
 from hnas.spec.network import Network

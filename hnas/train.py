@@ -15,7 +15,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import io
-import json
 import os
 import random
 import re
@@ -30,9 +29,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from hnas.errors import HnasError
-from hnas.io import atomic_write_bytes
-from hnas.settings import Band, TrainConfig
+from hnas.core.band import Band
+from hnas.core.errors import HnasError
+from hnas.core.io import atomic_write_bytes
+from hnas.settings import TrainConfig
 from hnas.spec.arch import Architecture, from_vector
 from hnas.spec.space import SearchSpace
 
@@ -80,8 +80,8 @@ def default_device() -> torch.device:
 
 class PathSampler:
     """Uniform single-path sampling over a layer-wise space, optionally inside a latency band: drawn uniformly from
-    the paths inside it when the predictor is additive (a LUT predictor's `distribution()`, `hnas.bands`), else by
-    rejection."""
+    the paths inside it when the predictor is additive (a LUT predictor's `distribution()`,
+    `hnas.core.additive`), else by rejection."""
 
     def __init__(self, space: SearchSpace, seed: int, predictor=None, band: Band | None = None, max_reject=1000):
         self.space = space
@@ -102,7 +102,7 @@ class PathSampler:
         if self.predictor is not None and not self.band.is_open and hasattr(self.predictor, "distribution"):
             key = tuple(sorted(hold.items()))
             if key not in self._banded:
-                from hnas.bands import LatencyDistribution
+                from hnas.core.additive import LatencyDistribution
 
                 model, keep = self.predictor.distribution().model.restricted(dict(hold))
                 self._banded[key] = (LatencyDistribution(model), keep)
@@ -425,20 +425,3 @@ def chance_hint(
         f"warning: the supernet ended at chance accuracy (train top-1 {history[-1].train_acc:.3f} for "
         f"{num_classes} classes): one-shot accuracies of this run rank nothing; {fix}"
     )
-
-
-def write_json(path: Path, data) -> None:
-    """Atomic JSON (history and configs beside checkpoints)."""
-    from hnas.io import atomic_write_json
-
-    atomic_write_json(path, data)
-
-
-def read_json(path: Path):
-    """JSON or a one-line error."""
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise HnasError(f"{path} does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise HnasError(f"{path} is not valid JSON ({exc})") from None

@@ -9,6 +9,7 @@ the governor in `latency.hygiene`; the flags in `latency.bench.benchmark_flags`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import posixpath
 import shlex
@@ -17,14 +18,13 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from hnas.errors import HnasError
-from hnas.io import sha256_file
+from hnas.core.errors import HnasError
+from hnas.core.io import sha256_file
+from latency import defaults
 from latency.bench import BenchSettings, benchmark_flags
-from latency.connection import AdbConnection, PhoneGone, default_key_path, load_signer
+from latency.connection import AdbConnection, PhoneGone
 from latency.devices import BenchOutput, Device, split_batch
 from latency.hygiene import Governor, ThrottleRule, fact_int, parse_probe, phone_fingerprint, pick_big_core
-
-__all__ = ["AdbDevice", "PhoneGone", "check_aarch64_elf", "default_key_path", "list_devices", "load_signer"]
 
 DEVICE_DIR = "/data/local/tmp/hnas"
 EM_AARCH64 = 183
@@ -63,14 +63,14 @@ class AdbDevice(Device):
         benchmark_binary: str | Path | None = None,
         core: int | None = None,
         key_path: str | Path | None = None,
-        timeout_s: float = 10.0,
-        command_timeout_s: float = 600.0,
-        retries: int = 4,
-        backoff_s: float = 1.0,
-        cool_s: float = 0.0,
-        cooldown_s: float = 30.0,
-        min_freq_fraction: float = 0.9,
-        max_temp_c: float = 45.0,
+        timeout_s: float = defaults.TIMEOUT_S,
+        command_timeout_s: float = defaults.COMMAND_TIMEOUT_S,
+        retries: int = defaults.RETRIES,
+        backoff_s: float = defaults.BACKOFF_S,
+        cool_s: float = defaults.COOL_S,
+        cooldown_s: float = defaults.COOLDOWN_S,
+        min_freq_fraction: float = defaults.MIN_FREQ_FRACTION,
+        max_temp_c: float = defaults.MAX_TEMP_C,
         sysfs: str = "/sys",
     ):
         self.spec = spec
@@ -87,6 +87,10 @@ class AdbDevice(Device):
         self._scripts_ready = False
         self._remote_binary: str | None = None
 
+    @classmethod
+    def open(cls, spec: str, core: int | None = None, benchmark_binary: str | None = None, **options) -> Device:
+        return cls(spec, benchmark_binary=benchmark_binary, core=core, **options)
+
     def close(self) -> None:
         """Drop the connection."""
         self.conn.close()
@@ -98,9 +102,6 @@ class AdbDevice(Device):
         """Push files once: only those whose sha256 on the phone differs (one round trip to compare)."""
         self._ensure_dir()
         return self.conn.push_many([Path(p) for p in locals_], posixpath.join(DEVICE_DIR, subdir))
-
-    def push(self, local: Path) -> str:
-        return self.push_many([Path(local)])[0]
 
     def _ensure_dir(self) -> None:
         if not self._scripts_ready:
@@ -158,6 +159,7 @@ class AdbDevice(Device):
         for out in batch:
             if out.model in remaining:
                 remaining.remove(out.model)
+            out.throttled = self.throttled(out)
             yield out
 
     def _batch_command(self, models: list[str], settings: BenchSettings) -> str:
@@ -191,13 +193,15 @@ class AdbDevice(Device):
         state = f"{DEVICE_DIR}/governor-cpu{core}.saved"
         return Governor(self.shell, f"{DEVICE_DIR}/bin/governor.sh", core, state, self.sysfs, self.spec)
 
-    def set_performance(self) -> None:
-        """Root only: performance governor on the pinned core (the old one is saved on the phone)."""
+    @contextlib.contextmanager
+    def performance(self) -> Iterator[None]:
+        """Root only: performance governor on the pinned core while the block runs (the old one is saved on the
+        phone, and put back after)."""
         self._governor().set_performance()
-
-    def restore_governor(self) -> None:
-        """Put back the governor saved by `set_performance`."""
-        self._governor().restore()
+        try:
+            yield
+        finally:
+            self._governor().restore()
 
 
 def list_devices(tcp: list[str], key_path: str | Path | None = None, timeout_s: float = 3.0) -> list[dict]:

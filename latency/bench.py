@@ -13,7 +13,9 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
+from hnas.core.schema import Either, Num, OneOf, Said
+from latency import defaults
 
 TAIL_LINES = 15
 
@@ -26,8 +28,8 @@ class BenchSettings:
     """Flags of one `benchmark_model` run; stored beside the measurements in a latency table."""
 
     num_threads: int = 1
-    warmup_runs: int = 5
-    num_runs: int = 20
+    warmup_runs: int = defaults.WARMUP_RUNS
+    num_runs: int = defaults.RUNS
     min_secs: float = 0.0
     warmup_min_secs: float = 0.0
     max_secs: float = 150.0
@@ -35,17 +37,10 @@ class BenchSettings:
     enable_op_profiling: bool = False
 
     def __post_init__(self) -> None:
-        if self.num_threads != -1 and self.num_threads < 1:
-            raise HnasError(f"num_threads={self.num_threads}: use a positive thread count (or -1 for the default)")
-        if self.warmup_runs < 0:
-            raise HnasError(f"warmup_runs={self.warmup_runs}: use 0 or more warm-up runs")
-        if self.num_runs < 1:
-            raise HnasError(f"num_runs={self.num_runs}: use at least 1 measured run")
-        for name in ("min_secs", "warmup_min_secs"):
-            if getattr(self, name) < 0:
-                raise HnasError(f"{name}={getattr(self, name)}: use 0 or more seconds (0 gives exact run counts)")
-        if self.max_secs <= 0:
-            raise HnasError(f"max_secs={self.max_secs}: use a positive time limit in seconds")
+        for name, rule in _SETTING_RULES.items():
+            found = rule.problem(getattr(self, name), name)
+            if found:
+                raise HnasError(f"{name}={getattr(self, name)}: {found[1]}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict of every flag."""
@@ -77,6 +72,17 @@ class BenchSettings:
             else:
                 values[name] = float(value)
         return cls(**values)
+
+
+_SECONDS = Said(Num(at_least=0), "use 0 or more seconds (0 gives exact run counts)")
+_SETTING_RULES = {  # checked in this order; each complaint says what to use
+    "num_threads": Said(Either(OneOf((-1,)), Num(at_least=1)), "use a positive thread count (or -1 for the default)"),
+    "warmup_runs": Said(Num(at_least=0), "use 0 or more warm-up runs"),
+    "num_runs": Said(Num(at_least=1), "use at least 1 measured run"),
+    "min_secs": _SECONDS,
+    "warmup_min_secs": _SECONDS,
+    "max_secs": Said(Num(above=0), "use a positive time limit in seconds"),
+}
 
 
 def _flag_number(value: float) -> str:

@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hnas.errors import HnasError
-from hnas.progress import phase
-from hnas.spec.parts import FLOAT32, Part, check_precision
-from latency.bench import BenchSettings, parse_benchmark_output
+from hnas.core.errors import HnasError
+from hnas.core.precision import FLOAT32, Precision
+from hnas.core.progress import phase
+from hnas.spec.parts import Part
+from latency import defaults
+from latency.bench import BenchSettings
 from latency.devices import Device
 from latency.export import Exporter
 from latency.lut import Lut, aggregate, check_repeat, now_iso, settings_id
-from latency.precision import check_build_target, lut_file_suffix, precision_settings, settings_precision
+from latency.precision import check_build_target
 from latency.stability import Stability
 
 
@@ -33,7 +36,7 @@ class BuildOptions:
     the table's entries (float32, or int8: full-integer quantized; `latency.precision`)."""
 
     settings: BenchSettings = field(default_factory=BenchSettings)
-    repeats: int = 5
+    repeats: int = defaults.REPEATS
     stability: Stability = field(default_factory=Stability)
     max_age_s: float | None = None
     max_throttled: int = 5
@@ -41,7 +44,7 @@ class BuildOptions:
     unstable: bool = False  # also re-measure entries marked unstable or measured once (`lut refresh --unstable`)
 
     def __post_init__(self):
-        check_precision(self.precision)
+        Precision.parse(self.precision)
         if self.repeats < 1:
             raise HnasError("--repeats must be at least 1")
 
@@ -70,7 +73,7 @@ def default_lut_path(device: dict, lut_dir: str | Path = "lut", precision: str =
     of the name: a table of this CPU model measured on another machine is never written to)."""
     name = f"{device.get('id', 'device')}-{device.get('cpu') or device.get('model', '')}-{device.get('machine', '')}"
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    return Path(lut_dir) / f"{slug}{lut_file_suffix(precision)}.json"
+    return Path(lut_dir) / f"{slug}{Precision.parse(precision).file_suffix}.json"
 
 
 def device_name(d: dict) -> str:
@@ -103,7 +106,7 @@ def open_lut(path: Path, device: Device, settings: dict) -> Lut:
         return Lut.new(desc, runtime, settings, path)
     lut = Lut.load(path)
     require_same_device(lut, desc, path)
-    check_build_target(lut, settings_precision(settings), path)
+    check_build_target(lut, Precision.of_settings(settings), path)
     lut.data["device"] = desc
     if lut.data["settings"] != settings or lut.data["runtime"] != runtime:
         lut.data["settings"], lut.data["runtime"] = settings, runtime
@@ -125,7 +128,7 @@ def build(
     path = Path(path)
     exporter = exporter or Exporter()
     settings = {**options.settings.to_dict(), "repeats": options.repeats, "core": device.describe().get("core")}
-    settings.update(precision_settings(options.precision))
+    settings.update(Precision.parse(options.precision).settings())
     lut = open_lut(path, device, settings)
     sid = settings_id(settings, lut.data["runtime"])
     by_key = {it.key: it for it in items}
@@ -203,20 +206,18 @@ def build(
             if rounds >= options.repeats:  # only entries whose repeats disagree are left: let a disturbance pass
                 options.stability.pause()
             rounds += 1
-            for out in device.benchmark_batch([remote[k] for k in todo], options.settings):
-                key = key_of.get(out.model)
+            for m in device.measure([remote[k] for k in todo], options.settings):
+                key = key_of.get(m.model)
                 if key is None:
-                    raise HnasError(f"the device reported a model it was not asked to run: {out.model}")
-                if out.rc != 0:
-                    tail = "\n".join(out.text.splitlines()[-15:])
-                    raise HnasError(f"benchmark of {key} failed (exit {out.rc}); last lines:\n{tail}")
-                runs = parse_benchmark_output(out.text).runs
-                why = device.throttled(out)
-                if why is not None and throttle_count.get(key, 0) < options.max_throttled:
+                    raise HnasError(f"the device reported a model it was not asked to run: {m.model}")
+                if m.result is None:
+                    raise HnasError(f"benchmark of {key} failed (exit {m.rc}); last lines:\n{m.failure_tail()}")
+                if m.throttled is not None and throttle_count.get(key, 0) < options.max_throttled:
                     throttle_count[key] = throttle_count.get(key, 0) + 1
-                    report.throttled.append(f"{key}: {why}")
+                    report.throttled.append(f"{key}: {m.throttled}")
                     device.cool_down()
                     continue  # not counted: measured again in the next round
+                runs = m.result.runs
                 rep = {
                     "count": runs.count,
                     "avg_us": runs.avg,
@@ -224,8 +225,8 @@ def build(
                     "min_us": runs.min if runs.min is not None else runs.avg,
                     "median_us": runs.median_or_avg,
                 }
-                if out.conditions:
-                    rep["conditions"] = out.conditions
+                if m.conditions:
+                    rep["conditions"] = m.conditions
                 check_repeat(rep, key)  # what is stored must load: the writer asks the reader's schema first
                 entry = lut.pending.setdefault(
                     key, {"repeats": [], "settings_id": sid, "export_key": exported[key].cache_key}
@@ -289,8 +290,8 @@ def build_many(
     converted: each device is reached, a table of another device refused, the parts' memory checked and each
     table locked (a second build of the same table is refused, naming the first one's process)."""
 
-    from hnas.io import exclusive
-    from hnas.memory import require_parts_fit
+    from hnas.core.io import exclusive
+    from latency.export import require_parts_fit
 
     for dev, path in jobs:  # every device is reached (and probed) before anything is converted or measured
         desc = dev.describe()
@@ -300,61 +301,44 @@ def build_many(
     with contextlib.ExitStack() as held:
         for _, path in sorted(jobs, key=lambda job: str(job[1])):  # one build per table at a time
             held.enter_context(exclusive(path, "a latency table being built"))
-        return _build_locked(jobs, items, options, exporter, progress, performance)
+        converted = cached = 0
+        with phase(progress, "export", len(items)) as advance:
+            for it in items:
+                ex = exporter.export_part(it)
+                converted += not ex.cached
+                cached += ex.cached
+                advance()
+        reports: dict[str, BuildReport] = {}
+        errors: dict[str, BaseException] = {}
 
-
-def _build_locked(
-    jobs: list[tuple[Device, Path]],
-    items: list[Part],
-    options: BuildOptions,
-    exporter: Exporter,
-    progress=None,
-    performance: bool = False,
-) -> dict[str, BuildReport]:
-    """`build_many` once its tables are locked."""
-    import threading
-
-    converted = cached = 0
-    with phase(progress, "export", len(items)) as advance:
-        for it in items:
-            ex = exporter.export_part(it)
-            converted += not ex.cached
-            cached += ex.cached
-            advance()
-    reports: dict[str, BuildReport] = {}
-    errors: dict[str, BaseException] = {}
-
-    def work(dev: Device, path: Path) -> None:
-        try:
-            if performance:
-                dev.set_performance()
+        def work(dev: Device, path: Path) -> None:
             try:
-                prefix = f"{dev.name} " if len(jobs) > 1 and progress else ""
-                bar = (lambda label, total: progress(prefix + label, total)) if progress else None
-                report = build(dev, items, path, options, exporter, bar)
-                report.exported, report.cached = converted, cached
-                reports[dev.name] = report
-            finally:
-                if performance:
-                    dev.restore_governor()
-                dev.close()
-        except BaseException as exc:  # noqa: BLE001 - raised below, after the other devices finish
-            errors[dev.name] = exc
+                try:
+                    with dev.performance() if performance else contextlib.nullcontext():
+                        prefix = f"{dev.name} " if len(jobs) > 1 and progress else ""
+                        bar = (lambda label, total: progress(prefix + label, total)) if progress else None
+                        report = build(dev, items, path, options, exporter, bar)
+                        report.exported, report.cached = converted, cached
+                        reports[dev.name] = report
+                finally:
+                    dev.close()
+            except BaseException as exc:  # noqa: BLE001 - raised below, after the other devices finish
+                errors[dev.name] = exc
 
-    if len(jobs) == 1:
-        work(*jobs[0])
-    else:
-        threads = [threading.Thread(target=work, args=job, daemon=True) for job in jobs]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    if errors:
-        name, exc = next(iter(errors.items()))
-        if isinstance(exc, HnasError) and len(jobs) > 1:
-            raise type(exc)(f"{name}: {exc}") from None
-        raise exc
-    return reports
+        if len(jobs) == 1:
+            work(*jobs[0])
+        else:
+            threads = [threading.Thread(target=work, args=job, daemon=True) for job in jobs]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        if errors:
+            name, exc = next(iter(errors.items()))
+            if isinstance(exc, HnasError) and len(jobs) > 1:
+                raise type(exc)(f"{name}: {exc}") from None
+            raise exc
+        return reports
 
 
 def report_line(report: BuildReport) -> str:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import statistics
 
-from hnas.errors import HnasError
-from hnas.spec.parts import FLOAT32, Part
+from hnas.core.errors import HnasError
+from hnas.core.precision import FLOAT32
+from hnas.spec.parts import Part
 from latency.lut import Lut
 from latency.precision import table_precision
 

@@ -24,14 +24,15 @@ from adb_shell.adb_device import AdbDeviceTcp, AdbDeviceUsb
 from adb_shell.auth.keygen import keygen
 from adb_shell.auth.sign_pythonrsa import PythonRSASigner
 
-from hnas.errors import HnasError
-from hnas.io import sha256_file
+from hnas.core.errors import DeviceGone, HnasError
+from hnas.core.io import sha256_file
+from latency import defaults
 
 T = TypeVar("T")
 _RC = "__hnas_rc="
 
 
-class PhoneGone(HnasError):
+class PhoneGone(DeviceGone):
     """The phone stopped answering and did not come back."""
 
 
@@ -115,10 +116,10 @@ class AdbConnection:
         self,
         spec: str,
         key_path: str | Path | None = None,
-        timeout_s: float = 10.0,
-        command_timeout_s: float = 600.0,
-        retries: int = 4,
-        backoff_s: float = 1.0,
+        timeout_s: float = defaults.TIMEOUT_S,
+        command_timeout_s: float = defaults.COMMAND_TIMEOUT_S,
+        retries: int = defaults.RETRIES,
+        backoff_s: float = defaults.BACKOFF_S,
     ):
         self.spec = spec
         self.key_path = key_path

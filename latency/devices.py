@@ -1,17 +1,20 @@
-"""Devices behind one interface: receive a file, run a command, describe itself, benchmark a batch of models.
+"""Devices behind one small interface: describe itself, receive files, measure a batch of models into parsed
+figures.
 
-The split follows nn-Meter's backends: the device is the connector (how to reach it), `benchmark_flags` and
-`benchmark_command` are the profiler (which command to run), `parse_benchmark_output` is the parser (one for
-every era).
-`LocalDevice` is the host CPU; the phone over ADB implements the same interface.
+A backend follows nn-Meter's split: a connector (how to reach the machine: a subprocess on the host,
+`latency.connection` for a phone), a profiler (which command measures: `benchmark_flags` and `benchmark_command`,
+or the phone's `batch.sh`; `benchmark_batch` runs it and yields each model's raw text) and one parser for every
+`benchmark_model` era (`parse_benchmark_output`, applied by `Device.measure`). The build loop, `verify` and
+`profile` ask `measure` for figures, never for text. `LocalDevice` is the host CPU; the phone over ADB
+(`latency.adb`) implements the same interface; `latency.backends` finds a backend by the device's name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
-import shlex
 import subprocess
 import sys
 from abc import ABC, abstractmethod
@@ -19,9 +22,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hnas.errors import HnasError
-from hnas.io import sha256_file
-from latency.bench import BenchSettings, benchmark_command, benchmark_flags
+from hnas.core.errors import HnasError
+from hnas.core.io import sha256_file
+from latency.bench import BenchResult, BenchSettings, benchmark_command, benchmark_flags, parse_benchmark_output
 from latency.runner import BEGIN, END
 
 COND = "=== hnas-cond"
@@ -29,13 +32,33 @@ COND = "=== hnas-cond"
 
 @dataclass
 class BenchOutput:
-    """What one benchmark invocation printed (stdout and stderr together), its exit status, and the
-    device's condition (pinned core frequency, hottest thermal zone) before and after, when it reports them."""
+    """What one benchmark invocation printed (stdout and stderr together), its exit status, the device's
+    condition (pinned core frequency, hottest thermal zone) before and after, when it reports them, and why the
+    run must be re-measured when the backend judged so (`throttled`: the core slowed down, the device ran hot)."""
 
     model: str
     rc: int
     text: str
     conditions: dict = field(default_factory=dict)
+    throttled: str | None = None
+
+
+@dataclass
+class Measurement:
+    """One model's measurement as the device hands it over: its parsed figures (`result`, None when the run
+    failed: `rc` is not 0 and `text` holds what it printed), the device's condition around it and, when the run
+    must be re-measured (the core slowed down, the device ran hot), why (`throttled`)."""
+
+    model: str
+    rc: int
+    text: str
+    result: BenchResult | None
+    conditions: dict = field(default_factory=dict)
+    throttled: str | None = None
+
+    def failure_tail(self, lines: int = 15) -> str:
+        """The last `lines` lines of what a failed run printed."""
+        return "\n".join(self.text.splitlines()[-lines:])
 
 
 def _parse_cond(rest: str) -> tuple[str, dict]:
@@ -70,9 +93,15 @@ def split_batch(lines) -> Iterator[BenchOutput]:
 
 
 class Device(ABC):
-    """A machine that runs TFLite models."""
+    """A machine that runs TFLite models: the connector and profiler are the backend's (`benchmark_batch`), the
+    parser is everyone's (`measure`)."""
 
     name: str
+
+    @classmethod
+    @abstractmethod
+    def open(cls, spec: str, core: int | None = None, benchmark_binary: str | None = None, **options) -> Device:
+        """The device `spec` names."""
 
     @abstractmethod
     def describe(self) -> dict:
@@ -83,24 +112,21 @@ class Device(ABC):
         """What measures: runner or binary, TFLite version, sha256."""
 
     @abstractmethod
-    def push(self, local: Path) -> str:
-        """Make a local file available on the device; returns its path there."""
-
-    @abstractmethod
-    def shell(self, argv: list[str], timeout: float = 600) -> tuple[int, str]:
-        """Run a command on the device; returns (exit status, stdout+stderr)."""
+    def push_many(self, locals_: list[Path]) -> list[str]:
+        """Make local files available on the device; returns their paths there."""
 
     @abstractmethod
     def benchmark_batch(self, models: list[str], settings: BenchSettings) -> Iterator[BenchOutput]:
-        """Benchmark device-side model paths in order, yielding each output as soon as it is complete."""
+        """Benchmark device-side model paths in order, yielding each raw output (and the backend's throttle
+        verdict) as soon as it is complete."""
 
-    def push_many(self, locals_: list[Path]) -> list[str]:
-        """Push several files; devices with slow round trips compare checksums in one call."""
-        return [self.push(p) for p in locals_]
-
-    def throttled(self, out: BenchOutput) -> str | None:
-        """Why a run must be re-measured (the core slowed down, the device ran hot), or None."""
-        return None
+    def measure(self, models: list[str], settings: BenchSettings) -> Iterator[Measurement]:
+        """Benchmark device-side model paths in order, yielding each one's parsed figures as soon as it is
+        complete (and whether it must be re-measured, `throttled`)."""
+        for out in self.benchmark_batch(models, settings):
+            result = parse_benchmark_output(out.text) if out.rc == 0 else None
+            throttled = out.throttled if result is not None else None
+            yield Measurement(out.model, out.rc, out.text, result, out.conditions, throttled)
 
     def busy(self) -> str | None:
         """Why other work competed with the last benchmark batch (the host: on its pinned core, during the batch),
@@ -113,12 +139,11 @@ class Device(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Release the connection, if any."""
 
-    def set_performance(self) -> None:
-        """Pin the core's governor to `performance` (phones with root only)."""
+    @contextlib.contextmanager
+    def performance(self) -> Iterator[None]:
+        """The core's governor pinned to `performance` while the block runs (phones with root only)."""
         raise HnasError(f"--performance sets a phone's cpufreq governor; it does not apply to {self.name}")
-
-    def restore_governor(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
-        """Undo `set_performance`."""
+        yield  # pragma: no cover - a generator, for contextmanager
 
 
 def _host_cpus() -> list[int]:
@@ -146,6 +171,11 @@ class LocalDevice(Device):
         self._busy: str | None = None  # what competed with the last batch on the pinned core (`busy`)
         if self.binary is not None and not (self.binary.is_file() and os.access(self.binary, os.X_OK)):
             raise HnasError(f"--benchmark-binary {self.binary} is not an executable file")
+
+    @classmethod
+    def open(cls, spec: str, core: int | None = None, benchmark_binary: str | None = None, **_options) -> Device:
+        """The host (the phones' connection options do not apply)."""
+        return cls(core=core, benchmark_binary=benchmark_binary)
 
     def describe(self) -> dict:
         cpu_model = "unknown"
@@ -194,17 +224,14 @@ class LocalDevice(Device):
         }
 
     def push(self, local: Path) -> str:
+        """The host reads the file where it is."""
         return str(Path(local).resolve())
+
+    def push_many(self, locals_: list[Path]) -> list[str]:
+        return [self.push(p) for p in locals_]
 
     def busy(self) -> str | None:
         return self._busy
-
-    def shell(self, argv: list[str], timeout: float = 600) -> tuple[int, str]:
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise HnasError(f"command timed out after {timeout:g} s: {shlex.join(argv)}") from None
-        return proc.returncode, proc.stdout + proc.stderr
 
     def benchmark_batch(self, models: list[str], settings: BenchSettings) -> Iterator[BenchOutput]:
         from latency.stability import CoreWindow
@@ -250,12 +277,3 @@ class LocalDevice(Device):
                 proc.kill()
                 proc.wait()
             os.unlink(listing)
-
-
-def open_device(spec: str, core: int | None = None, benchmark_binary: str | None = None, **adb_options) -> Device:
-    """`local` for the host; anything else is a phone: a USB serial or HOST:PORT (see `hnas devices`)."""
-    if spec == "local":
-        return LocalDevice(core=core, benchmark_binary=benchmark_binary)
-    from latency.adb import AdbDevice
-
-    return AdbDevice(spec, benchmark_binary=benchmark_binary, core=core, **adb_options)

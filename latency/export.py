@@ -33,11 +33,46 @@ import numpy as np
 import torch
 from torch import nn
 
-from hnas.errors import HnasError
-from hnas.io import atomic_write_bytes, sha256_file
-from hnas.spec.parts import FLOAT32, check_precision
+from hnas.core import host as machine
+from hnas.core.errors import HnasError
+from hnas.core.host import GB, HEADROOM
+from hnas.core.io import atomic_write_bytes, sha256_file
+from hnas.core.precision import FLOAT32, Precision
 
 EXPORT_FORMAT = 2  # bump when the export recipe changes (2: eval-mode copy, never the caller's module)
+
+
+EXPORT_FACTOR = 4  # torch, ONNX and TFLite each hold a copy of a part's weights and maps while it is converted
+
+
+def require_parts_fit(parts, what: str) -> None:
+    """Refuse, in one line naming the largest, parts whose export (build, trace, convert at one image) would not fit
+    this machine's memory: EXPORT_FACTOR times their weights and module outputs, counted on the meta device."""
+
+    def need(part) -> int:
+        outputs = 0
+
+        def count(_module, _inputs, output):
+            nonlocal outputs
+            outputs += output.numel() * 4
+
+        with torch.device("meta"):
+            module = part.build().eval()
+            hooks = [m.register_forward_hook(count) for m in module.modules() if not list(m.children())]
+            module(torch.empty(1, *part.input_shape))
+        for h in hooks:
+            h.remove()
+        return EXPORT_FACTOR * (outputs + 4 * sum(p.numel() for p in module.parameters()))
+
+    if not parts:
+        return
+    largest = max(parts, key=need)
+    biggest, host = need(largest), machine.host_available() * HEADROOM
+    if biggest > host:
+        raise HnasError(
+            f"{what}: exporting {largest.key} needs about {biggest / GB:.1f} GB but {host / HEADROOM / GB:.1f} GB are "
+            "available on this machine: use smaller shapes (resolution, channels)"
+        )
 
 
 def default_cache_dir() -> Path:
@@ -126,7 +161,7 @@ class Exporter:
         """The NHWC TFLite model of `module` for a (C, H, W) input at `precision` (float32, or int8 calibrated
         with `calibration`, default `CalibrationRecipe()`); converted only if not cached. An int8 conversion
         also caches the float32 model of the same conversion."""
-        check_precision(precision)
+        Precision.parse(precision)
         if precision == FLOAT32:
             key = cache_key(module, input_shape, label)
         else:
@@ -219,7 +254,7 @@ class Exporter:
         self, module: nn.Module, input_shape: tuple[int, int, int], label: str, calibration
     ) -> tuple[Exported, Exported]:
         """The float32 and the int8 model of `module`, both from one onnx2tf conversion."""
-        from hnas.spec.parts import INT8
+        from hnas.core.precision import INT8
 
         int8 = self.export(module, input_shape, label, INT8, calibration)
         return self.export(module, input_shape, label), int8

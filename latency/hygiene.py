@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
+from latency import defaults
 
 
 def parse_probe(text: str) -> dict[str, str]:
@@ -86,9 +87,9 @@ def phone_fingerprint(spec: str, facts: dict[str, str], core: int) -> dict:
 class ThrottleRule:
     """A run counts only if the pinned core kept `min_freq_fraction` of its max and no zone passed `max_temp_c`."""
 
-    min_freq_fraction: float = 0.9
-    max_temp_c: float = 45.0
-    cooldown_s: float = 30.0
+    min_freq_fraction: float = defaults.MIN_FREQ_FRACTION
+    max_temp_c: float = defaults.MAX_TEMP_C
+    cooldown_s: float = defaults.COOLDOWN_S
 
     def reason(self, conditions: dict[str, dict[str, int]], core: int, max_khz: int) -> str | None:
         """Why a run with these before/after conditions must be re-measured, or None."""

@@ -7,7 +7,8 @@ as free text.
 
 from __future__ import annotations
 
-from hnas.spec.parts import FLOAT32, Part
+from hnas.core.precision import FLOAT32
+from hnas.spec.parts import Part
 from hnas.spec.space import SearchSpace
 
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hnas.errors import HnasError
-from hnas.io import atomic_write_json
-from hnas.schema import POSITIVE_MS, Int, ListOf, MapOf, Num, Obj, Opt, Spec, Str, check, load_json
+from hnas.core.errors import HnasError
+from hnas.core.io import atomic_write_json, read_json
+from hnas.core.schema import POSITIVE_MS, Int, ListOf, MapOf, Num, Obj, Opt, Spec, Str, check
 from hnas.spec.ops import MAX_CHANNELS, MAX_CLASSES, MAX_KERNEL, MAX_SIZE
 
 SCHEMA = "hnas.lut/1"
@@ -225,7 +225,7 @@ class Lut:
         """Read a table; a missing, unreadable or foreign file is a one-line error."""
         path = Path(path)
         build = "build one with `hnas lut build --device local --space basic`"
-        data = load_json(path, "LUT", missing=build, broken="restore it or rebuild it")
+        data = read_json(path, what="LUT", missing=build, broken="restore it or rebuild it")
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise HnasError(
                 f"LUT {path} has schema {data.get('schema') if isinstance(data, dict) else None!r}, "

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hnas.bands import AdditiveLatency, LatencyDistribution
-from hnas.errors import HnasError
+from hnas.core.additive import AdditiveLatency, LatencyDistribution
+from hnas.core.errors import HnasError
 from hnas.spec.arch import Architecture
 from hnas.spec.space import SearchSpace
 from latency.items import items_for_space
@@ -74,7 +74,7 @@ class LatencyPredictor:
 
     def additive(self) -> AdditiveLatency:
         """This predictor as an additive model (per-layer raw figures, fixed parts, calibration): what gives the
-        search its exact latency span and in-band shares (`hnas.bands`)."""
+        search its exact latency span and in-band shares (`hnas.core.additive`)."""
         rows = tuple(self.table[j, : len(c)].copy() for j, c in enumerate(self.space.candidates))
         cal = self.calibration or {"offset_ms": 0.0, "scale": 1.0}
         return AdditiveLatency(rows, self.fixed_ms, float(cal["offset_ms"]), float(cal["scale"]))

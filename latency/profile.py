@@ -5,8 +5,8 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from hnas.errors import HnasError
-from latency.bench import BenchSettings, parse_benchmark_output
+from hnas.core.errors import HnasError
+from latency.bench import BenchSettings
 from latency.devices import Device
 from latency.stability import Stability
 
@@ -17,15 +17,15 @@ def profile_model(
     """`repeats` benchmark runs of the model at `path` (more after a pause while they disagree, `Stability`):
     each repeat's statistics, the median of medians, whether they agree and whether the host was busy."""
     stability = stability or Stability()
-    remote = device.push(path)
+    (remote,) = device.push_many([path])
     rows = []
     busy: list[str] = []
 
     def once() -> None:
-        for out in device.benchmark_batch([remote], settings):
-            if out.rc != 0:
-                raise HnasError(f"benchmark failed (exit {out.rc}): {out.text.strip().splitlines()[-1:]}")
-            rows.append(parse_benchmark_output(out.text).runs)
+        for m in device.measure([remote], settings):
+            if m.result is None:
+                raise HnasError(f"benchmark failed (exit {m.rc}): {m.text.strip().splitlines()[-1:]}")
+            rows.append(m.result.runs)
         if (why := device.busy()) and why not in busy:  # judged during the run
             busy.append(why)
 

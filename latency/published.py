@@ -28,8 +28,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hnas.errors import HnasError
-from hnas.schema import MiB, Num, load_yaml, preview, read_text
+from hnas.core.errors import HnasError
+from hnas.core.io import MiB, load_yaml, read_text
+from hnas.core.schema import Num, preview
 from hnas.spec.ops import LayerShape
 from hnas.spec.parts import Part
 from hnas.spec.space import SearchSpace
@@ -191,7 +192,7 @@ def import_table(
 ) -> tuple[Lut, ImportResult]:
     """A LUT (saved at `path`) holding a published table's figures under our keys for `spaces`; the table says
     where the figures came from (file, its sha256, the phone) and that nothing here measured them."""
-    from hnas.io import sha256_file
+    from hnas.core.io import sha256_file
 
     _check_format(fmt)
     result = map_published(read_published_table(file, fmt), fmt, spaces)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hnas.errors import HnasError
-from hnas.spec.parts import FLOAT32, INT8
+from hnas.core.errors import HnasError
+from hnas.core.precision import FLOAT32, INT8
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
+from latency import defaults
 
 
 def spread_of(medians) -> float:
@@ -32,7 +33,7 @@ def spread_of(medians) -> float:
 class Stability:
     """The re-measure rule: repeats agree within `spread`; else up to `extra` more repeats, each after `pause_s`."""
 
-    spread: float = 0.10
+    spread: float = defaults.SPREAD
     extra: int = 4
     pause_s: float = 1.0
 

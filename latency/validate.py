@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hnas.errors import HnasError
-from hnas.io import atomic_write_json
+from hnas.core.errors import HnasError
+from hnas.core.io import atomic_write_json
 from hnas.spec.arch import sample_across_sizes
 from hnas.spec.space import SearchSpace
 from latency.devices import Device
@@ -103,7 +103,7 @@ def validate(
         "folder": str(folder),
     }
     atomic_write_json(folder / "validate.json", report)
-    from hnas.plots import save_png
+    from hnas.core.plots import save_png
 
     title = f"{space.name} on {table.device.get('model')}, {raw.precision}: {n} networks"
     save_png(validation_plot(pred, meas, cal.apply(pred), title=title), folder / "validate.png")
@@ -199,7 +199,7 @@ def store_calibration(
 
 def validation_plot(predicted, measured, calibrated=None, title: str = ""):
     """Predicted against measured latency, with the identity line and the +-10 % band under the points."""
-    from hnas.plots import pyplot
+    from hnas.core.plots import pyplot
 
     fig, ax = pyplot().subplots(figsize=(5.5, 5))
     m = np.asarray(measured)

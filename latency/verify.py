@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import statistics
 
-from hnas.errors import HnasError
-from hnas.progress import phase
+from hnas.core.errors import HnasError
+from hnas.core.progress import phase
 from hnas.spec.arch import Architecture
-from latency.bench import BenchSettings, parse_benchmark_output
+from latency.bench import BenchSettings
 from latency.build import device_name, same_device
 from latency.devices import Device
 from latency.export import Exporter, export_network
@@ -65,13 +65,14 @@ def measure_networks(
 
     def batch(bench: BenchSettings, advance, which: list[int] | None = None) -> None:
         chosen = list(owners) if which is None else list(dict.fromkeys(remotes[i] for i in which))
-        for out in device.benchmark_batch(chosen, bench):
-            first = owners[out.model][0]
-            if out.rc != 0:
-                tail = "\n".join(out.text.splitlines()[-15:])
-                raise HnasError(f"benchmark of network {archs[first]} failed (exit {out.rc}); last lines:\n{tail}")
-            res = parse_benchmark_output(out.text)
-            for i in owners[out.model]:
+        for m in device.measure(chosen, bench):
+            first = owners[m.model][0]
+            if m.result is None:
+                raise HnasError(
+                    f"benchmark of network {archs[first]} failed (exit {m.rc}); last lines:\n{m.failure_tail()}"
+                )
+            res = m.result
+            for i in owners[m.model]:
                 if bench.enable_op_profiling:
                     profiles[i] = res.op_profile
                 else:
@@ -122,7 +123,7 @@ def verify_arch(
     """Predicted (LUT) against measured (the whole network on the LUT's device and core, the LUT's settings and
     precision, which `precision` must match when given) latency of `arch`; with `op_profile`, each part's time
     inside the network beside its LUT entry."""
-    from latency.devices import open_device
+    from latency.backends import open_device
     from latency.export import tflite_ops
     from latency.predict import LatencyPredictor
 

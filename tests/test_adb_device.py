@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hnas.io import sha256_file
+from hnas.core.io import sha256_file
 from latency.adb import AdbDevice
 from latency.bench import BenchSettings
 from latency.build import BuildOptions, build

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
 from latency.adb import check_aarch64_elf
 from latency.connection import AdbConnection, PhoneGone
 from latency.devices import split_batch
@@ -264,3 +264,26 @@ def test_connection_reruns_a_reply_without_status_and_gives_up_on_a_stream_that_
         for line in conn.stream("the test stream", lambda: "cmd", iter, lambda: len(seen) == 3):
             seen.append(line)
     assert seen == ["a", "b"] and phone.streams == [["never read"]]
+
+
+def test_devices_are_opened_by_name_and_hand_over_parsed_figures():
+    """`local` is the host's backend, any other name a phone's; a lost phone is the core's DeviceGone (the CLI
+    adds the resume line); `measure` parses what the backend's batch printed, whatever the backend."""
+    from hnas.core.errors import DeviceGone
+    from latency.adb import AdbDevice
+    from latency.backends import BACKENDS, PHONES, open_device
+    from latency.devices import BenchOutput, LocalDevice
+
+    assert BACKENDS == {"local": LocalDevice} and PHONES is AdbDevice and issubclass(PhoneGone, DeviceGone)
+    host = open_device("local", retries=0)  # a phone's options do not apply to the host
+    assert isinstance(host, LocalDevice)
+    text = "INFO: count=3 first=100 curr=100 min=90 max=110 avg=100 std=8 median=99\n"
+
+    class Printed(LocalDevice):
+        def benchmark_batch(self, models, settings):
+            yield BenchOutput(models[0], 0, text, {"before": {"freq_khz": 1}}, throttled="hot")
+            yield BenchOutput(models[1], 1, "one\ntwo\nfailed")
+
+    ok, failed = Printed(core=host.core).measure(["a.tflite", "b.tflite"], None)
+    assert ok.result.runs.median == 99 and ok.throttled == "hot" and ok.conditions == {"before": {"freq_khz": 1}}
+    assert failed.result is None and failed.rc == 1 and failed.failure_tail(2) == "two\nfailed"

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
 from hnas.spec.arch import Architecture, from_dict, from_vector, parse_arch, sample
 from hnas.spec.ops import OpSpec
 from hnas.spec.space import basic, large

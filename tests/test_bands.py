@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from hnas.ces import Constraints, ces, require_feasible
-from hnas.errors import HnasError
+from hnas.core.band import Band
+from hnas.core.errors import HnasError
 from hnas.quality import all_vectors
-from hnas.settings import Band
 from hnas.spec.space import load_space
 from hnas.train import PathSampler
 from latency.lut import Lut
@@ -24,7 +24,7 @@ SHIPPED = ROOT / "lut" / "local-amd-epyc.json"  # another machine's table: it pr
 
 def _model(seed: int = 0, layers: int = 6, count: int = 5):
     """A calibrated additive model with uneven per-layer figures (15,625 architectures: every one enumerable)."""
-    from hnas.bands import AdditiveLatency
+    from hnas.core.additive import AdditiveLatency
 
     rng = np.random.default_rng(seed)
     rows = tuple(rng.gamma(2.0, 0.7, size=count) * rng.uniform(0.2, 3.0) for _ in range(layers))
@@ -40,7 +40,7 @@ def _enumerate(model) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_the_share_bounds_hold_the_enumerated_share_and_draws_stay_in_the_band():
-    from hnas.bands import LatencyDistribution
+    from hnas.core.additive import LatencyDistribution
 
     model = _model()
     vecs, lat = _enumerate(model)

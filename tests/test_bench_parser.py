@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
 from latency.bench import (
     BenchmarkParseError,
     BenchSettings,

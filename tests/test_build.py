@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
 from latency.bench import BenchSettings
 from latency.build import BuildOptions, build
 from latency.devices import LocalDevice

@@ -3,8 +3,8 @@ import pickle
 import numpy as np
 import pytest
 
+from hnas.core.errors import HnasError
 from hnas.data import cifar10, digits, imagenet, load_data
-from hnas.errors import HnasError
 
 
 def test_embedded_digits_are_real_and_split():

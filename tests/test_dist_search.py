@@ -15,11 +15,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from hnas.ces import Constraints, ces
+from hnas.core.band import Band
+from hnas.core.errors import HnasError
 from hnas.data import load_data
 from hnas.dist import SharedAccuracy, gather, is_main, shared, world_size
-from hnas.errors import HnasError
 from hnas.evaluate import OneShotEvaluator
-from hnas.settings import Band
 from hnas.supernet import Supernet, proxy_space
 from tests.conftest import ROOT, run_cli
 from tests.test_predict import tiny_lut  # noqa: F401 - fixture

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from matplotlib.collections import PathCollection, PolyCollection
 
+from hnas.core.band import Band
 from hnas.report import heatmap_plot, latency_plot, pareto_plot, size_plot
-from hnas.settings import Band
 from latency.validate import validation_plot
 
 

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
 from latency.bench import BenchSettings
 from latency.build import BuildOptions, build_many
 from latency.devices import BenchOutput, LocalDevice

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from hnas.core.errors import HnasError
 from hnas.data import UnreadableImage, imagenet
-from hnas.errors import HnasError
 from hnas.settings import TrainConfig
 from hnas.supernet import Supernet
 from hnas.train import PathSampler, _loader, train

@@ -8,11 +8,12 @@ import sys
 import numpy as np
 import pytest
 
+from hnas.core.errors import HnasError
+from hnas.core.precision import INT8
 from hnas.data import digits
-from hnas.errors import HnasError
 from hnas.spec.arch import sample
 from hnas.spec.modules import canonical
-from hnas.spec.parts import INT8, Part
+from hnas.spec.parts import Part
 from hnas.spec.space import basic
 from hnas.workflows.demo import DEMO_PROXY
 from latency.bench import BenchSettings, OpTiming

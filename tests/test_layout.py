@@ -21,6 +21,17 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
+def _module(path: Path) -> str:
+    """`hnas.core.io` for hnas/core/io.py, `hnas.core` for hnas/core/__init__.py."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _ours(path: Path) -> set[str]:
+    """The hnas and latency modules a file imports."""
+    return {m for m in _imports(path) if m.split(".")[0] in ("hnas", "latency")}
+
+
 def test_the_search_engine_never_imports_the_latency_toolkit():
     core = [p for p in (ROOT / "hnas").rglob("*.py") if p.parent.name not in ("cli", "workflows")]
     assert len(core) > 20
@@ -30,11 +41,75 @@ def test_the_search_engine_never_imports_the_latency_toolkit():
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
-def test_the_spec_imports_only_the_spec():
+def test_the_core_imports_nothing_above_it():
+    """hnas/core is the base both halves stand on: no torch, no tensorflow, no latency toolkit, no higher hnas."""
+    files = list((ROOT / "hnas" / "core").glob("*.py"))
+    assert len(files) > 6
+    heavy = ("torch", "tensorflow", "onnx", "onnx2tf", "latency")
+    offenders = {
+        p.name: sorted(
+            m
+            for m in _imports(p)
+            if m.split(".")[0] in heavy or (m.startswith("hnas") and not m.startswith("hnas.core"))
+        )
+        for p in files
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_spec_imports_only_the_spec_and_the_core():
     for p in (ROOT / "hnas" / "spec").glob("*.py"):
-        ours = {m for m in _imports(p) if m.split(".")[0] in ("hnas", "latency")}
-        shared = {"hnas.errors", "hnas.io", "hnas.schema"}  # dependency-free helpers every layer may use
-        assert ours <= shared | {m for m in ours if m.startswith("hnas.spec")}, p.name
+        assert all(m.startswith(("hnas.spec", "hnas.core")) for m in _ours(p)), p.name
+
+
+def test_the_latency_toolkit_stands_on_the_core_and_the_spec_only():
+    offenders = {
+        p.name: sorted(
+            m for m in _ours(p) if m.split(".")[0] == "hnas" and not m.startswith(("hnas.core", "hnas.spec"))
+        )
+        for p in (ROOT / "latency").rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_no_import_cycles():
+    """The import graph of hnas and latency (imports at any depth, lazy ones too) has no cycle."""
+    files = {_module(p): p for d in ("hnas", "latency") for p in (ROOT / d).rglob("*.py")}
+    graph = {}
+    for name, path in files.items():
+        targets = set()
+        for m in _ours(path):
+            while m and m not in files:
+                m = m.rpartition(".")[0]
+            if m and m != name and not name.startswith(m + "."):  # a package's own __init__ is no edge
+                targets.add(m)
+        graph[name] = targets
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt] if nxt in path else [node, nxt]
+            if nxt not in state:
+                found = visit(nxt, [*path, nxt])
+                if found:
+                    return found
+        state[node] = 2
+        return None
+
+    cycles = [c for n in sorted(graph) if n not in state for c in [visit(n, [n])] if c]
+    assert cycles == []
+
+
+def test_the_spec_data_loads_without_torch():
+    """`hnas space show` reads spaces, parts and costs: none of that needs torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, hnas.spec.space, hnas.spec.cost, hnas.core.schema; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_only_the_command_layer_uses_typer():

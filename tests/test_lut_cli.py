@@ -116,7 +116,7 @@ def test_bad_lut_input_is_one_line(tmp_path):
 
 
 def test_two_builds_of_one_table_never_measure_together(tmp_path):
-    from hnas.io import exclusive
+    from hnas.core.io import exclusive
 
     space_file = tmp_path / "tiny.json"
     tiny_space().save(space_file)

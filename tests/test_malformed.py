@@ -229,7 +229,7 @@ def test_tiny_inputs_that_asked_for_terabytes_or_tracebacks_are_one_line(tmp_pat
 
     from PIL import Image
 
-    monkeypatch.setattr("hnas.memory.host_available", lambda: 16 * 2**30)
+    monkeypatch.setattr("hnas.core.host.host_available", lambda: 16 * 2**30)
     w = tmp_path
     good = tiny_space().to_dict()
     space = w / "space.json"

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
 from hnas.spec.arch import sample
 from latency.build import build
 from latency.items import items_for_space

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
 from hnas.spec.ops import IDENTITY_OP, LayerShape, OpSpec
 from hnas.spec.parts import Part, block
 from hnas.spec.space import BASIC_OPS, SearchSpace, Skeleton, StageSpec, basic, proxyless

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
 from hnas.memory import activation_bytes, footprint, largest_path, require_fit
 from hnas.recipes import RECIPES, data_kind, recipe_for, split_epochs
 from hnas.settings import ProxySettings, SearchSettings, TrainConfig
@@ -73,9 +73,9 @@ def test_the_estimate_follows_batch_and_resolution_and_bounds_every_path():
 
 
 def test_a_configuration_too_big_is_refused_with_settings_that_fit(monkeypatch):
-    import hnas.memory
+    import hnas.core.host
 
-    monkeypatch.setattr(hnas.memory, "host_available", lambda: 16 * 2**30)  # what other processes use varies
+    monkeypatch.setattr(hnas.core.host, "host_available", lambda: 16 * 2**30)  # what other processes use varies
     space = proxy_space(load_space("basic"), 224, 1.0)
     with pytest.raises(HnasError) as err:
         require_fit(space, "digits", 1024)
@@ -83,7 +83,7 @@ def test_a_configuration_too_big_is_refused_with_settings_that_fit(monkeypatch):
     assert "\n" not in line and "--resolution 224 --batch-size 1024 needs about" in line
     batch = int(re.search(r"--batch-size (\d+) or less at --resolution 224", line).group(1))
     res = int(re.search(r"--resolution (\d+) or less at --batch-size 1024", line).group(1))
-    budget = hnas.memory.host_available() * 0.9
+    budget = hnas.core.host.host_available() * 0.9
     assert footprint(space, "digits", batch).host <= budget < footprint(space, "digits", 2 * batch).host
     assert footprint(proxy_space(load_space("basic"), res, 1.0), "digits", 1024).host <= budget
     # torchrun's processes on one machine share it
@@ -126,7 +126,7 @@ def test_an_existing_run_opens_anywhere_and_is_checked_when_it_trains(tmp_path):
     """Reading a run (verify, rank, report) never refuses for memory; training it on a machine too small does."""
     from dataclasses import asdict
 
-    from hnas.io import atomic_write_json
+    from hnas.core.io import atomic_write_json
     from hnas.pipeline import Pipeline
     from hnas.settings import RunConfig
 

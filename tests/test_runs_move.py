@@ -5,7 +5,7 @@ import json
 import shutil
 from dataclasses import asdict
 
-from hnas.io import sha256_file
+from hnas.core.io import sha256_file
 from tests.conftest import ROOT, run_cli
 from tests.test_predict import tiny_lut  # noqa: F401 - fixture
 from tests.tiny import tiny_space

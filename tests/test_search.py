@@ -6,9 +6,9 @@ import pytest
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from hnas.ces import Constraints, ces
+from hnas.core.band import Band
 from hnas.prune import estimate, prune, select_by_rank
 from hnas.quality import all_vectors, synthetic_truth
-from hnas.settings import Band
 from hnas.spec.ops import OpSpec
 from hnas.spec.space import SearchSpace, Skeleton, StageSpec, basic
 from hnas.spos_ea import random_search, spos_ea

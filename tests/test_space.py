@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
 from hnas.spec.ops import IDENTITY_OP, OpSpec, parse_op
 from hnas.spec.parts import block
 from hnas.spec.space import PRESETS, SearchSpace, basic, large, load_space, proxyless

@@ -3,8 +3,9 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from hnas.core.band import Band
 from hnas.evaluate import OneShotEvaluator, calibration_batches, recalibrate_bn, top1
-from hnas.settings import Band, TrainConfig
+from hnas.settings import TrainConfig
 from hnas.spec.arch import Architecture, sample
 from hnas.spec.network import Network
 from hnas.spec.space import basic

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
 from hnas.spec.arch import sample
 from latency.build import BuildOptions, build
 from latency.items import items_for_space
@@ -98,8 +98,9 @@ def test_predictions_name_the_unstable_entries_they_used(tiny_lut, tmp_path):  #
     pred = LatencyPredictor(Lut.load(path), sp, str(path))
     doubtful, total = pred.doubtful()
     assert doubtful == {stem: "unstable", head: "measured once"} and total == 9  # every entry the space uses
+    from hnas.core.band import Band
     from hnas.recipes import RECIPES
-    from hnas.settings import Band, RunConfig, SearchSettings
+    from hnas.settings import RunConfig, SearchSettings
     from hnas.workflows.search import open_search
 
     recipe, lines = RECIPES["embedded"], []

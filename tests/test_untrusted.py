@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
 from hnas.settings import ProxySettings, RunConfig, TrainConfig
 from tests.conftest import ROOT, run_cli
 from tests.tiny import tiny_space
@@ -169,7 +169,7 @@ def test_yaml_aliases_are_refused_before_they_expand(tmp_path):
 
 
 def test_a_refused_value_is_previewed_in_bounded_work():
-    from hnas.schema import Obj, Str, check
+    from hnas.core.schema import Obj, Str, check
 
     nested: list = []
     for _ in range(50_000):

@@ -17,7 +17,7 @@ import sys
 import typer
 
 from hnas.cli import lut, search, spaces, study, supernet
-from hnas.errors import HnasError
+from hnas.core.errors import DeviceGone, HnasError
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -48,7 +48,7 @@ def main() -> None:
         app()
     except HnasError as exc:
         message = str(exc)
-        if type(exc).__name__ == "PhoneGone":
+        if isinstance(exc, DeviceGone):
             message += "; resume with: " + " ".join(["hnas", *(shlex.quote(a) for a in sys.argv[1:])])
         _fail(message)
     except OSError as exc:

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
 from hnas.recipes import recipe_help
 from hnas.settings import Deployment, ProxySettings, SearchSettings, TrainConfig, flag_of, option
 
@@ -90,10 +90,10 @@ def load_arch(text: str, space):
     from hnas.spec import arch as archmod
 
     if text.endswith(".json"):
-        from hnas.schema import MiB, load_json
+        from hnas.core.io import MiB, read_json
 
         fix = "fix it, or give the architecture as a string"
-        data = load_json(text, "architecture file", broken=fix, max_bytes=MiB)
+        data = read_json(text, what="architecture file", broken=fix, max_bytes=MiB)
         where = f"architecture file {text}"
         given = data.get("space") if isinstance(data, dict) else None
         if isinstance(given, str) and given.split("@")[0] != space.name.split("@")[0]:  # name@stageK: pruned from it
@@ -143,7 +143,7 @@ def refuse_changed_settings(ctx: typer.Context, saved: dict[str, object], out: s
 
 
 def _plain(value) -> str:
-    from hnas.settings import Band
+    from hnas.core.band import Band
 
     if isinstance(value, Band):
         return ":".join("" if b is None else f"{b:g}" for b in (value.lo, value.hi))

@@ -13,7 +13,8 @@ from rich.table import Table
 
 from hnas.cli.common import DeviceOpt, JsonOpt, PrecisionOpt, console, emit_json, load_arch, precision_arg
 from hnas.cli.show import print_diff, print_validation, print_verify
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
+from latency import defaults
 
 lut_app = typer.Typer(
     rich_markup_mode=None,
@@ -67,7 +68,7 @@ def _exporter(cache: str | None):
 
 def _builds(jobs, items, options, cache, performance: bool = False) -> None:
     """Run `build_many` under progress bars and print one line per table; an interrupt is one line too."""
-    from hnas.progress import bars
+    from hnas.core.progress import bars
     from latency.build import build_many, report_line
 
     try:
@@ -87,35 +88,41 @@ def lut_build(
     ] = None,
     space: Annotated[list[str], typer.Option("--space", help="Preset or space file; repeat for several.")] = None,
     out: Annotated[str | None, typer.Option("--out", help="LUT file (default lut/<device>.json).")] = None,
-    repeats: RepeatsOpt = 5,
-    runs: RunsOpt = 20,
-    warmup: WarmupRunsOpt = 5,
-    spread: SpreadOpt = 0.10,
+    repeats: RepeatsOpt = defaults.REPEATS,
+    runs: RunsOpt = defaults.RUNS,
+    warmup: WarmupRunsOpt = defaults.WARMUP_RUNS,
+    spread: SpreadOpt = defaults.SPREAD,
     core: CoreOpt = None,
     benchmark_binary: BinaryOpt = None,
     cache: CacheOpt = None,
-    cool: Annotated[float, typer.Option("--cool", min=0, help="Phones: seconds of pause after each model.")] = 0.0,
-    max_temp: Annotated[float, typer.Option("--max-temp", help="Phones: re-measure above this many C.")] = 45.0,
+    cool: Annotated[
+        float, typer.Option("--cool", min=0, help="Phones: seconds of pause after each model.")
+    ] = defaults.COOL_S,
+    max_temp: Annotated[
+        float, typer.Option("--max-temp", help="Phones: re-measure above this many C.")
+    ] = defaults.MAX_TEMP_C,
     min_freq: Annotated[
         float, typer.Option("--min-freq", min=0, max=1, help="Phones: re-measure below this fraction of max frequency.")
-    ] = 0.9,
+    ] = defaults.MIN_FREQ_FRACTION,
     performance: Annotated[
         bool, typer.Option("--performance", help="Phones, root only: performance governor while measuring.")
     ] = False,
     cooldown: Annotated[
         float, typer.Option("--cooldown", min=0, help="Phones: seconds to cool after a throttled run.")
-    ] = 30.0,
+    ] = defaults.COOLDOWN_S,
     retries: Annotated[
         int, typer.Option("--retries", min=0, help="Phones: reconnect attempts after a dropped link.")
-    ] = 4,
-    backoff: Annotated[float, typer.Option("--backoff", min=0, help="Phones: first reconnect wait, doubling.")] = 1.0,
+    ] = defaults.RETRIES,
+    backoff: Annotated[
+        float, typer.Option("--backoff", min=0, help="Phones: first reconnect wait, doubling.")
+    ] = defaults.BACKOFF_S,
     precision: PrecisionOpt = None,
 ) -> None:
     """Measure every entry the spaces need on one or more devices; rerun to continue after an interruption."""
     from hnas.spec.space import load_space
+    from latency.backends import open_device
     from latency.bench import BenchSettings
     from latency.build import BuildOptions, default_lut_path
-    from latency.devices import open_device
     from latency.items import dedupe, items_for_space
     from latency.precision import build_precision
     from latency.stability import Stability
@@ -159,8 +166,8 @@ def lut_refresh(
     --unstable, entries whose repeats disagreed)."""
     from hnas.spec.parts import Part
     from hnas.spec.space import load_space
+    from latency.backends import open_device
     from latency.build import BuildOptions
-    from latency.devices import open_device
     from latency.items import dedupe, items_for_space
     from latency.lut import Lut
     from latency.precision import require
@@ -309,16 +316,16 @@ def lut_validate(
     fit: Annotated[int, typer.Option("--fit", min=2, help="Of those, how many fit the calibration.")] = 10,
     out: Annotated[str | None, typer.Option("--out", help="Folder for validate.json and the plot.")] = None,
     seed: Annotated[int, typer.Option(help="Seed (the same seed draws the same networks for every table).")] = 0,
-    spread: SpreadOpt = 0.10,
+    spread: SpreadOpt = defaults.SPREAD,
     benchmark_binary: BinaryOpt = None,
     cache: CacheOpt = None,
     precision: PrecisionOpt = None,
 ) -> None:
     """Predicted against measured end-to-end latency of N random architectures, before and after calibration."""
-    from hnas.progress import bars
+    from hnas.core.progress import bars
     from hnas.settings import MAX_COUNT, SEED, between, check_value
     from hnas.spec.space import load_space
-    from latency.devices import open_device
+    from latency.backends import open_device
     from latency.lut import Lut
     from latency.stability import Stability
     from latency.validate import validate
@@ -353,10 +360,10 @@ def profile(
     in_shape: Annotated[str | None, typer.Option("--in", help="Input HxWxC of --op, e.g. 28x28x40.")] = None,
     out_ch: Annotated[int | None, typer.Option("--out-ch", help="Output channels of --op.")] = None,
     stride: Annotated[int, typer.Option("--stride", help="Stride of --op.")] = 1,
-    repeats: RepeatsOpt = 3,
-    runs: RunsOpt = 50,
-    warmup: WarmupRunsOpt = 5,
-    spread: SpreadOpt = 0.10,
+    repeats: RepeatsOpt = defaults.REPEATS,
+    runs: RunsOpt = defaults.PROFILE_RUNS,
+    warmup: WarmupRunsOpt = defaults.WARMUP_RUNS,
+    spread: SpreadOpt = defaults.SPREAD,
     core: CoreOpt = None,
     benchmark_binary: BinaryOpt = None,
     cache: CacheOpt = None,
@@ -365,8 +372,8 @@ def profile(
 ) -> None:
     """One-off measurement of a .tflite model or of one op at one shape (at --precision, default float32),
     printed as a table."""
+    from latency.backends import open_device
     from latency.bench import BenchSettings
-    from latency.devices import open_device
     from latency.profile import profile_model
     from latency.stability import Stability
 
@@ -374,9 +381,10 @@ def profile(
         raise HnasError("give either MODEL.tflite or --op OP --in HxWxC --out-ch N [--stride S]")
     precision = precision_arg(precision)
     if op is not None:
+        from hnas.core.precision import FLOAT32
         from hnas.settings import between, check_value
         from hnas.spec.ops import MAX_CHANNELS, LayerShape, parse_op
-        from hnas.spec.parts import FLOAT32, block
+        from hnas.spec.parts import block
 
         if in_shape is None or out_ch is None:
             raise HnasError("--op needs --in HxWxC and --out-ch N")
@@ -385,7 +393,7 @@ def profile(
         item = block(parse_op(op), LayerShape(size, in_ch, out_ch, stride)).at(precision or FLOAT32)
         if item.op.is_identity:
             raise HnasError("Identity has no kernel to measure (0 ms by definition)")
-        from hnas.memory import require_parts_fit
+        from latency.export import require_parts_fit
 
         require_parts_fit([item], "--op")
         label, path = item.key, _exporter(cache).export_part(item).path
@@ -457,7 +465,7 @@ def verify(
     lut: Annotated[str | None, typer.Option("--lut", help="LUT (default: the run's).")] = None,
     device: Annotated[str, typer.Option("--device", help="local or a phone; must be the LUT's device.")] = "local",
     op_profile: Annotated[bool, typer.Option("--op-profile", help="Per-layer times next to the LUT entries.")] = False,
-    spread: SpreadOpt = 0.10,
+    spread: SpreadOpt = defaults.SPREAD,
     benchmark_binary: BinaryOpt = None,
     as_json: JsonOpt = False,
     precision: PrecisionOpt = None,
@@ -466,7 +474,7 @@ def verify(
     measured. An int8 verification of a RUN also reports the int8 network's top-1 against the float one's."""
     from contextlib import nullcontext
 
-    from hnas.progress import bars
+    from hnas.core.progress import bars
     from latency.stability import Stability
     from latency.verify import verify_arch
 

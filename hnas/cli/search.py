@@ -35,7 +35,7 @@ from hnas.cli.common import (
     refuse_changed_settings,
 )
 from hnas.cli.show import print_results, print_verify
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
 from hnas.settings import RankSettings, SearchSettings, TrainConfig, option
 
 
@@ -71,10 +71,11 @@ def search(
 ) -> None:
     """Run HNAS (Algorithm 1): train, search, prune and fine-tune over M stages under a latency band (at the
     LUT's precision: an int8 table searches for an int8 deployment)."""
+    from hnas.core.band import Band
     from hnas.dist import barrier, is_main
     from hnas.pipeline import saved_settings
     from hnas.recipes import recipe_for
-    from hnas.settings import Band, RunConfig, by_flag
+    from hnas.settings import RunConfig, by_flag
     from hnas.spec.space import SearchSpace, load_space
     from hnas.train import init_distributed
     from hnas.workflows.search import band_for, latency_of, open_search
@@ -180,7 +181,7 @@ def rank(
 ) -> None:
     """Kendall tau and Spearman rho between one-shot and stand-alone top-1 of a search run, stand-alone repeated
     over seeds, with bootstrap intervals and the noise ceiling (Table 4, Fig. 5). M = 2, 3, 4 compared: `hnas study`."""
-    from hnas.progress import bars
+    from hnas.core.progress import bars
     from hnas.workflows.study import rank_search
 
     settings = RankSettings(
@@ -226,8 +227,8 @@ def demo(
     import time
     from pathlib import Path
 
+    from hnas.core.progress import bars
     from hnas.pipeline import saved_settings
-    from hnas.progress import bars
     from hnas.report import build_report
     from hnas.spec.space import load_space
     from hnas.workflows.demo import demo_search, demo_settings, host_lut

@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from hnas.cli.common import console, fmt_size
-from hnas.settings import Band
+from hnas.core.band import Band
 
 
 def print_results(results: dict) -> None:

@@ -56,9 +56,9 @@ def study(
     """I-Supernet (M = 2), P-Supernet (M = 3) and HNAS (M = 4) with equal supernet epochs over --search-seeds,
     each ranked against stand-alone training repeated over --seeds: Table 4 (tau, rho, noise ceiling), Table 5
     (the best architecture's stand-alone top-1, SPOS-EA on the I-Supernet as baseline), Fig. 6."""
-    from hnas.progress import bars
+    from hnas.core.band import Band
+    from hnas.core.progress import bars
     from hnas.recipes import recipe_for
-    from hnas.settings import Band
     from hnas.spec.space import load_space
     from hnas.workflows.search import REFERENCE
     from hnas.workflows.study import StudySettings, run_study

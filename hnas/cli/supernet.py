@@ -55,9 +55,10 @@ def supernet_train(
     seed: SeedOpt = 0,
 ) -> None:
     """Train a SPOS supernet (uniform single paths); rerun with the same --out to resume."""
+    from hnas.core.band import Band
     from hnas.dist import barrier, is_main
     from hnas.runs import SupernetRun, run_lut
-    from hnas.settings import Band, RunConfig, by_flag
+    from hnas.settings import RunConfig, by_flag
     from hnas.spec.space import load_space
     from hnas.train import chance_hint, init_distributed
 
@@ -156,8 +157,8 @@ def train_standalone_cmd(
     seed: SeedOpt = 0,
 ) -> None:
     """Train one architecture from scratch (SGD 0.9, wd 4e-5, linear decay); resumable; top-1 on val and test."""
+    from hnas.core.progress import bars
     from hnas.data import load_data
-    from hnas.progress import bars
     from hnas.recipes import recipe_for
     from hnas.settings import SearchSettings
     from hnas.spec.space import load_space

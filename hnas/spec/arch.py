@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hnas.errors import HnasError
-from hnas.schema import ListOf, Obj, Str, check
+from hnas.core.errors import HnasError
+from hnas.core.schema import ListOf, Obj, Str, check
 from hnas.spec.ops import OpSpec, parse_op
 from hnas.spec.parts import Part
 from hnas.spec.space import SearchSpace

@@ -1,11 +1,9 @@
-"""MACs (the paper's "FLOPs") and parameter counts: computed from the spec, part by part, and counted on modules."""
+"""MACs (the paper's "FLOPs") and parameter counts, computed from the spec, part by part (no torch: the spec's data
+loads without it; tests count the same on the built modules)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
-from torch import nn
 
 
 @dataclass(frozen=True)
@@ -31,28 +29,3 @@ def arch_cost(arch) -> Cost:
     for part in arch.parts():
         total += part.cost()
     return total
-
-
-def count_module(module: nn.Module, input_shape: tuple[int, ...]) -> Cost:
-    """Count MACs of Conv2d/Linear layers with forward hooks and parameters with numel (cross-check)."""
-    macs = 0
-
-    def hook(mod, _inp, out):
-        nonlocal macs
-        if isinstance(mod, nn.Conv2d):
-            per_out = (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
-            macs += out[0].numel() * per_out
-        elif isinstance(mod, nn.Linear):
-            macs += mod.in_features * mod.out_features
-
-    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    try:
-        was_training = module.training
-        module.eval()
-        with torch.no_grad():
-            module(torch.zeros(1, *input_shape))
-        module.train(was_training)
-    finally:
-        for h in handles:
-            h.remove()
-    return Cost(macs, sum(p.numel() for p in module.parameters()))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
 
 IDENTITY = "Identity"
 

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
+from hnas.core.precision import FLOAT32, Precision
 from hnas.spec.cost import Cost, conv_cost
 from hnas.spec.ops import LayerShape, OpSpec, parse_op
-from hnas.spec.precision import FLOAT32, INT8, PRECISIONS, check_precision  # noqa: F401 - re-exported
 
 
 class Kind:
@@ -152,7 +152,7 @@ class Part:
         k = kind(self.kind)
         if k.searchable != (self.op is not None):
             raise HnasError(f"a {self.kind} part {'needs' if k.searchable else 'takes no'} op")
-        check_precision(self.precision)
+        Precision.parse(self.precision)
 
     @property
     def key(self) -> str | None:
@@ -165,7 +165,7 @@ class Part:
 
     def at(self, precision: str) -> Part:
         """The same part deployed at `precision`."""
-        return self if precision == self.precision else replace(self, precision=check_precision(precision))
+        return self if precision == self.precision else replace(self, precision=Precision.parse(precision))
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

@@ -12,8 +12,9 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from hnas.errors import HnasError
-from hnas.schema import Any, Bool, Int, ListOf, Obj, Opt, Str, check, load_json, load_yaml, read_text
+from hnas.core.errors import HnasError
+from hnas.core.io import load_yaml, read_json, read_text
+from hnas.core.schema import Any, Bool, Int, ListOf, Obj, Opt, Str, check
 from hnas.spec.ops import (
     IDENTITY_OP,
     MAX_CHANNELS,
@@ -273,7 +274,7 @@ class SearchSpace:
 
     def save(self, path: str | Path) -> None:
         """Write the space as JSON, atomically."""
-        from hnas.io import atomic_write_text
+        from hnas.core.io import atomic_write_text
 
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
@@ -329,7 +330,7 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     if path.suffix.lower() in (".json", ".yaml", ".yml"):
         missing = f"give an existing file or one of {', '.join(PRESETS)}"
         if path.suffix.lower() == ".json":
-            data = load_json(path, "space file", missing, "fix it", MAX_SPACE_FILE_BYTES)
+            data = read_json(path, None, "space file", missing, "fix it", MAX_SPACE_FILE_BYTES)
         else:
             data = load_yaml(read_text(path, "space file", missing, MAX_SPACE_FILE_BYTES), f"space file {text}")
         return SearchSpace.from_dict(data, f"space file {text}")

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hnas.core.band import Band
 from hnas.pipeline import Pipeline
 from hnas.recipes import RECIPES
-from hnas.settings import Band, RunConfig, SearchSettings
+from hnas.settings import RunConfig, SearchSettings
 from hnas.spec.arch import parse_arch, sample
 from hnas.spec.space import SearchSpace
 from hnas.workflows.search import REFERENCE, open_search
@@ -32,6 +33,7 @@ def host_lut(space: SearchSpace, lut: str | None = None, progress=None, precisio
     when it exists."""
     from latency.bench import BenchSettings
     from latency.build import BuildOptions, build_many, default_lut_path
+    from latency.defaults import REPEATS
     from latency.devices import LocalDevice
     from latency.export import Exporter
     from latency.items import items_for_space
@@ -41,7 +43,7 @@ def host_lut(space: SearchSpace, lut: str | None = None, progress=None, precisio
     dev = LocalDevice()
     precision = build_precision(precision, Path(lut) if lut is not None else None)
     path = Path(lut) if lut is not None else default_lut_path(dev.describe(), precision=precision)
-    settings, repeats = BenchSettings(), 5
+    settings, repeats = BenchSettings(), REPEATS
     if path.is_file():
         table = Lut.load(path)
         settings, repeats = table.bench_settings()

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from hnas.errors import HnasError
+from hnas.core.band import Band
+from hnas.core.errors import HnasError
 from hnas.pipeline import Pipeline, saved_settings
 from hnas.runs import run_lut
-from hnas.settings import Band, RunConfig, SearchSettings
+from hnas.settings import RunConfig, SearchSettings
 from hnas.spec.arch import Architecture
 from hnas.spec.space import SearchSpace
 from hnas.train import TRAINING_OPTIONS
@@ -64,13 +65,14 @@ def open_search(
 
 def best_architecture(path: str | Path) -> Architecture:
     """The most accurate architecture inside the band of a finished search run."""
-    from hnas.pipeline import RESULTS_SCHEMA, read_record
+    from hnas.core.io import read_json
+    from hnas.pipeline import RESULTS_SCHEMA
     from hnas.spec.arch import parse_arch
 
     saved = saved_settings(path)
     if saved is None:
         raise HnasError(f"{path} is not an HNAS run (no config.json)")
-    results = read_record(Path(path) / "results.json", RESULTS_SCHEMA, "results")
+    results = read_json(Path(path) / "results.json", RESULTS_SCHEMA, "results")
     if not results["best"]:
         raise HnasError(f"{path} has no architecture inside the latency band to verify")
     return parse_arch(results["best"][0]["arch"], SearchSpace.from_dict(saved[0].space))

@@ -32,9 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hnas.errors import HnasError
-from hnas.io import atomic_write_json
-from hnas.pipeline import TRAINED_SCHEMA, read_record, saved_settings
+from hnas.core.band import Band
+from hnas.core.errors import HnasError
+from hnas.core.io import atomic_write_json, read_json
+from hnas.pipeline import TRAINED_SCHEMA, saved_settings
 from hnas.rank import (
     by_arch,
     finished_search,
@@ -47,11 +48,10 @@ from hnas.rank import (
 )
 from hnas.recipes import continuous_lrs, split_epochs
 from hnas.runs import run_lut, sha256_file
-from hnas.settings import Band, ProxySettings, RankSettings, RunConfig, SearchSettings, StudyDefaults, TrainConfig
+from hnas.settings import ProxySettings, RankSettings, RunConfig, SearchSettings, StudyDefaults, TrainConfig
 from hnas.spec.arch import Architecture
 from hnas.spec.space import SearchSpace
 from hnas.standalone import train_jobs
-from hnas.train import read_json
 from hnas.workflows.search import latency_of, open_search
 
 STUDY_OPTIONS = ("--total-epochs", "--lr")  # the training flags of `hnas study` (what its hints name)
@@ -220,7 +220,7 @@ def spos_baseline(pipe, log: Callable[[str], None] = print) -> dict:
     budget of its final CES (`population x generations`), its one-shot accuracies shared with the run's
     evaluator; cached in RUN/stageM/spos_ea.json. Returns the record (archive rows, best inside the band)."""
     from hnas.ces import Constraints
-    from hnas.io import atomic_write_json
+    from hnas.core.io import atomic_write_json
     from hnas.spos_ea import spos_ea
 
     out = pipe.path / f"stage{pipe.search.stages}" / "spos_ea.json"
@@ -326,7 +326,7 @@ def _study(folder: Path, s: StudySettings, log, progress, command: str, clock: S
 def _best(path: Path) -> dict:
     from hnas.pipeline import RESULTS_SCHEMA
 
-    results = read_record(path / "results.json", RESULTS_SCHEMA, "results")
+    results = read_json(path / "results.json", RESULTS_SCHEMA, "results")
     if not results["best"]:
         raise HnasError(f"{path} found no architecture inside the band: widen --lat-rel")
     return results["best"][0]
@@ -402,7 +402,7 @@ def _standalone(trained: dict, arch: str) -> float:
 def _supernet_acc(path: Path) -> float | None:
     """The final supernet's validation accuracy (mean one-shot top-1 of its fixed architectures, last epoch)."""
     M = saved_settings(path)[1].stages
-    hist = read_record(path / f"stage{M - 1}" / "trained.json", TRAINED_SCHEMA, "training history")
+    hist = read_json(path / f"stage{M - 1}" / "trained.json", TRAINED_SCHEMA, "training history")
     return hist[-1]["val_acc"] if hist else None
 
 
@@ -413,7 +413,7 @@ def supernet_curves(paths: dict) -> dict:
     for (seed, M), path in sorted(paths.items()):
         epochs, acc, pruned_after = [], [], []
         for k in range(1, M):
-            hist = read_record(path / f"stage{k}" / "trained.json", TRAINED_SCHEMA, "training history")
+            hist = read_json(path / f"stage{k}" / "trained.json", TRAINED_SCHEMA, "training history")
             for h in hist:
                 epochs.append(len(epochs) + 1)
                 acc.append(h["val_acc"])

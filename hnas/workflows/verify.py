@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
+from hnas.core.precision import INT8
 from hnas.spec.arch import Architecture
-from hnas.spec.parts import INT8
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def verify_run(
 ) -> dict:
     """Verify the best architecture of a search run on its LUT (or `lut`) and write RUN/verify.json; an int8
     verification also reports the int8 network's top-1 against the float network's (`int8_accuracy`)."""
-    from hnas.io import atomic_write_json
+    from hnas.core.io import atomic_write_json
     from hnas.pipeline import saved_settings
     from hnas.workflows.search import best_architecture
     from latency.verify import verify_arch

@@ -6,22 +6,18 @@ A schema is built from a few specs: `Int`, `Num`, `Str`, `Bool`, `Opt(spec)`, `L
 `Obj({key: spec}, optional=...)`, `Any`. `check(data, spec, where)` raises `HnasError` at the first violation,
 e.g. `LUT lut/x.json: entries['Stem_K3:...'].median_ms: expected a finite number above 0, got nan`.
 
-Files are read here too (`read_text`, `load_json`, `load_yaml`): a file over its kind's size limit, not UTF-8, or
-YAML that uses aliases (`*name`, which can expand a few hundred bytes into gigabytes) is refused before it is parsed.
+Files are read by `hnas.core.io` (`read_json` checks a file against its schema as it reads it).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from hnas.errors import HnasError
+from hnas.core.errors import HnasError
 
 
 class Spec:
@@ -185,7 +181,7 @@ class ListOf(Spec):
         return f"{n} of {self.spec.what}"
 
     def problem(self, value, at):
-        if not isinstance(value, list):
+        if not isinstance(value, list | tuple):  # a file holds lists; a command line's values may be a tuple
             return (at, f"expected {self.what}, got {preview(value)}")
         if len(value) < self.min_len or (self.max_len is not None and len(value) > self.max_len):
             size = f"{self.min_len}" if self.max_len == self.min_len else f"at least {self.min_len}"
@@ -195,6 +191,53 @@ class ListOf(Spec):
             if found:
                 return found
         return None
+
+
+@dataclass(frozen=True)
+class OneOf(Spec):
+    """One of `values` (of any type)."""
+
+    values: tuple
+
+    @property
+    def what(self) -> str:
+        return f"one of {', '.join(map(str, self.values))}"
+
+    def problem(self, value, at):
+        return None if value in self.values else (at, f"expected {self.what}, got {preview(value)}")
+
+
+@dataclass(frozen=True)
+class Either(Spec):
+    """`first` or `second`."""
+
+    first: Spec
+    second: Spec
+
+    @property
+    def what(self) -> str:
+        return f"{self.first.what} or {self.second.what}"
+
+    def problem(self, value, at):
+        fits = self.first.problem(value, at) is None or self.second.problem(value, at) is None
+        return None if fits else (at, f"expected {self.what}, got {preview(value)}")
+
+
+@dataclass(frozen=True)
+class Said(Spec):
+    """`spec`, with the complaint about the value itself written for where it came from (`says`: a command-line
+    option's `must be a number of at least 1`); a complaint about an item inside it is the item's own."""
+
+    spec: Spec
+    says: str
+
+    @property
+    def what(self) -> str:
+        return self.spec.what
+
+    def problem(self, value, at):
+        found = self.spec.problem(value, at)
+        return None if found is None else (at, self.says) if found[0] == at else found
 
 
 @dataclass(frozen=True)
@@ -255,85 +298,3 @@ def check(data, spec: Spec, where: str):
         place, complaint = found
         raise HnasError(f"{where}: {place + ': ' if place else ''}{complaint}")
     return data
-
-
-REDO = "restore it, or delete it to redo that step"
-
-
-MiB = 2**20
-MAX_FILE_BYTES = 64 * MiB  # the largest file hnas reads unless its kind says less (a LUT of many spaces is ~1 MB)
-
-
-def read_text(path: str | Path, what: str, missing: str = "", max_bytes: int = MAX_FILE_BYTES) -> str:
-    """The UTF-8 text of a file of at most `max_bytes`; a missing, oversized or binary file is one line naming it
-    (`what PATH`) and, for a missing one, what to do (`missing`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise HnasError(f"{what} {path} does not exist" + (f": {missing}" if missing else ""))
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        raw = fh.read(max_bytes + 1) if size <= max_bytes else b""  # read no more than the limit, whatever stat said
-    if size > max_bytes or len(raw) > max_bytes:
-        raise HnasError(
-            f"{what} {path} is {max(size, len(raw)) / MiB:.1f} MiB, over the {max_bytes / MiB:g} MiB a {what} may "
-            "take: give the right file"
-        )
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise HnasError(
-            f"{what} {path} is not UTF-8 text (byte {exc.start} cannot be decoded): give a JSON or YAML text file"
-        ) from None
-
-
-def load_json(path: str | Path, what: str, missing: str = "", broken: str = REDO, max_bytes: int = MAX_FILE_BYTES):
-    """A JSON file's content, unchecked; a missing, oversized or malformed file is one line naming it (`what PATH`)
-    and, after it, what to do (`missing`, `broken`)."""
-    path = Path(path)
-    text = read_text(path, what, missing, max_bytes)
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, an integer of more than 4300 digits, deep nesting
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise HnasError(f"{what} {path} is not valid JSON ({first}); {broken}") from None
-
-
-def load_yaml(text: str, where: str):
-    """The content of a YAML document, read with PyYAML's safe loader but without aliases: an alias (`*name`)
-    is refused before anything is expanded, so a few hundred bytes cannot become gigabytes."""
-    import yaml
-
-    try:
-        return yaml.load(text, Loader=_no_alias_loader())  # noqa: S506 - a SafeLoader subclass
-    except (yaml.YAMLError, RecursionError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        mark = getattr(exc, "problem_mark", None)
-        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        raise HnasError(f"{where} is not valid YAML{at}: {first}") from None
-
-
-@functools.cache
-def _no_alias_loader() -> type:
-    """PyYAML's SafeLoader with aliases refused (built once, on the first YAML file read)."""
-    import yaml
-
-    class NoAliasLoader(yaml.SafeLoader):
-        """PyYAML's SafeLoader, refusing aliases where they are composed (before they would be expanded)."""
-
-        def compose_node(self, parent, index):
-            if self.check_event(yaml.AliasEvent):
-                event = self.peek_event()
-                raise yaml.composer.ComposerError(
-                    None,
-                    None,
-                    f"aliases (*{event.anchor}) are not allowed in hnas files: write the value out",
-                    event.start_mark,
-                )
-            return super().compose_node(parent, index)
-
-    return NoAliasLoader
-
-
-def read_json(path: str | Path, spec: Spec, what: str, max_bytes: int = MAX_FILE_BYTES):
-    """Load a JSON file and check it: a missing, oversized, truncated or malformed file is one line naming it."""
-    return check(load_json(path, what, max_bytes=max_bytes), spec, f"{what} {Path(path)}")

@@ -3,3 +3,8 @@
 
 class HnasError(ValueError):
     """A problem with the user's input; the message names the problem and the fix."""
+
+
+class DeviceGone(HnasError):
+    """A measuring device stopped answering and did not come back: what was measured is saved, so the same
+    command, run again, goes on (the CLI says so after the message)."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hnas.settings import Band
+from hnas.core.band import Band
 
 BINS = 1 << 16
 METHOD = (
