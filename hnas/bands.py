@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hnas.settings import Band
+from hnas.spec.vectors import LayerTable
 
 BINS = 1 << 16
 METHOD = (
@@ -51,12 +52,7 @@ class AdditiveLatency:
 
     def price(self, vecs: np.ndarray) -> np.ndarray:
         """Latency (ms) of each row of an [n, layers] array of candidate indices, summed as a LUT predictor sums."""
-        width = max(len(t) for t in self.layers)
-        table = np.zeros((len(self.layers), width))
-        for j, t in enumerate(self.layers):
-            table[j, : len(t)] = t
-        raw = table[np.arange(len(self.layers)), np.atleast_2d(vecs)].sum(axis=1) + self.fixed
-        return self.offset + self.scale * raw
+        return self.offset + self.scale * LayerTable.from_rows(self.layers, self.fixed)(vecs)
 
     def span(self) -> tuple[float, float]:
         """The exact latency (ms) of the fastest and of the slowest architecture."""
