@@ -27,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hnas.pipeline import RESULTS_SCHEMA, read_record  # noqa: E402
 from hnas.recipes import continuous_lrs  # noqa: E402
+from hnas.searchrun import RESULTS_SCHEMA, read_record  # noqa: E402
 from hnas.settings import Band, ProxySettings, RunConfig, SearchSettings, TrainConfig  # noqa: E402
 from hnas.spec.arch import parse_arch  # noqa: E402
 from hnas.spec.space import load_space  # noqa: E402

@@ -116,10 +116,6 @@ class Ledger:
         self.generation = 0  # how many batches were priced
         self.exhausted: str | None = None
 
-    def knows(self, vec: np.ndarray) -> bool:
-        """Whether `vec`'s accuracy was paid for already."""
-        return key(vec) in self.seen
-
     def accuracy(self, vecs: np.ndarray, feasible: np.ndarray, lat, macs, params) -> np.ndarray:
         """The accuracy of each feasible row of `vecs` (0 for the others), paying only for architectures not seen
         before (once each, however often a batch holds them); what is paid for joins the archive with its

@@ -16,11 +16,11 @@ import numpy as np
 
 from hnas.errors import HnasError
 from hnas.io import atomic_write_text
-from hnas.pipeline import RESULTS_SCHEMA, SEARCH_SCHEMA, TRAINED_SCHEMA, read_record, saved_settings
 from hnas.plots import pyplot as _plt
 from hnas.plots import save_png as _save
 from hnas.runs import run_lut
 from hnas.schema import POSITIVE_MS, Bool, ListOf, Num, Obj, Opt, Str
+from hnas.searchrun import SearchRun, read_record
 from hnas.settings import Band
 from hnas.spec.space import SearchSpace
 
@@ -194,21 +194,15 @@ def build_report(run: str | Path, lut: str | None = None) -> Path:
     """Write RUN/report/index.html and its figures (the run's LUT checked by sha256; `lut`: where it moved);
     returns the page's path."""
     run = Path(run)
-    saved = saved_settings(run)
-    if saved is None or not (run / "results.json").is_file():
+    folder = SearchRun.read(run)
+    if folder is None or not folder.results_file.is_file():
         raise HnasError(f"{run} is not a finished search run (config.json and results.json are needed)")
-    cfg, search = saved
-    cfg = run_lut(cfg, run, lut)
-    results = read_record(run / "results.json", RESULTS_SCHEMA, "results")
+    search = folder.search
+    cfg = run_lut(folder.config, run, lut)
+    results = folder.results()
     stages = search.stages
-    searches = {
-        k: rec
-        for k in range(2, stages + 1)
-        if (rec := _read(run / f"stage{k}" / "search.json", SEARCH_SCHEMA, "search"))
-    }
-    histories = {
-        k: h for k in range(1, stages) if (h := _read(run / f"stage{k}" / "trained.json", TRAINED_SCHEMA, "history"))
-    }
+    searches = {k: rec for k in range(2, stages + 1) if (rec := folder.stage(k).search())}
+    histories = {k: h for k in range(1, stages) if (h := folder.stage(k).trained())}
     out = run / "report"
     out.mkdir(exist_ok=True)
     space = SearchSpace.from_dict(cfg.space)
