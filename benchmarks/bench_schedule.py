@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hnas.core.band import Band  # noqa: E402
 from hnas.core.io import read_json  # noqa: E402
-from hnas.pipeline import RESULTS_SCHEMA  # noqa: E402
 from hnas.recipes import continuous_lrs  # noqa: E402
+from hnas.searchrun import RESULTS_SCHEMA  # noqa: E402
 from hnas.settings import ProxySettings, RunConfig, SearchSettings, TrainConfig  # noqa: E402
 from hnas.spec.arch import parse_arch  # noqa: E402
 from hnas.spec.space import load_space  # noqa: E402

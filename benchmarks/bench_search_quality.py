@@ -43,9 +43,10 @@ from hnas.ces import Constraints, ces  # noqa: E402
 from hnas.core.band import Band  # noqa: E402
 from hnas.core.io import atomic_write_json  # noqa: E402
 from hnas.prune import estimate, select_by_rank  # noqa: E402
-from hnas.quality import GroundTruth, all_vectors, synthetic_truth  # noqa: E402
+from hnas.quality import GroundTruth, synthetic_truth  # noqa: E402
 from hnas.spec.arch import parse_arch  # noqa: E402
 from hnas.spec.space import SearchSpace, basic  # noqa: E402
+from hnas.spec.vectors import ArchCodec  # noqa: E402
 from hnas.spos_ea import random_search, spos_ea  # noqa: E402
 
 REFERENCE = "K3E1|K3E6-K3E6-ID-ID|K3E6-K3E6-K3E6-ID|K3E6-K3E6-K3E6-K3E6|K3E6-K3E6-K3E6-ID|K3E6-K3E6-K3E6-ID|K3E6"
@@ -104,7 +105,7 @@ def proxy_truth(cache: Path, lut: Path) -> GroundTruth:
     if not (folder / "history.json").is_file():
         print(f"training the proxy supernet of {space.size()} architectures in {folder} ...", flush=True)
         run.train(progress=False)
-    vecs = all_vectors(space)
+    vecs = ArchCodec(space).enumerate()
     acc_file = folder / "accuracy.json"
     acc = json.loads(acc_file.read_text()) if acc_file.is_file() else []
     if len(acc) < len(vecs):
@@ -178,7 +179,7 @@ def overhead_basic(lut: Path, seeds: int = 3) -> list[float]:
     rng = np.random.default_rng(0)
     table = rng.normal(0, 0.01, (space.num_layers, max(len(c) for c in space.candidates)))
     rows = np.arange(space.num_layers)
-    lat = pred.predict((rng.random((20000, space.num_layers)) * [len(c) for c in space.candidates]).astype(int))
+    lat = pred.predict(ArchCodec(space).sample(rng, 20000))
     band = Constraints(Band(*np.percentile(lat, [45, 65])))
     out = []
     for seed in range(seeds):

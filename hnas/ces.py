@@ -11,28 +11,31 @@ nondomination at the end (rank 1 = Pareto front), so nothing is dropped for poor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2, binary_tournament
+from pymoo.core.duplicate import DuplicateElimination
 from pymoo.core.mating import Mating
 from pymoo.core.mutation import Mutation
 from pymoo.core.population import Population
 from pymoo.core.problem import Problem
+from pymoo.core.repair import Repair
 from pymoo.core.sampling import Sampling
 from pymoo.operators.crossover.pntx import TwoPointCrossover
 from pymoo.operators.selection.tournament import TournamentSelection
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from hnas.core.additive import METHOD, LatencyDistribution, fmt_share
+from hnas.core.additive import METHOD, LatencyDistribution, LayerTable, fmt_share
 from hnas.core.band import Band
 from hnas.core.errors import HnasError
-from hnas.spec.arch import Architecture, from_vector
+from hnas.ledger import AccuracyFn, Ledger, SearchResult
 from hnas.spec.space import SearchSpace
+from hnas.spec.vectors import ENUMERABLE, ArchCodec, key
 
-AccuracyFn = Callable[[Sequence[Architecture]], np.ndarray]
 LatencyFn = Callable[[np.ndarray], np.ndarray]
+PricedAccuracy = Callable[..., np.ndarray]  # (vectors, feasible mask, latency, MACs, params) -> accuracy: `Ledger`
 
 
 def latency_parts(latency) -> tuple[LatencyFn, LatencyDistribution | None]:
@@ -58,108 +61,34 @@ class CostTable:
     """MACs and params of every (layer, candidate) from the spec, vectorized like the latency predictor."""
 
     def __init__(self, space: SearchSpace):
-        width = max(len(c) for c in space.candidates)
-        self.macs = np.zeros((space.num_layers, width))
-        self.params = np.zeros((space.num_layers, width))
-        self.fixed_macs = self.fixed_params = 0
-        j = 0
-        for slot in space.slots:
-            costs = [part.cost() for part in slot.choices()]
-            if slot.searchable:
-                self.macs[j, : len(costs)] = [c.macs for c in costs]
-                self.params[j, : len(costs)] = [c.params for c in costs]
-                j += 1
-            else:
-                self.fixed_macs += costs[0].macs
-                self.fixed_params += costs[0].params
-        self._rows = np.arange(space.num_layers)
+        self.macs = LayerTable.of(space, lambda part: part.cost().macs)
+        self.params = LayerTable.of(space, lambda part: part.cost().params)
 
     def __call__(self, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        v = np.atleast_2d(vecs)
-        macs = self.macs[self._rows, v].sum(1) + self.fixed_macs
-        return macs, self.params[self._rows, v].sum(1) + self.fixed_params
-
-
-@dataclass
-class Archive:
-    """Every architecture evaluated by a search, with its figures and (after `rank()`) nondomination rank."""
-
-    vectors: list[np.ndarray] = field(default_factory=list)
-    accuracy: list[float] = field(default_factory=list)
-    latency: list[float] = field(default_factory=list)
-    macs: list[float] = field(default_factory=list)
-    params: list[float] = field(default_factory=list)
-    generation: list[int] = field(default_factory=list)
-    ranks: np.ndarray | None = None
-
-    def add(self, vecs, acc, lat, macs, params, gen: int) -> None:
-        for i in range(len(vecs)):
-            self.vectors.append(np.asarray(vecs[i], dtype=np.int64))
-            self.accuracy.append(float(acc[i]))
-            self.latency.append(float(lat[i]))
-            self.macs.append(float(macs[i]))
-            self.params.append(float(params[i]))
-            self.generation.append(gen)
-
-    def __len__(self) -> int:
-        return len(self.vectors)
-
-    def rank(self) -> np.ndarray:
-        """Nondomination ranks over (max accuracy, min latency), 1 = Pareto front."""
-        F = np.column_stack([-np.array(self.accuracy), np.array(self.latency)])
-        _, ranks = NonDominatedSorting().do(F, return_rank=True)
-        self.ranks = ranks + 1
-        return self.ranks
-
-    def to_json(self, space: SearchSpace) -> list[dict]:
-        ranks = self.ranks if self.ranks is not None else self.rank()
-        return [
-            {
-                "arch": str(from_vector(space, v)),
-                "vector": v.tolist(),
-                "accuracy": a,
-                "latency_ms": lat,
-                "macs": m,
-                "params": p,
-                "rank": int(r),
-                "generation": g,
-            }
-            for v, a, lat, m, p, r, g in zip(
-                self.vectors, self.accuracy, self.latency, self.macs, self.params, ranks, self.generation
-            )
-        ]
-
-    @classmethod
-    def from_json(cls, rows: list[dict]) -> Archive:
-        a = cls()
-        for r in rows:
-            a.add([r["vector"]], [r["accuracy"]], [r["latency_ms"]], [r["macs"]], [r["params"]], r["generation"])
-        a.ranks = np.array([r["rank"] for r in rows]) if rows else np.zeros(0, dtype=int)
-        return a
+        return self.macs(vecs), self.params(vecs)
 
 
 class ArchProblem(Problem):
-    """pymoo problem: minimize (-accuracy, latency) subject to the constraints; latency before accuracy."""
+    """pymoo problem: minimize (-accuracy, latency) subject to the constraints; latency before accuracy.
 
-    def __init__(self, space: SearchSpace, accuracy: AccuracyFn, latency, constraints: Constraints):
+    The constraints are cheap (LUT latency, MACs, params) and computed for every row; the accuracy of the feasible
+    rows comes from `accuracy` (a search's `Ledger.accuracy`, which pays for each architecture once and keeps what
+    it paid for)."""
+
+    def __init__(self, space: SearchSpace, latency, constraints: Constraints, accuracy: PricedAccuracy | None = None):
         self.space = space
-        self.accuracy_fn = accuracy
+        self.codec = ArchCodec(space)
+        self.accuracy = accuracy  # None: a problem of the cheap figures only (nothing is evaluated)
         self.latency_fn, self.distribution = latency_parts(latency)
         self.cons = constraints
         self.costs = CostTable(space)
-        self.archive = Archive()
-        self.seen: dict[bytes, float] = {}  # every evaluated architecture's accuracy (each is evaluated once)
-        self.generation = 0
-        self.accuracy_calls = 0
-        self.exhausted_reason: str | None = None  # set when a generation could not get its full offspring
-        counts = np.array([len(c) for c in space.candidates])
         n_constr = 2 + (constraints.max_macs is not None) + (constraints.max_params is not None)
         super().__init__(
             n_var=space.num_layers,
             n_obj=2,
             n_ieq_constr=n_constr,
-            xl=np.zeros(len(counts)),
-            xu=counts - 1.0,
+            xl=np.zeros(self.codec.layers),
+            xu=self.codec.counts - 1.0,
             vtype=float,
         )
 
@@ -189,31 +118,58 @@ class ArchProblem(Problem):
     @property
     def n_feasible(self) -> int | None:
         """How many architectures satisfy the constraints, counted once for enumerable spaces (else None)."""
-        from hnas.quality import ENUMERABLE, all_vectors
-
         if not hasattr(self, "_n_feasible"):
-            small = self.space.size() <= ENUMERABLE
-            self._n_feasible = int(self.feasible(all_vectors(self.space)).sum()) if small else None
+            small = self.codec.size <= ENUMERABLE
+            self._n_feasible = int(self.feasible(self.codec.enumerate()).sum()) if small else None
         return self._n_feasible
 
     def _evaluate(self, X, out, *args, **kwargs):
-        vecs = np.around(X).astype(np.int64)
+        vecs = np.asarray(X).astype(np.int64)  # rows repaired to candidate indices (`IndexRepair`)
         G, lat, macs, params = self.violations(vecs)
-        ok = (G <= 0).all(axis=1)
-        acc = np.zeros(len(vecs))
-        keys = [v.tobytes() for v in vecs]
-        new = [i for i in np.flatnonzero(ok) if keys[i] not in self.seen]
-        new = list(dict(zip((keys[i] for i in new), new)).values())  # once per architecture in this batch
-        if new:
-            scores = self.accuracy_fn([from_vector(self.space, vecs[i]) for i in new])
-            self.accuracy_calls += len(new)
-            self.archive.add(vecs[new], scores, lat[new], macs[new], params[new], self.generation)
-            self.seen.update((keys[i], float(a)) for i, a in zip(new, scores))
-        for i in np.flatnonzero(ok):
-            acc[i] = self.seen[keys[i]]
+        acc = self.accuracy(vecs, (G <= 0).all(axis=1), lat, macs, params)
         out["F"] = np.column_stack([-acc, lat])
         out["G"] = G
-        self.generation += 1
+
+
+class IndexRepair(Repair):
+    """Rounds and clips a search's variables to valid candidate indices."""
+
+    def __init__(self, codec: ArchCodec):
+        super().__init__()
+        self.codec = codec
+
+    def _do(self, problem, X, **kwargs):
+        return self.indices(X)
+
+    def indices(self, X) -> np.ndarray:
+        """The rows of X as candidate-index vectors."""
+        return self.codec.valid(X)
+
+
+class FreshElimination(DuplicateElimination):
+    """Rows that are duplicates for a search: the same as an earlier row, as a row of the other populations, or as
+    an architecture the ledger has already paid for."""
+
+    def __init__(self, ledger: Ledger):
+        super().__init__()
+        self.ledger = ledger
+
+    def _do(self, pop, other, is_duplicate):
+        taken = set() if other is None else {key(v) for v in np.asarray(other.get("X")).astype(np.int64)}
+        fresh = self.fresh(np.asarray(pop.get("X")).astype(np.int64), taken)
+        is_duplicate[~fresh] = True
+        return is_duplicate
+
+    def fresh(self, vecs: np.ndarray, taken: set[bytes]) -> np.ndarray:
+        """Mask of the rows of `vecs` that are new: not paid for, not in `taken` and not an earlier row; the new
+        ones join `taken`."""
+        mask = np.zeros(len(vecs), dtype=bool)
+        for i, v in enumerate(vecs):
+            k = key(v)
+            if k not in taken and k not in self.ledger.seen:
+                taken.add(k)
+                mask[i] = True
+        return mask
 
 
 def require_feasible(space: SearchSpace, latency, constraints: Constraints, draws: int = 100_000) -> str:
@@ -224,14 +180,14 @@ def require_feasible(space: SearchSpace, latency, constraints: Constraints, draw
     programming (`hnas.core.additive`); the MACs and params caps are checked exactly against the space's fewest MACs and
     params, then jointly on `draws` architectures drawn uniformly from those inside the band. Any other model is
     checked on `draws` random architectures."""
-    problem = ArchProblem(space, lambda archs: np.zeros(len(archs)), latency, constraints)
+    problem = ArchProblem(space, latency, constraints)
     band, dist = constraints.band, problem.distribution
     line = ""
     if dist is not None:
         line = _require_band(space, problem, dist, band)
     _require_caps(space, problem.costs, constraints)
     rng = np.random.default_rng(0)
-    fresh = FreshFeasible(problem, rng)
+    fresh = FreshFeasible(problem, Ledger(space, _unpriced), rng)
     vecs = fresh.random(draws)
     G, lat, macs, params = problem.violations(vecs) if len(vecs) else (np.zeros((0, 1)),) * 4
     if len(vecs) and (G <= 0).all(axis=1).any():
@@ -276,18 +232,22 @@ def _require_band(space: SearchSpace, problem: ArchProblem, dist: LatencyDistrib
 
 def _require_caps(space: SearchSpace, costs: CostTable, constraints: Constraints) -> None:
     """Refuse MACs / params caps below the space's fewest MACs / params (exact: per-layer minima)."""
-    for cap, table, fixed, flag, what in (
-        (constraints.max_macs, costs.macs, costs.fixed_macs, "--max-macs", "MACs"),
-        (constraints.max_params, costs.params, costs.fixed_params, "--max-params", "parameters"),
+    for cap, table, flag, what in (
+        (constraints.max_macs, costs.macs, "--max-macs", "MACs"),
+        (constraints.max_params, costs.params, "--max-params", "parameters"),
     ):
         if cap is None:
             continue
-        least = fixed + sum(float(table[j, : len(c)].min()) for j, c in enumerate(space.candidates))
+        least = table.least()
         if least > cap:
             raise HnasError(
                 f"{flag} {cap:g}: every architecture of space {space.name!r} has at least {least:,.0f} {what} (exact: "
                 f"the per-layer minima); raise {flag}"
             )
+
+
+def _unpriced(archs):
+    raise AssertionError("the feasibility check prices no accuracy")
 
 
 class FreshFeasible:
@@ -297,15 +257,26 @@ class FreshFeasible:
     (a converged population breeds what it has already seen), `fill` escalates instead of giving up: mutation
     of good parents in 2, 3, ... layers at once, then feasible random immigrants. When even those find none,
     the feasible space is exhausted, which is certain for an enumerable space (its feasible architectures are
-    counted exactly) and reported as "none found in N draws" otherwise.
+    counted exactly) and reported as "none found in N draws" otherwise. Rows are made candidate indices by the
+    search's repair and told new by its duplicate elimination (the operators handed to pymoo).
     """
 
-    def __init__(self, problem: ArchProblem, rng: np.random.Generator, max_draws: int = 200_000):
+    def __init__(
+        self,
+        problem: ArchProblem,
+        ledger: Ledger,
+        rng: np.random.Generator,
+        repair: IndexRepair | None = None,
+        dedupe: FreshElimination | None = None,
+        max_draws: int = 200_000,
+    ):
         self.problem = problem
+        self.ledger = ledger
         self.rng = rng
+        self.codec = problem.codec
+        self.repair = repair or IndexRepair(self.codec)
+        self.dedupe = dedupe or FreshElimination(ledger)
         self.max_draws = max_draws
-        self.counts = problem.xu.astype(np.int64) + 1
-        self.free = np.flatnonzero(self.counts > 1)  # layers with a choice; the others never change
 
     @property
     def n_feasible(self) -> int | None:
@@ -324,30 +295,15 @@ class FreshFeasible:
     def exhausted(self, taken: set[bytes] = frozenset()) -> bool:
         """Every feasible architecture is evaluated or in `taken` (known only for enumerable spaces)."""
         n = self.n_feasible
-        return n is not None and len(self.problem.seen) + len(taken) >= n
+        return n is not None and len(self.ledger.seen) + len(taken) >= n
 
     def accept(self, X: np.ndarray, taken: set[bytes]) -> list[np.ndarray]:
         """The rows of X that are feasible, not yet evaluated and not in `taken` (which they join)."""
-        X = np.clip(np.around(np.atleast_2d(X)).astype(np.int64), 0, self.counts - 1)
+        X = self.repair.indices(X)
         if not len(X):
             return []
-        ok = self.problem.feasible(X)
-        out = []
-        for v in X[ok]:
-            key = v.tobytes()
-            if key not in taken and key not in self.problem.seen:
-                taken.add(key)
-                out.append(v)
-        return out
-
-    def mutate(self, parents: np.ndarray, strength: int) -> np.ndarray:
-        """Each parent with `strength` distinct free layers set to another of their candidates."""
-        X = np.array(parents, dtype=np.int64, copy=True)
-        k = min(strength, len(self.free))
-        for row in X:
-            for j in self.rng.choice(self.free, size=k, replace=False):
-                row[j] = (row[j] + 1 + self.rng.integers(self.counts[j] - 1)) % self.counts[j]
-        return X
+        X = X[self.problem.feasible(X)]
+        return list(X[self.dedupe.fresh(X, taken)])
 
     def random(self, n: int) -> np.ndarray:
         """`n` architectures drawn uniformly per layer; under a latency band and an additive latency model, drawn
@@ -356,17 +312,17 @@ class FreshFeasible:
         band, dist = self.problem.cons.band, self.problem.distribution
         if dist is not None and not band.is_open:
             return dist.sample(band, n, self.rng)
-        return (self.rng.random((n, len(self.counts))) * self.counts).astype(np.int64)
+        return self.codec.sample(self.rng, n)
 
     def fill(self, got: list[np.ndarray], n: int, parents: np.ndarray, taken: set[bytes]) -> list[np.ndarray]:
         """Top `got` up to `n`: stronger mutation of `parents` (best first), then feasible random immigrants."""
         parents = np.atleast_2d(np.asarray(parents, dtype=np.int64))
-        for strength in range(2, len(self.free) + 1):
+        for strength in range(2, len(self.codec.free) + 1):
             if len(got) >= n or not len(parents):
                 break
             for _ in range(3):
                 pick = parents[self.rng.integers(len(parents), size=4 * (n - len(got)))]
-                got += self.accept(self.mutate(pick, strength), taken)[: n - len(got)]
+                got += self.accept(self.codec.mutate(self.rng, pick, strength), taken)[: n - len(got)]
                 if len(got) >= n:
                     break
         drawn = 0
@@ -375,21 +331,33 @@ class FreshFeasible:
             got += self.accept(self.random(4096), taken)[: n - len(got)]
         return got
 
+    def first(self, n: int, what: str) -> list[np.ndarray]:
+        """The first `n` architectures of a search, drawn uniformly (`fill` without parents); fewer only when the
+        feasible space is exhausted (the ledger says why), none is an error naming `what` searched."""
+        taken: set[bytes] = set()
+        found = self.fill([], n, np.zeros((0, self.codec.layers), dtype=np.int64), taken)
+        if len(found) < n:
+            self.ledger.stop(self.why_short(taken))
+        if not found:
+            raise HnasError(what)
+        return found
+
 
 class FeasibleSampling(Sampling):
     """Initial population: distinct architectures drawn uniformly per layer, keeping only feasible ones."""
 
+    def __init__(self, ledger: Ledger, repair: IndexRepair, dedupe: FreshElimination):
+        super().__init__()
+        self.ledger, self.repair, self.dedupe = ledger, repair, dedupe
+
     def _do(self, problem: ArchProblem, n_samples, *args, random_state=None, **kwargs):
-        fresh = FreshFeasible(problem, random_state if random_state is not None else np.random.default_rng())
-        taken: set[bytes] = set()
-        found = fresh.fill([], n_samples, np.zeros((0, problem.n_var)), taken)
-        if len(found) < n_samples:
-            problem.exhausted_reason = fresh.why_short(taken)
-        if not found:
-            raise HnasError(
-                f"no architecture of the space meets the constraints in {fresh.max_draws} random draws: "
-                "widen the latency band (--lat) or check the LUT"
-            )
+        rng = random_state if random_state is not None else np.random.default_rng()
+        fresh = FreshFeasible(problem, self.ledger, rng, self.repair, self.dedupe)
+        found = fresh.first(
+            n_samples,
+            f"no architecture of the space meets the constraints in {fresh.max_draws} random draws: "
+            "widen the latency band (--lat) or check the LUT",
+        )
         return np.array(found, dtype=float)
 
 
@@ -398,18 +366,16 @@ class CategoricalMutation(Mutation):
     an offspring that would come out unchanged gets one such change (an op index has no order: no polynomial
     steps)."""
 
-    def _do(self, problem, X, *args, random_state=None, **kwargs):
-        counts = problem.xu.astype(np.int64) + 1
-        free = np.flatnonzero(counts > 1)
-        X = np.around(X).astype(np.int64)
-        if not len(free):
+    def _do(self, problem: ArchProblem, X, *args, random_state=None, **kwargs):
+        codec = problem.codec
+        X = codec.valid(X)
+        if not len(codec.free):
             return X.astype(float)
-        hit = random_state.random((len(X), len(free))) < 1.0 / len(free)
+        hit = random_state.random((len(X), len(codec.free))) < 1.0 / len(codec.free)
         none = ~hit.any(axis=1)
-        hit[none, random_state.integers(len(free), size=int(none.sum()))] = True
-        for i, jj in zip(*np.nonzero(hit)):
-            j = free[jj]
-            X[i, j] = (X[i, j] + 1 + random_state.integers(counts[j] - 1)) % counts[j]
+        hit[none, random_state.integers(len(codec.free), size=int(none.sum()))] = True
+        rows, cols = np.nonzero(hit)
+        codec.another(random_state, X, rows, codec.free[cols])
         return X.astype(float)
 
 
@@ -418,9 +384,9 @@ class AdditiveSurrogate:
     on one-hot ops of the layers that have a choice. It only decides which new candidates are evaluated first;
     it never stands in for an evaluation."""
 
-    def __init__(self, counts: np.ndarray, ridge: float = 1.0):
-        self.free = np.flatnonzero(counts > 1)
-        self.offsets = np.r_[0, np.cumsum(counts[self.free])]
+    def __init__(self, codec: ArchCodec, ridge: float = 1.0):
+        self.free = codec.free
+        self.offsets = np.r_[0, np.cumsum(codec.counts[self.free])]
         self.ridge = ridge
         self.w = np.zeros(self.offsets[-1] + 1)
 
@@ -457,22 +423,25 @@ class ConstrainedMating(Mating):
     - the others are bred as usual (tournament, crossover, mutation), `prescreen` x as many as needed, and the
       ones on the best predicted fronts of (surrogate accuracy, latency) among the archive are kept, except an
       `explore` share drawn at random from the bred ones, so that a wrong model cannot narrow the search.
-    `prescreen=1` is the paper's plain CES: every bred offspring is evaluated."""
+    `prescreen=1` is the paper's plain CES: every bred offspring is evaluated. The offspring are made candidate
+    indices and told new by the repair and duplicate elimination it is given (`IndexRepair`, `FreshElimination`);
+    the archive it learns from is the search's `Ledger`'s."""
 
-    def __init__(self, *args, prescreen: int = 1, explore: float = 0.125, exploit: float = 0.5, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, ledger: Ledger, *args, prescreen: int = 1, explore: float = 0.125, exploit: float = 0.5, **kw):
+        super().__init__(*args, **kw)
+        self.ledger = ledger
         self.prescreen = max(1, int(prescreen))
         self.explore = explore
         self.exploit = exploit if self.prescreen > 1 else 0.0
 
     def do(self, problem: ArchProblem, pop, n_offsprings, random_state=None, **kwargs):
-        fresh = FreshFeasible(problem, random_state)
+        fresh = FreshFeasible(problem, self.ledger, random_state, self.repair, self.eliminate_duplicates)
         taken: set[bytes] = set()
         model = None
         if self.prescreen > 1:
-            arch = problem.archive
-            model = AdditiveSurrogate(fresh.counts).fit(np.array(arch.vectors), np.array(arch.accuracy))
-        near = self._neighbours(problem, fresh, model, taken, int(round(self.exploit * n_offsprings)))
+            arch = self.ledger.archive
+            model = AdditiveSurrogate(problem.codec).fit(np.array(arch.vectors), np.array(arch.accuracy))
+        near = self._neighbours(fresh, model, taken, int(round(self.exploit * n_offsprings)))
         n = n_offsprings - len(near)
         want = n * self.prescreen
         bred: list[np.ndarray] = []
@@ -482,37 +451,29 @@ class ConstrainedMating(Mating):
             off = self._do(problem, pop, want - len(bred), random_state=random_state, **kwargs)
             bred += fresh.accept(off.get("X"), taken)[: want - len(bred)]
         if len(bred) < n:
-            parents = np.around(pop.get("X")).astype(np.int64)
+            parents = self.repair.indices(pop.get("X"))
             ranks = pop.get("rank")
             if ranks is not None and None not in list(ranks):  # best first: rank, then crowding
                 parents = parents[np.lexsort((-pop.get("crowding").astype(float), ranks.astype(float)))]
             bred = fresh.fill(bred, n, parents, taken)
         if len(bred) < n:
-            problem.exhausted_reason = fresh.why_short(taken)
+            self.ledger.stop(fresh.why_short(taken))
         elif len(bred) > n:
             bred = self._screen(problem, model, np.array(bred), n, random_state)
         got = near + bred
         return Population.new(X=np.array(got, dtype=float).reshape(-1, problem.n_var))
 
-    @staticmethod
-    def _neighbours(problem: ArchProblem, fresh: FreshFeasible, model, taken: set[bytes], n: int) -> list:
+    def _neighbours(self, fresh: FreshFeasible, model, taken: set[bytes], n: int) -> list:
         """Up to n new feasible single-layer neighbours of the n most accurate evaluated architectures, the highest
         predicted accuracy first."""
         if n <= 0 or model is None:
             return []
-        arch = problem.archive
-        cands = []
-        for i in np.argsort(-np.array(arch.accuracy), kind="stable")[:n]:
-            v = arch.vectors[i]
-            for j in fresh.free:
-                w = np.repeat(v[None, :], fresh.counts[j] - 1, axis=0)
-                w[:, j] = np.delete(np.arange(fresh.counts[j]), v[j])
-                cands.append(w)
+        cands = [fresh.codec.neighbours(v) for v in self.ledger.archive.best(n)]
         ok = np.array(fresh.accept(np.concatenate(cands), set(taken))) if cands else np.zeros((0, 0))
         if not len(ok):
             return []
         pick = ok[np.argsort(-model.predict(ok), kind="stable")[:n]]
-        taken.update(v.tobytes() for v in pick)
+        fresh.dedupe.fresh(pick, taken)
         return list(pick)
 
     def _screen(self, problem: ArchProblem, model, cand: np.ndarray, n: int, rng) -> list[np.ndarray]:
@@ -522,30 +483,12 @@ class ConstrainedMating(Mating):
         pick = list(rng.choice(len(cand), size=n_random, replace=False)) if n_random else []
         rest = np.setdiff1d(np.arange(len(cand)), pick)
         acc, lat = model.predict(cand[rest]), problem.latency_fn(cand[rest])
-        arch = problem.archive
+        arch = self.ledger.archive
         F = np.vstack([np.column_stack([-np.array(arch.accuracy), arch.latency]), np.column_stack([-acc, lat])])
         _, rank = NonDominatedSorting().do(F, return_rank=True)
         order = np.lexsort((-acc, rank[len(arch) :]))
         pick += list(rest[order[: n - len(pick)]])
         return [cand[i] for i in pick]
-
-
-@dataclass
-class SearchResult:
-    """A finished search: the archive (ranked), the final population, and bookkeeping."""
-
-    archive: Archive
-    population: np.ndarray
-    accuracy_calls: int
-    generations: int
-    budget: int = 0
-    exhausted: str | None = None
-
-    @property
-    def note(self) -> str:
-        """One line on the budget: spent in full, or why not."""
-        spent = f"{self.accuracy_calls} of {self.budget} accuracy evaluations spent"
-        return spent if self.exhausted is None else f"{spent}: {self.exhausted}"
 
 
 def ces(
@@ -556,7 +499,7 @@ def ces(
     pop_size: int = 64,
     generations: int = 40,
     seed: int = 0,
-    on_generation: Callable[[int, ArchProblem], None] | None = None,
+    on_generation: Callable[[int, Ledger], None] | None = None,
     max_retries: int = 20,
     prescreen: int = 8,
 ) -> SearchResult:
@@ -569,26 +512,28 @@ def ces(
         raise HnasError(
             f"CES needs a population of at least 2 and at least 1 generation (got {pop_size} x {generations})"
         )
-    problem = ArchProblem(space, accuracy, latency, constraints)
+    ledger = Ledger(space, accuracy, pop_size * generations)
+    problem = ArchProblem(space, latency, constraints, ledger.accuracy)
+    repair, dedupe = IndexRepair(problem.codec), FreshElimination(ledger)
     mating = ConstrainedMating(
+        ledger,
         selection=TournamentSelection(func_comp=binary_tournament),
         crossover=TwoPointCrossover(),
         mutation=CategoricalMutation(),
+        repair=repair,
+        eliminate_duplicates=dedupe,
         n_max_iterations=max_retries,
         prescreen=prescreen,
     )
-    algo = NSGA2(pop_size=pop_size, sampling=FeasibleSampling(), mating=mating, eliminate_duplicates=True)
+    sampling = FeasibleSampling(ledger, repair, dedupe)
+    algo = NSGA2(pop_size=pop_size, sampling=sampling, mating=mating, repair=repair, eliminate_duplicates=dedupe)
     algo.setup(problem, termination=("n_gen", generations), seed=seed, verbose=False)
     gen = 0
     while algo.has_next():
         algo.next()
         gen += 1
         if on_generation is not None:
-            on_generation(gen, problem)
-        if problem.exhausted_reason is not None:
+            on_generation(gen, ledger)
+        if ledger.exhausted is not None:
             break
-    problem.archive.rank()
-    pop = np.around(algo.pop.get("X")).astype(np.int64)
-    return SearchResult(
-        problem.archive, pop, problem.accuracy_calls, gen, pop_size * generations, problem.exhausted_reason
-    )
+    return ledger.result(repair.indices(algo.pop.get("X")), gen)

@@ -7,15 +7,7 @@
     stage M        CES on the stage M-1 supernet -> the most accurate architectures inside the latency band,
                    and the final Pareto set
 
-Run folder:
-
-    RUN/config.json                 space, data, proxy, LUT, latency band, schedule, search settings
-    RUN/stageK/checkpoint.pt        supernet training checkpoint (written every epoch; training resumes)
-    RUN/stageK/trained.json         training finished: per-epoch history
-    RUN/stageK/evals.json           one-shot accuracies measured so far (the search never pays twice)
-    RUN/stageK/search.json          CES archive (arch, accuracy, latency, MACs, params, rank), distribution,
-                                    pruned space and its size
-    RUN/results.json                per-stage summary, best architectures, final Pareto set
+Run folder: `hnas.searchrun` (`SearchRun` reads what this module writes).
 
 Under torchrun the supernet trains with DDP (hnas.train) and each search generation's accuracy evaluations are
 split across the ranks (hnas.dist.SharedAccuracy); rank 0 alone writes these files and prints, and whether a step
@@ -33,14 +25,13 @@ import numpy as np
 import torch
 
 from hnas.ces import Constraints, ces, require_feasible
-from hnas.core.errors import HnasError
 from hnas.core.io import atomic_write_json, read_json
 from hnas.core.progress import bars, phase, standalone
-from hnas.core.schema import POSITIVE_MS, Any, Int, ListOf, MapOf, Num, Obj, Opt, Str
 from hnas.dist import exists, is_main, shared, write_on_main
 from hnas.prune import estimate, prune, select_by_rank
-from hnas.runs import SupernetRun, pin_lut
-from hnas.settings import FIXED_ARCHS_SEED, RunConfig, SearchSettings, TrainConfig, from_dict
+from hnas.runs import pin_lut
+from hnas.searchrun import SEARCH_SCHEMA, SearchRun
+from hnas.settings import FIXED_ARCHS_SEED, RunConfig, SearchSettings, TrainConfig
 from hnas.spec.modules import zero_init_residuals
 from hnas.spec.space import SearchSpace
 from hnas.supernet import Supernet
@@ -48,78 +39,10 @@ from hnas.train import (
     TRAINING_OPTIONS,
     chance_hint,
     default_device,
-    load_checkpoint,
-    load_weights,
     train,
 )
 
 AccuracyFactory = Callable[[Supernet, int], Callable]
-
-
-# --- the run folder's files and their schemas (checked whenever they are read) ------------------------------
-
-_ROW = Obj(
-    {
-        "arch": Str(nonempty=True),
-        "vector": ListOf(Int(0), 1),
-        "accuracy": Num(at_least=0),
-        "latency_ms": POSITIVE_MS,
-        "macs": Num(at_least=0),
-        "params": Num(at_least=0),
-        "rank": Int(1),
-        "generation": Int(0),
-    }
-)
-SEARCH_SCHEMA = Obj(
-    {
-        "stage": Int(1),
-        "searched_space": Obj({}, extra=True),
-        "searched_size": Str(nonempty=True),
-        "archive": ListOf(_ROW),
-        "evaluated": Int(0),
-        "accuracy_calls": Int(0),
-        "budget": Int(0),
-        "exhausted": Opt(Str()),
-        "selected": Int(0),
-        "distribution": Obj({"n_archs": Int(0), "layers": ListOf(MapOf(Num(at_least=0)))}),
-        "pruned_space": Obj({}, extra=True),
-        "pruned_size": Str(nonempty=True),
-    }
-)
-TRAINED_SCHEMA = ListOf(
-    Obj(
-        {
-            "epoch": Int(0),
-            "loss": Any(),
-            "train_acc": Num(at_least=0),
-            "lr": Any(),
-            "seconds": Any(),
-            "val_acc": Opt(Num()),
-        }
-    )
-)
-EVALS_SCHEMA = MapOf(Num(at_least=0))
-RESULTS_SCHEMA = Obj(
-    {
-        "stages": ListOf(Obj({"stage": Int(1)}, extra=True), 1),
-        "best": ListOf(_ROW),
-        "pareto": ListOf(_ROW),
-        "latency_band_ms": ListOf(Opt(Num(at_least=0)), 2, 2),
-        "lut": Opt(Str()),
-    }
-)
-
-
-def saved_settings(path: str | Path) -> tuple[RunConfig, SearchSettings] | None:
-    """The settings in an HNAS run folder's config.json, or None when it has none."""
-    cfg_file = Path(path) / "config.json"
-    if not cfg_file.is_file():
-        return None
-    data = read_json(cfg_file)
-    if not isinstance(data, dict) or set(data) != {"run", "search"}:
-        raise HnasError(f"{cfg_file} is not the config of an HNAS search run (expected 'run' and 'search')")
-    where = str(cfg_file)
-    return RunConfig.from_dict(data["run"], where), from_dict(SearchSettings, data["search"], f"{where}, search")
 
 
 class Pipeline:
@@ -145,7 +68,8 @@ class Pipeline:
         self.latency = latency
         if not exists(cfg_file):
             run = pin_lut(run)  # a new run records its LUT as an absolute path with its sha256
-        self.sn = SupernetRun(self.path, run)  # its config lives inside this run's config.json
+        self.folder = SearchRun(self.path, run, search)  # what this pipeline writes, read back
+        self.sn = self.folder.supernets  # its config lives inside this run's config.json
         self.accuracy_factory = accuracy_factory
         self.log = log if is_main() else _silent
         self.progress = progress and is_main()
@@ -161,55 +85,14 @@ class Pipeline:
     # --- helpers ----------------------------------------------------------------------------------
 
     def stage_dir(self, k: int) -> Path:
-        d = self.path / f"stage{k}"
+        """Stage k's folder, made when missing (what the steps write into)."""
+        d = self.folder.stage(k).dir
         d.mkdir(parents=True, exist_ok=True)
         return d
-
-    def space_of(self, k: int) -> SearchSpace:
-        """The layer-wise space trained in stage k (stage 1: the initial space; k > 1: pruned in stage k)."""
-        if k == 1:
-            return self.sn.deploy_space
-        rec = read_json(self.stage_dir(k) / "search.json", SEARCH_SCHEMA, "search record")
-        return SearchSpace.from_dict(rec["pruned_space"], f"{self.stage_dir(k) / 'search.json'}: pruned_space")
 
     def predictor(self, space: SearchSpace):
         """The latency objective on `space` (a pruned one, in later stages)."""
         return self.latency.for_space(space)
-
-    def final_supernet(self) -> Supernet:
-        """The supernet the final search ran on: the one trained in stage M-1, with its (pruned) space."""
-        last = self.search.stages - 1
-        if not (self.path / f"stage{last}" / "trained.json").is_file():
-            raise HnasError(f"{self.path} has not finished training its stage {last} supernet: run `hnas search` first")
-        return self._supernet_after(last)
-
-    def _supernet_after(self, k: int) -> Supernet:
-        """The trained supernet of stage k (from its checkpoint)."""
-        ck = load_checkpoint(self.stage_dir(k) / "checkpoint.pt")
-        net = Supernet(self.sn.proxy(SearchSpace.from_dict(ck["deploy_space"])))
-        load_weights(net, ck["model"], self.stage_dir(k) / "checkpoint.pt")
-        return net.to(default_device())
-
-    def accuracy_source(self, k: int, trained_stage: int) -> Callable:
-        """Stage k's accuracy source on the supernet trained in `trained_stage`: the accuracy factory's, or the
-        run's one-shot evaluator holding the accuracies stage k has measured already (stageK/evals.json)."""
-        supernet = self._supernet_after(trained_stage)
-        if self.accuracy_factory is not None:
-            return self.accuracy_factory(supernet, k)
-        evaluator = self.sn.evaluator(supernet, tag=f"stage{trained_stage}")
-        evals_file = self.stage_dir(k) / "evals.json"
-        if evals_file.is_file():
-            evals = read_json(evals_file, EVALS_SCHEMA, "one-shot accuracies")
-            evaluator.cache.update({(f"stage{trained_stage}", a): v for a, v in evals.items()})
-        return evaluator
-
-    def final_accuracy(self) -> tuple[Callable, SearchSpace]:
-        """What the final search ranked with: its accuracy source (one-shot top-1 on the stage M-1 supernet,
-        the accuracies it measured already included) and the final (pruned) space it searched."""
-        M = self.search.stages
-        if not (self.stage_dir(M - 1) / "trained.json").is_file():
-            raise HnasError(f"{self.path} has not finished training its last supernet: finish the search first")
-        return self.accuracy_source(M, M - 1), self.space_of(M - 1)
 
     # --- steps ------------------------------------------------------------------------------------
 
@@ -265,9 +148,9 @@ class Pipeline:
         out = d / "search.json"
         if exists(out):
             return read_json(out, SEARCH_SCHEMA, "search record")
-        space = self.space_of(trained_stage)
+        space = self.folder.space_of(trained_stage)
         evals_file = d / "evals.json"
-        acc_fn = shared(self.accuracy_source(k, trained_stage))
+        acc_fn = shared(self.folder.accuracy_source(k, trained_stage, self.accuracy_factory))
         cache = None if self.accuracy_factory is not None else acc_fn.cache
         pred = self.predictor(space)
         s = self.search
@@ -277,7 +160,7 @@ class Pipeline:
         )
         with phase(standalone if self.progress else None, f"stage {k} search", s.generations) as advance:
 
-            def on_generation(gen, problem):
+            def on_generation(gen, ledger):
                 if cache is not None and is_main():  # no one reads it before the next run: no barrier
                     atomic_write_json(evals_file, {a: v for (_, a), v in cache.items()})
                 advance()
@@ -322,7 +205,7 @@ class Pipeline:
         # stage 1
         d1 = self.stage_dir(1)
         if not exists(d1 / "trained.json"):
-            s1 = self.space_of(1)
+            s1 = self.folder.space_of(1)
             with torch.random.fork_rng():  # the initial weights follow --seed, whatever process draws them
                 torch.manual_seed(self.sn.config.train.seed)
                 net = Supernet(self.sn.proxy(s1))
@@ -332,12 +215,12 @@ class Pipeline:
         # stages 2..M-1
         for k in range(2, M):
             self._search(k, trained_stage=k - 1)
-            pruned = self.space_of(k)
+            pruned = self.folder.space_of(k)
             if not exists(self.stage_dir(k) / "trained.json"):
                 if exists(self.stage_dir(k) / "checkpoint.pt"):
                     net = Supernet(self.sn.proxy(pruned)).to(default_device())  # train() loads the checkpoint
                 else:
-                    net = self._supernet_after(k - 1)
+                    net = self.folder.supernet_after(k - 1)
                     net.prune(self.sn.proxy(pruned))
                 self._train(k, net, pruned)
         final = self._search(M, trained_stage=M - 1)
@@ -350,15 +233,16 @@ class Pipeline:
         pareto = sorted([r for r in rows if r["rank"] == 1], key=lambda r: r["latency_ms"])
         stages = []
         for k in range(1, M + 1):
-            d = self.stage_dir(k)
+            stage = self.folder.stage(k)
+            self.stage_dir(k)
             entry = {"stage": k}
-            if (d / "trained.json").is_file():
-                hist = read_json(d / "trained.json", TRAINED_SCHEMA, "training history")
-                entry["space_size"] = str(self.space_of(k).size())
+            hist = stage.trained()
+            if hist is not None:
+                entry["space_size"] = str(self.folder.space_of(k).size())
                 entry["supernet_val_acc"] = hist[-1]["val_acc"] if hist else None
                 entry["epochs"] = len(hist)
-            if (d / "search.json").is_file():
-                rec = read_json(d / "search.json", SEARCH_SCHEMA, "search record")
+            rec = stage.search()
+            if rec is not None:
                 srows = rec["archive"]
                 top = max(srows, key=lambda r: r["accuracy"]) if srows else None
                 entry.update(

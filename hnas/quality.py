@@ -22,16 +22,7 @@ from hnas.core.band import Band
 from hnas.core.errors import HnasError
 from hnas.spec.arch import Architecture
 from hnas.spec.space import SearchSpace
-
-ENUMERABLE = 1_000_000  # the most architectures a ground truth (or an exact feasible count) enumerates
-
-
-def all_vectors(space: SearchSpace) -> np.ndarray:
-    """Every architecture of `space` as candidate-index vectors, in mixed-radix order (layer 1 slowest)."""
-    if space.size() > ENUMERABLE:
-        raise HnasError(f"space {space.name!r} has {space.size():.3g} architectures; at most {ENUMERABLE} enumerate")
-    counts = [len(c) for c in space.candidates]
-    return np.stack(np.unravel_index(np.arange(space.size()), counts), axis=1).astype(np.int64)
+from hnas.spec.vectors import ArchCodec
 
 
 def hypervolume_2d(acc: np.ndarray, lat: np.ndarray, ref_acc: float, ref_lat: float) -> float:
@@ -59,16 +50,15 @@ class GroundTruth:
     latency: np.ndarray
 
     def __post_init__(self):
-        self.counts = np.array([len(c) for c in self.space.candidates], dtype=np.int64)
-        n = int(np.prod(self.counts))
+        self.codec = ArchCodec(self.space)
+        n = self.codec.size
         if len(self.accuracy) != n or len(self.latency) != n:
             raise HnasError(f"ground truth needs {n} accuracies and latencies, one per architecture")
-        self._radix = np.r_[np.cumprod(self.counts[::-1])[::-1][1:], 1]
         self.calls = 0
 
     def index(self, vectors) -> np.ndarray:
-        """Row of each vector (mixed radix, the order of `all_vectors`)."""
-        return np.atleast_2d(np.asarray(vectors, dtype=np.int64)) @ self._radix
+        """Row of each vector (mixed radix, the order of `ArchCodec.enumerate`)."""
+        return self.codec.index(vectors)
 
     # --- the two objectives, as a search sees them ---------------------------------------------------
 
@@ -121,6 +111,6 @@ def synthetic_truth(space: SearchSpace, seed: int = 0) -> GroundTruth:
     rng = np.random.default_rng(seed)
     width = max(len(c) for c in space.candidates)
     acc_t, lat_t = rng.random((space.num_layers, width)), rng.random((space.num_layers, width)) * 3
-    vecs = all_vectors(space)
+    vecs = ArchCodec(space).enumerate()
     rows = np.arange(space.num_layers)
     return GroundTruth(space, acc_t[rows, vecs].sum(1), lat_t[rows, vecs].sum(1))

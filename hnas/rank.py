@@ -16,7 +16,6 @@ finished search run, along its final Pareto front (the paper's choice) and/or dr
 from __future__ import annotations
 
 from dataclasses import asdict, replace
-from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +24,11 @@ from hnas.core.errors import HnasError
 from hnas.core.io import atomic_write_json, read_json
 from hnas.data import data_name
 from hnas.rankstats import ranking_stats
+from hnas.searchrun import SearchRun
 from hnas.settings import RankSettings, RunConfig, SearchSettings, TrainConfig
 from hnas.spec.arch import Architecture, from_vector, parse_arch, sample
 from hnas.spec.space import SearchSpace
+from hnas.spec.vectors import ArchCodec
 from hnas.standalone import Job, StandaloneResult, standalone_folder, train_jobs
 
 
@@ -58,7 +59,7 @@ def draw_from_space(space: SearchSpace, k: int, rng: np.random.Generator) -> lis
     """K distinct architectures drawn uniformly from `space` (every one of them, in a random order, when it
     holds no more than K)."""
     if space.size() <= k:
-        every = [from_vector(space, v) for v in product(*(range(len(c)) for c in space.candidates))]
+        every = [from_vector(space, v) for v in ArchCodec(space).enumerate()]
         return [every[i] for i in rng.permutation(len(every))]
     seen: dict[str, Architecture] = {}
     while len(seen) < k:
@@ -68,12 +69,12 @@ def draw_from_space(space: SearchSpace, k: int, rng: np.random.Generator) -> lis
     return list(seen.values())
 
 
-def pick_architectures(pipe, final: dict, settings: RankSettings, latency=None) -> dict[str, list[dict]]:
+def pick_architectures(run, final: dict, settings: RankSettings, latency=None) -> dict[str, list[dict]]:
     """The architectures to rank per pick, with their one-shot top-1 (cached in RUN/rank/picks.json for these
     settings): `front` along the final Pareto front (accuracies from the final search's archive), `space` drawn
     uniformly from the final (pruned) space and evaluated on the final supernet with the run's evaluator;
-    `latency` (the run's latency objective, optional) prices the draws."""
-    file = pipe.path / "rank" / "picks.json"
+    `latency` (the run's latency objective, optional) prices the draws; `run`: the `SearchRun`."""
+    file = run.path / "rank" / "picks.json"
     key = {"k": settings.k, "pick": settings.pick, "draw_seed": settings.draw_seed}
     if file.is_file():
         saved = read_json(file)
@@ -86,7 +87,7 @@ def pick_architectures(pipe, final: dict, settings: RankSettings, latency=None) 
             for r in pick_along_front(final["archive"], settings.k)
         ]
     if "space" in settings.picks:
-        accuracy, space = pipe.final_accuracy()
+        accuracy, space = run.final_accuracy()
         archs = draw_from_space(space, settings.k, np.random.default_rng(settings.draw_seed))
         acc = accuracy(archs)
         lat = [None] * len(archs)
@@ -134,17 +135,10 @@ def standalone_jobs(archs: list[str], run: RunConfig, cfg: TrainConfig, seeds: l
 
 def finished_search(run: str | Path) -> tuple[RunConfig, SearchSettings, dict]:
     """A finished search run's settings and final search record; one line when it is not one."""
-    from hnas.pipeline import SEARCH_SCHEMA, saved_settings
-
-    run = Path(run)
-    saved = saved_settings(run)
-    if saved is None:
+    folder = SearchRun.read(run)
+    if folder is None:
         raise HnasError(f"{run} is not an HNAS run (no config.json): give a search run folder")
-    cfg, search = saved
-    final_file = run / f"stage{search.stages}" / "search.json"
-    if not final_file.is_file():
-        raise HnasError(f"{run} has no final search ({final_file}): finish it with `hnas search --out {run}`")
-    return cfg, search, read_json(final_file, SEARCH_SCHEMA, "search record")
+    return folder.config, folder.search, folder.final_search()
 
 
 def rank_run(
@@ -157,13 +151,10 @@ def rank_run(
     """Rank a finished search run: pick K architectures (per `settings.pick`), train each stand-alone with S seeds
     (`settings.jobs` at a time), score one-shot against stand-alone with intervals and the noise ceiling;
     RUN/rank/rank.json and rank.png. `latency` prices space draws (optional)."""
-    from hnas.pipeline import Pipeline
-
     settings = settings or RankSettings()
     run = Path(run)
     cfg, search, final = finished_search(run)
-    pipe = Pipeline(run, cfg, search, latency, log=log, progress=False)
-    picks = pick_architectures(pipe, final, settings, latency)
+    picks = pick_architectures(SearchRun(run, cfg, search), final, settings, latency)
     tcfg = standalone_config(cfg.train, search, settings)
     seeds = [cfg.train.seed + i for i in range(settings.seeds)]
     archs = list(dict.fromkeys(r["arch"] for rows in picks.values() for r in rows))

@@ -20,8 +20,8 @@ from hnas.core.io import atomic_write_text, read_json
 from hnas.core.plots import pyplot as _plt
 from hnas.core.plots import save_png as _save
 from hnas.core.schema import POSITIVE_MS, Bool, ListOf, Num, Obj, Opt, Str
-from hnas.pipeline import RESULTS_SCHEMA, SEARCH_SCHEMA, TRAINED_SCHEMA, saved_settings
 from hnas.runs import run_lut
+from hnas.searchrun import SearchRun
 from hnas.spec.space import SearchSpace
 
 # what the report reads of the latency toolkit's files (the engine does not import it; a test checks that the
@@ -194,21 +194,15 @@ def build_report(run: str | Path, lut: str | None = None) -> Path:
     """Write RUN/report/index.html and its figures (the run's LUT checked by sha256; `lut`: where it moved);
     returns the page's path."""
     run = Path(run)
-    saved = saved_settings(run)
-    if saved is None or not (run / "results.json").is_file():
+    folder = SearchRun.read(run)
+    if folder is None or not folder.results_file.is_file():
         raise HnasError(f"{run} is not a finished search run (config.json and results.json are needed)")
-    cfg, search = saved
-    cfg = run_lut(cfg, run, lut)
-    results = read_json(run / "results.json", RESULTS_SCHEMA, "results")
+    search = folder.search
+    cfg = run_lut(folder.config, run, lut)
+    results = folder.results()
     stages = search.stages
-    searches = {
-        k: rec
-        for k in range(2, stages + 1)
-        if (rec := _read(run / f"stage{k}" / "search.json", SEARCH_SCHEMA, "search"))
-    }
-    histories = {
-        k: h for k in range(1, stages) if (h := _read(run / f"stage{k}" / "trained.json", TRAINED_SCHEMA, "history"))
-    }
+    searches = {k: rec for k in range(2, stages + 1) if (rec := folder.stage(k).search())}
+    histories = {k: h for k in range(1, stages) if (h := folder.stage(k).trained())}
     out = run / "report"
     out.mkdir(exist_ok=True)
     space = SearchSpace.from_dict(cfg.space)

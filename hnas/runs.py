@@ -176,13 +176,16 @@ class SupernetRun:
     def latest(self) -> tuple[Supernet, SearchSpace]:
         """The supernet in its latest state and its deployment space (the checkpoint's weights and pruned space
         when there is a checkpoint)."""
-        space = self.deploy_space
         if not self.checkpoint.is_file():
-            return Supernet(self.proxy(space)).to(default_device()), space
-        ck = load_checkpoint(self.checkpoint)
+            return Supernet(self.proxy(self.deploy_space)).to(default_device()), self.deploy_space
+        return self.from_checkpoint(self.checkpoint)
+
+    def from_checkpoint(self, checkpoint: Path) -> tuple[Supernet, SearchSpace]:
+        """The supernet saved in `checkpoint` (this run's, or a stage's of an HNAS run) and its deployment space."""
+        ck = load_checkpoint(checkpoint)
         space = SearchSpace.from_dict(ck["deploy_space"])
         net = Supernet(self.proxy(space))
-        load_weights(net, ck["model"], self.checkpoint)
+        load_weights(net, ck["model"], checkpoint)
         return net.to(default_device()), space
 
     def eval_images(self, device: torch.device) -> EvalImages:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hnas.ces import ArchProblem, Constraints, FreshFeasible, SearchResult
-from hnas.core.errors import HnasError
+from hnas.ces import ArchProblem, Constraints, FreshFeasible
+from hnas.ledger import Ledger, SearchResult
 from hnas.spec.space import SearchSpace
 
 
@@ -31,23 +31,19 @@ def spos_ea(
     max_tries: int = 10,
 ) -> SearchResult:
     """Run SPOS-EA; the result's `population` holds the final top-k vectors (best first)."""
-    problem = ArchProblem(space, accuracy, latency, constraints)
+    ledger = Ledger(space, accuracy, population * generations)
+    problem = ArchProblem(space, latency, constraints, ledger.accuracy)
     rng = np.random.default_rng(seed)
-    fresh = FreshFeasible(problem, rng)
-    counts = fresh.counts
+    fresh = FreshFeasible(problem, ledger, rng)
+    codec = problem.codec
 
     def evaluate(vecs: list[np.ndarray]) -> None:
         if vecs:
-            problem._evaluate(np.array(vecs, dtype=float), {})
-
-    def top() -> np.ndarray:
-        order = np.argsort(-np.array(problem.archive.accuracy), kind="stable")[:top_k]
-        return np.array([problem.archive.vectors[i] for i in order])
+            problem.evaluate(np.array(vecs, dtype=float))
 
     def mutate(parents: np.ndarray, n: int) -> np.ndarray:
         kids = parents[rng.integers(len(parents), size=n)].copy()
-        hit = rng.random(kids.shape) < mutation_prob
-        kids[hit] = (rng.random(int(hit.sum())) * np.broadcast_to(counts, kids.shape)[hit]).astype(np.int64)
+        codec.redraw(rng, kids, rng.random(kids.shape) < mutation_prob)
         return kids
 
     def cross(parents: np.ndarray, n: int) -> np.ndarray:
@@ -55,16 +51,10 @@ def spos_ea(
         b = parents[rng.integers(len(parents), size=n)]
         return np.where(rng.random(a.shape) < 0.5, a, b)
 
-    first_taken: set[bytes] = set()
-    first = fresh.fill([], population, np.zeros((0, len(counts)), dtype=np.int64), first_taken)
-    if not first:
-        raise HnasError("SPOS-EA: no feasible architecture found; widen the latency band")
-    if len(first) < population:
-        problem.exhausted_reason = fresh.why_short(first_taken)
-    evaluate(first)
+    evaluate(fresh.first(population, "SPOS-EA: no feasible architecture found; widen the latency band"))
     gens = 1
-    for _ in range(generations - 1 if problem.exhausted_reason is None else 0):
-        parents = top()
+    for _ in range(generations - 1 if ledger.exhausted is None else 0):
+        parents = ledger.archive.best(top_k)
         taken: set[bytes] = set()
         n_mut = population // 2
         kids: list[np.ndarray] = []
@@ -81,26 +71,18 @@ def spos_ea(
         evaluate(kids)
         gens += 1
         if short is not None:
-            problem.exhausted_reason = short
+            ledger.stop(short)
             break
-    problem.archive.rank()
-    return SearchResult(
-        problem.archive, top(), problem.accuracy_calls, gens, population * generations, problem.exhausted_reason
-    )
+    return ledger.result(ledger.archive.best(top_k), gens)
 
 
 def random_search(
     space: SearchSpace, accuracy, latency, constraints: Constraints, budget: int, seed: int = 0
 ) -> SearchResult:
     """The floor both searches must beat: `budget` distinct feasible architectures drawn uniformly per layer."""
-    problem = ArchProblem(space, accuracy, latency, constraints)
-    fresh = FreshFeasible(problem, np.random.default_rng(seed))
-    taken: set[bytes] = set()
-    vecs = fresh.fill([], budget, np.zeros((0, space.num_layers), dtype=np.int64), taken)
-    if not vecs:
-        raise HnasError("random search: no feasible architecture found; widen the latency band")
-    if len(vecs) < budget:
-        problem.exhausted_reason = fresh.why_short(taken)
-    problem._evaluate(np.array(vecs, dtype=float), {})
-    problem.archive.rank()
-    return SearchResult(problem.archive, np.array(vecs), problem.accuracy_calls, 1, budget, problem.exhausted_reason)
+    ledger = Ledger(space, accuracy, budget)
+    problem = ArchProblem(space, latency, constraints, ledger.accuracy)
+    fresh = FreshFeasible(problem, ledger, np.random.default_rng(seed))
+    vecs = fresh.first(budget, "random search: no feasible architecture found; widen the latency band")
+    problem.evaluate(np.array(vecs, dtype=float))
+    return ledger.result(np.array(vecs), 1)

@@ -35,6 +35,7 @@ from hnas.core.io import atomic_write_bytes
 from hnas.settings import TrainConfig
 from hnas.spec.arch import Architecture, from_vector
 from hnas.spec.space import SearchSpace
+from hnas.spec.vectors import ArchCodec
 
 # --- distributed ----------------------------------------------------------------------------------
 
@@ -86,7 +87,7 @@ class PathSampler:
     def __init__(self, space: SearchSpace, seed: int, predictor=None, band: Band | None = None, max_reject=1000):
         self.space = space
         self.rng = np.random.default_rng(seed)
-        self.counts = np.array([len(c) for c in space.candidates])
+        self.codec = ArchCodec(space)
         self.predictor, self.band, self.max_reject = predictor, band or Band(), max_reject
         if predictor is None and not self.band.is_open:
             raise HnasError("a latency band for sampling needs a LUT (--lut)")
@@ -111,7 +112,7 @@ class PathSampler:
             if not len(rows):
                 raise HnasError(f"no path of the space lies inside latency {self.band} ms: widen --lat")
             return np.array([k[i] for k, i in zip(keep, rows[0], strict=True)], dtype=np.int64)
-        vec = (self.rng.random(self.counts.size) * self.counts).astype(np.int64)
+        vec = self.codec.sample(self.rng, 1)[0]
         for j, i in hold.items():
             vec[j] = i
         return vec

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hnas.core.additive import AdditiveLatency, LatencyDistribution
+from hnas.core.additive import AdditiveLatency, LatencyDistribution, LayerTable
 from hnas.core.errors import HnasError
 from hnas.spec.arch import Architecture
 from hnas.spec.space import SearchSpace
@@ -58,26 +58,15 @@ class LatencyPredictor:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             fix = _how_to_fill(space, lut_name)
             raise HnasError(f"{lut_name} lacks {len(missing)} entries of space {space.name!r} ({shown}); {fix}")
-        self.table = np.zeros((space.num_layers, max(len(c) for c in space.candidates)))
-        self.fixed_ms = 0.0
-        j = 0
-        for slot in space.slots:
-            ms = [self.part_ms(part) for part in slot.choices()]
-            if slot.searchable:
-                self.table[j, : len(ms)] = ms
-                j += 1
-            else:
-                self.fixed_ms += ms[0]
-        self._rows = np.arange(space.num_layers)
+        self.table = LayerTable.of(space, self.part_ms)  # raw figures: [layer x candidate] and the fixed parts
         self._distribution = None
         self._check_calibration()
 
     def additive(self) -> AdditiveLatency:
         """This predictor as an additive model (per-layer raw figures, fixed parts, calibration): what gives the
         search its exact latency span and in-band shares (`hnas.core.additive`)."""
-        rows = tuple(self.table[j, : len(c)].copy() for j, c in enumerate(self.space.candidates))
         cal = self.calibration or {"offset_ms": 0.0, "scale": 1.0}
-        return AdditiveLatency(rows, self.fixed_ms, float(cal["offset_ms"]), float(cal["scale"]))
+        return AdditiveLatency(self.table.rows(), self.table.fixed, float(cal["offset_ms"]), float(cal["scale"]))
 
     def distribution(self) -> LatencyDistribution:
         """The latency distribution over this space (built once)."""
@@ -93,7 +82,7 @@ class LatencyPredictor:
         fast, _ = self.additive().extremes()
         lowest = float(self.predict(fast)[0])
         if not lowest > 0:
-            cal, raw = self.calibration, float(self.table[self._rows, fast].sum()) + self.fixed_ms
+            cal, raw = self.calibration, float(self.table(fast)[0])
             raise HnasError(
                 f"{self.lut_name}: its calibration (offset {cal['offset_ms']:g} ms, scale {cal['scale']:g}) predicts "
                 f"{lowest:.2f} ms for the fastest architecture of space {self.space.name!r} (raw LUT sum {raw:.2f} "
@@ -118,10 +107,7 @@ class LatencyPredictor:
 
     def predict(self, vectors) -> np.ndarray:
         """Latency in ms of each row of an [N, layers] array of candidate indices."""
-        v = np.asarray(vectors)
-        if v.ndim == 1:
-            v = v[None, :]
-        raw = self.table[self._rows, v].sum(axis=1) + self.fixed_ms
+        raw = self.table(vectors)
         if self.calibration is None:
             return raw
         return self.calibration["offset_ms"] + self.calibration["scale"] * raw

@@ -10,8 +10,8 @@ import pytest
 from hnas.ces import Constraints, ces, require_feasible
 from hnas.core.band import Band
 from hnas.core.errors import HnasError
-from hnas.quality import all_vectors
 from hnas.spec.space import load_space
+from hnas.spec.vectors import ArchCodec
 from hnas.train import PathSampler
 from latency.lut import Lut
 from latency.predict import LatencyPredictor
@@ -78,7 +78,7 @@ def _enumerate_latency(model, vecs: np.ndarray) -> np.ndarray:
 def test_the_exact_span_of_a_lut_space_is_its_enumerated_span(tiny_lut):  # noqa: F811
     sp = tiny_space()
     pred = LatencyPredictor(Lut.load(tiny_lut), sp)
-    lat = pred.predict(all_vectors(sp))
+    lat = pred.predict(ArchCodec(sp).enumerate())
     fast, slow = pred.additive().extremes()
     assert pred.predict(fast)[0] == lat.min() and pred.predict(slow)[0] == lat.max()
     line = require_feasible(sp, pred, Constraints(Band(lat.min(), lat.max())))

@@ -238,8 +238,8 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 def test_the_study_resumes_after_a_kill_and_reports_tables_4_and_5_and_fig_6(tiny_lut, tmp_path):  # noqa: F811
+    from hnas.searchrun import SearchRun
     from hnas.spec.arch import parse_arch
-    from hnas.workflows.search import open_search
 
     space = tmp_path / "tiny.json"
     tiny_space().save(space)
@@ -284,7 +284,7 @@ def test_the_study_resumes_after_a_kill_and_reports_tables_4_and_5_and_fig_6(tin
             assert [r["seed"] for r in a["repeats"]] == [0, 1] and all(r["test_loss"] > 0 for r in a["repeats"])
             assert a["standalone_test"] == pytest.approx(np.mean(top1))
     # space draws are scored on the final supernet with the run's own evaluator
-    accuracy, final_space = open_search(runs[2], log=lambda _: None, progress=False).final_accuracy()
+    accuracy, final_space = SearchRun.read(runs[2]).final_accuracy()
     drawn = data["runs"][2]["picks"]["space"]["architectures"]
     assert accuracy([parse_arch(a["arch"], final_space) for a in drawn]).tolist() == [a["one_shot"] for a in drawn]
     # Table 5: each run's most accurate architecture in the band, and SPOS-EA's on the same seed's I-Supernet

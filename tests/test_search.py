@@ -8,9 +8,10 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 from hnas.ces import Constraints, ces
 from hnas.core.band import Band
 from hnas.prune import estimate, prune, select_by_rank
-from hnas.quality import all_vectors, synthetic_truth
+from hnas.quality import synthetic_truth
 from hnas.spec.ops import OpSpec
 from hnas.spec.space import SearchSpace, Skeleton, StageSpec, basic
+from hnas.spec.vectors import ArchCodec
 from hnas.spos_ea import random_search, spos_ea
 from tests.conftest import kill_cli_when, run_cli
 from tests.test_predict import tiny_lut  # noqa: F401 - fixture
@@ -153,7 +154,7 @@ def test_hypervolume_ratio_and_best_found_are_computed_against_the_true_front():
     truth = synthetic_truth(sp, 0)
     band = truth.band_percentiles(30, 70)
     rows = truth.in_band(band)
-    vecs = all_vectors(sp)
+    vecs = ArchCodec(sp).enumerate()
     assert truth.score(vecs, band) == {
         "hv_ratio": 1.0,
         "found_best": True,

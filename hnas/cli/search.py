@@ -73,8 +73,8 @@ def search(
     LUT's precision: an int8 table searches for an int8 deployment)."""
     from hnas.core.band import Band
     from hnas.dist import barrier, is_main
-    from hnas.pipeline import saved_settings
     from hnas.recipes import recipe_for
+    from hnas.searchrun import SearchRun
     from hnas.settings import RunConfig, by_flag
     from hnas.spec.space import SearchSpace, load_space
     from hnas.train import init_distributed
@@ -83,10 +83,10 @@ def search(
     init_distributed()
     console.quiet = not is_main()  # under torchrun rank 0 prints
     precision = precision_arg(precision)
-    saved = saved_settings(out)
+    saved = SearchRun.read(out)
     barrier()  # every rank has read the folder before rank 0 writes to it
     if saved is not None:
-        run_cfg, s = saved
+        run_cfg, s = saved.config, saved.search
         deploy = SearchSpace.from_dict(run_cfg.space)
         flags = {**by_flag(run_cfg.proxy, run_cfg.train, s), "--space": run_cfg.space, "--data": run_cfg.data}
         refuse_changed_settings(  # --lut may name where the run's table moved: open_search checks its sha256
@@ -103,7 +103,7 @@ def search(
             },
         )
         console.print(f"resuming {out} with the settings in its config.json")
-        pipe = open_search(out, log=console.print, precision=precision, lut=lut)
+        pipe = open_search(out, log=console.print, precision=precision, lut=lut, saved=saved)
     else:
         if lut is None:
             raise HnasError("--lut is needed: the latency table of the target device (`hnas lut build`)")
@@ -228,8 +228,8 @@ def demo(
     from pathlib import Path
 
     from hnas.core.progress import bars
-    from hnas.pipeline import saved_settings
     from hnas.report import build_report
+    from hnas.searchrun import saved_settings
     from hnas.spec.space import load_space
     from hnas.workflows.demo import demo_search, demo_settings, host_lut
     from hnas.workflows.verify import verify_run

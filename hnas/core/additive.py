@@ -14,6 +14,9 @@ sum by less than L * d (L layers): a share is returned as an interval that conta
 in-band draw is exact up to that slack (draws outside the band are for the caller to reject). On `basic` (21
 layers, 65,536 bins over about 130 ms) the slack is under 0.05 ms of raw latency.
 
+`LayerTable` is the dense [layer x candidate] table of one additive figure (latency, MACs, params) plus the fixed
+parts' sum, which prices many vectors with one gather (a LUT predictor's raw figures, a search's MACs and params).
+
 The search engine is handed a latency model as an object (`hnas.ces`); a model that offers `additive()` (the LUT
 predictor does) gets exact bounds, any other (a ground-truth table, a test double) falls back to sampling.
 """
@@ -21,6 +24,7 @@ predictor does) gets exact bounds, any other (a ground-truth table, a test doubl
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +36,50 @@ METHOD = (
     f"span: the per-layer minima and maxima of the table; share: dynamic programming over layers on a {BINS:,}-step "
     "grid, as bounds"
 )
+
+
+@dataclass(frozen=True)
+class LayerTable:
+    """One additive figure per (searchable layer, candidate), zero past a layer's candidates, plus the fixed parts."""
+
+    table: np.ndarray  # [layers, widest layer]
+    fixed: float
+    counts: tuple[int, ...]
+
+    @classmethod
+    def of(cls, space, figure: Callable) -> LayerTable:
+        """The table of `figure(part)` over the space's slots: searchable slots by candidate, fixed ones summed."""
+        table = np.zeros((space.num_layers, max(len(c) for c in space.candidates)))
+        fixed = 0
+        j = 0
+        for slot in space.slots:
+            values = [figure(part) for part in slot.choices()]
+            if slot.searchable:
+                table[j, : len(values)] = values
+                j += 1
+            else:
+                fixed += values[0]
+        return cls(table, fixed, tuple(len(c) for c in space.candidates))
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[np.ndarray], fixed: float) -> LayerTable:
+        """The table of per-layer figures (`rows[j][i]`: candidate i of layer j)."""
+        table = np.zeros((len(rows), max(len(r) for r in rows)))
+        for j, r in enumerate(rows):
+            table[j, : len(r)] = r
+        return cls(table, fixed, tuple(len(r) for r in rows))
+
+    def __call__(self, vecs) -> np.ndarray:
+        """The figure of each row of an [n, layers] array of candidate indices (a vector: one row)."""
+        return self.table[np.arange(len(self.counts)), np.atleast_2d(vecs)].sum(axis=1) + self.fixed
+
+    def rows(self) -> tuple[np.ndarray, ...]:
+        """The per-layer figures, each layer's candidates only."""
+        return tuple(self.table[j, :n].copy() for j, n in enumerate(self.counts))
+
+    def least(self) -> float:
+        """The smallest figure any architecture has (exact: the fixed parts plus the per-layer minima)."""
+        return self.fixed + sum(float(self.table[j, :n].min()) for j, n in enumerate(self.counts))
 
 
 @dataclass(frozen=True)
@@ -51,12 +99,7 @@ class AdditiveLatency:
 
     def price(self, vecs: np.ndarray) -> np.ndarray:
         """Latency (ms) of each row of an [n, layers] array of candidate indices, summed as a LUT predictor sums."""
-        width = max(len(t) for t in self.layers)
-        table = np.zeros((len(self.layers), width))
-        for j, t in enumerate(self.layers):
-            table[j, : len(t)] = t
-        raw = table[np.arange(len(self.layers)), np.atleast_2d(vecs)].sum(axis=1) + self.fixed
-        return self.offset + self.scale * raw
+        return self.offset + self.scale * LayerTable.from_rows(self.layers, self.fixed)(vecs)
 
     def span(self) -> tuple[float, float]:
         """The exact latency (ms) of the fastest and of the slowest architecture."""

@@ -17,6 +17,7 @@ from hnas.core.schema import ListOf, Obj, Str, check
 from hnas.spec.ops import OpSpec, parse_op
 from hnas.spec.parts import Part
 from hnas.spec.space import SearchSpace
+from hnas.spec.vectors import ArchCodec
 
 _SPLIT = re.compile(r"[\s|,\-;]+")
 
@@ -110,9 +111,7 @@ def from_dict(data: dict, space: SearchSpace, where: str = "architecture JSON") 
 
 def sample(space: SearchSpace, n: int, rng: np.random.Generator) -> list[Architecture]:
     """`n` architectures drawn uniformly per layer."""
-    counts = np.array([len(c) for c in space.candidates])
-    vecs = (rng.random((n, counts.size)) * counts).astype(np.int64)
-    return [from_vector(space, v) for v in vecs]
+    return [from_vector(space, v) for v in ArchCodec(space).sample(rng, n)]
 
 
 def sample_across_sizes(space: SearchSpace, n: int, rng: np.random.Generator, draws: int = 4) -> list[Architecture]:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from hnas.core.band import Band
 from hnas.core.errors import HnasError
-from hnas.pipeline import Pipeline, saved_settings
+from hnas.pipeline import Pipeline
 from hnas.runs import run_lut
+from hnas.searchrun import SearchRun
 from hnas.settings import RunConfig, SearchSettings
 from hnas.spec.arch import Architecture
 from hnas.spec.space import SearchSpace
@@ -45,15 +46,16 @@ def open_search(
     precision: str | None = None,
     lut: str | None = None,
     options: tuple[str, ...] = TRAINING_OPTIONS,
+    saved: SearchRun | None = None,
 ) -> Pipeline:
     """The HNAS run in `path`: resumed from its config.json (on the table it started with, checked by sha256; `lut`:
     where that table is now, if it moved), or started with `run` and `search`; its latency objective at its LUT's
     precision (`precision`, when given, must match); `options`: the training flags of the command that runs it (what
-    its hints may name)."""
-    saved = saved_settings(path)
+    its hints may name); `saved`: the run in `path` when the caller has read it already (its config.json is read
+    once)."""
+    saved = saved or SearchRun.read(path)
     if saved is not None:
-        run, search = saved
-        run = run_lut(run, path, lut)
+        run, search = run_lut(saved.config, path, lut), saved.search
     elif run is None or search is None:
         raise HnasError(f"{path} is not an HNAS run (no config.json): start one with `hnas search`")
     latency = latency_of(run, precision)
@@ -63,16 +65,9 @@ def open_search(
     return Pipeline(path, run, search, latency, log=log, progress=progress, options=options)
 
 
-def best_architecture(path: str | Path) -> Architecture:
-    """The most accurate architecture inside the band of a finished search run."""
-    from hnas.core.io import read_json
-    from hnas.pipeline import RESULTS_SCHEMA
-    from hnas.spec.arch import parse_arch
-
-    saved = saved_settings(path)
-    if saved is None:
+def finished_run(path: str | Path) -> SearchRun:
+    """The HNAS run in `path` (its config.json read once); one line when there is none."""
+    run = SearchRun.read(path)
+    if run is None:
         raise HnasError(f"{path} is not an HNAS run (no config.json)")
-    results = read_json(Path(path) / "results.json", RESULTS_SCHEMA, "results")
-    if not results["best"]:
-        raise HnasError(f"{path} has no architecture inside the latency band to verify")
-    return parse_arch(results["best"][0]["arch"], SearchSpace.from_dict(saved[0].space))
+    return run

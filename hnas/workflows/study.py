@@ -35,7 +35,6 @@ import numpy as np
 from hnas.core.band import Band
 from hnas.core.errors import HnasError
 from hnas.core.io import atomic_write_json, read_json
-from hnas.pipeline import TRAINED_SCHEMA, saved_settings
 from hnas.rank import (
     by_arch,
     finished_search,
@@ -48,6 +47,7 @@ from hnas.rank import (
 )
 from hnas.recipes import continuous_lrs, split_epochs
 from hnas.runs import run_lut, sha256_file
+from hnas.searchrun import RESULTS_SCHEMA, TRAINED_SCHEMA, SearchRun, saved_settings
 from hnas.settings import ProxySettings, RankSettings, RunConfig, SearchSettings, StudyDefaults, TrainConfig
 from hnas.spec.arch import Architecture
 from hnas.spec.space import SearchSpace
@@ -204,7 +204,7 @@ def _search(path: str, baseline: bool, log: Callable[[str], None]) -> None:
     pipe = open_search(path, log=lambda m: log(f"{label}: {m}"), progress=False, options=STUDY_OPTIONS)
     pipe.run()
     if baseline:
-        spos_baseline(pipe, log=lambda m: log(f"{label}: {m}"))
+        spos_baseline(pipe.folder, pipe.latency, log=lambda m: log(f"{label}: {m}"))
 
 
 def _search_in_worker(path: str, baseline: bool) -> str | None:
@@ -215,7 +215,7 @@ def _search_in_worker(path: str, baseline: bool) -> str | None:
         return str(exc)
 
 
-def spos_baseline(pipe, log: Callable[[str], None] = print) -> dict:
+def spos_baseline(run: SearchRun, latency, log: Callable[[str], None] = print) -> dict:
     """SPOS's evolutionary search on the run's final supernet (for M = 2: the I-Supernet) with the band and the
     budget of its final CES (`population x generations`), its one-shot accuracies shared with the run's
     evaluator; cached in RUN/stageM/spos_ea.json. Returns the record (archive rows, best inside the band)."""
@@ -223,16 +223,16 @@ def spos_baseline(pipe, log: Callable[[str], None] = print) -> dict:
     from hnas.core.io import atomic_write_json
     from hnas.spos_ea import spos_ea
 
-    out = pipe.path / f"stage{pipe.search.stages}" / "spos_ea.json"
+    out = run.stage(run.stages).dir / "spos_ea.json"
     if out.is_file():
         return read_json(out)
-    accuracy, space = pipe.final_accuracy()
-    s = pipe.search
+    accuracy, space = run.final_accuracy()
+    s = run.search
     log(f"SPOS-EA on the final supernet: population {s.population}, {s.generations} generations, band {s.band} ms")
     res = spos_ea(
         space,
         accuracy,
-        pipe.predictor(space).predict,
+        latency.for_space(space).predict,
         Constraints(s.band, s.max_macs, s.max_params),
         s.population,
         s.generations,
@@ -276,8 +276,8 @@ def _study(folder: Path, s: StudySettings, log, progress, command: str, clock: S
     runs = {key: finished_search(path) for key, path in paths.items()}
     picks = {}
     for M in STUDY_STAGES:
-        pipe = open_search(paths[(0, M)], log=log, progress=False)
-        picks[M] = pick_architectures(pipe, runs[(0, M)][2], s.rank, pipe.latency)
+        cfg, search, final = runs[(0, M)]
+        picks[M] = pick_architectures(SearchRun(paths[(0, M)], cfg, search), final, s.rank, latency)
     best = {key: _best(path) for key, path in paths.items()}
     spos = {seed: read_json(paths[(seed, 2)] / "stage2" / "spos_ea.json")["best"] for seed in seeds}
     archs = list(
@@ -324,8 +324,6 @@ def _study(folder: Path, s: StudySettings, log, progress, command: str, clock: S
 
 
 def _best(path: Path) -> dict:
-    from hnas.pipeline import RESULTS_SCHEMA
-
     results = read_json(path / "results.json", RESULTS_SCHEMA, "results")
     if not results["best"]:
         raise HnasError(f"{path} found no architecture inside the band: widen --lat-rel")

@@ -19,6 +19,7 @@ import numpy as np
 
 from hnas.core.errors import HnasError
 from hnas.core.precision import INT8
+from hnas.searchrun import SearchRun
 from hnas.spec.arch import Architecture
 
 
@@ -41,7 +42,7 @@ def weights_digest(module) -> str:
     return h.hexdigest()[:24]
 
 
-def int8_accuracy(run: str | Path, arch: Architecture, exporter=None, check: QuantCheck | None = None) -> dict:
+def int8_accuracy(run: SearchRun, arch: Architecture, exporter=None, check: QuantCheck | None = None) -> dict:
     """Top-1 on the run's test split of `arch`'s network with the run's trained weights: torch, float32 TFLite and
     int8 TFLite, the drop from float32 to int8 and how often the two agree; and the torch network's top-1 on the
     validation split, which is the one-shot accuracy the search measured (the same weights and statistics)."""
@@ -49,19 +50,14 @@ def int8_accuracy(run: str | Path, arch: Architecture, exporter=None, check: Qua
     from torch.utils.data import DataLoader
 
     from hnas.evaluate import calibration_batches, recalibrate_bn, top1
-    from hnas.pipeline import Pipeline, saved_settings
     from latency.export import Exporter
     from latency.quantize import ImageCalibration, TfliteModel
 
     check = check or QuantCheck()
-    saved = saved_settings(run)
-    if saved is None:
-        raise HnasError(f"{run} is not an HNAS run (no config.json)")
-    config, search = saved
-    pipe = Pipeline(run, config, search, latency=None, log=lambda _: None, progress=False)
-    supernet = pipe.final_supernet().cpu()
+    config, search = run.config, run.search
+    supernet = run.final_supernet().cpu()
     net = supernet.extract(arch).cpu()
-    data, proxy = pipe.sn.data(), config.proxy
+    data, proxy = run.supernets.data(), config.proxy
     # exactly one-shot evaluation's BatchNorm statistics: the same images, batches and order
     recalibrate_bn(net, calibration_batches(data.train, proxy.bn_images, proxy.eval_batch), torch.device("cpu"))
     net.eval()
@@ -88,7 +84,7 @@ def int8_accuracy(run: str | Path, arch: Architecture, exporter=None, check: Qua
             agree += int(np.sum(preds["float32"] == preds["int8"]))
             seen += len(labels)
     if seen == 0:
-        raise HnasError(f"{run}: the test split of {config.data} is empty")
+        raise HnasError(f"{run.path}: the test split of {config.data} is empty")
     acc = {name: c / seen for name, c in correct.items()}
     return {
         "arch": str(arch),
@@ -125,19 +121,19 @@ def verify_run(
     """Verify the best architecture of a search run on its LUT (or `lut`) and write RUN/verify.json; an int8
     verification also reports the int8 network's top-1 against the float network's (`int8_accuracy`)."""
     from hnas.core.io import atomic_write_json
-    from hnas.pipeline import saved_settings
-    from hnas.workflows.search import best_architecture
+    from hnas.workflows.search import finished_run
     from latency.verify import verify_arch
 
-    arch = best_architecture(run)
+    folder = finished_run(run)  # config.json, read once for every step below
+    arch = folder.best_architecture()
     if lut is None:  # the run's own table, checked against the sha256 it recorded (another table: pass it)
         from hnas.runs import run_lut
 
-        lut = run_lut(saved_settings(run)[0], run).lut
+        lut = run_lut(folder.config, run).lut
     result = verify_arch(
         arch, lut, device, op_profile, benchmark_binary, progress, exporter, stability=stability, precision=precision
     )
     if result["precision"] == INT8:
-        result["int8_accuracy"] = int8_accuracy(run, arch, exporter)
+        result["int8_accuracy"] = int8_accuracy(folder, arch, exporter)
     atomic_write_json(Path(run) / "verify.json", result)
     return result
