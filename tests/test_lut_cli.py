@@ -7,12 +7,11 @@ from hnas.spec.arch import sample
 from hnas.spec.space import proxyless
 from latency.lut import Lut
 from latency.predict import LatencyPredictor
-from tests.conftest import ROOT, run_cli
-from tests.test_predict import tiny_lut  # noqa: F401 - fixture
+from tests.harness import ROOT, run_cli
 from tests.tiny import tiny_space
 
 
-def test_show_diff_and_arch_info_with_lut(tiny_lut, tmp_path):  # noqa: F811
+def test_show_diff_and_arch_info_with_lut(tiny_lut, tmp_path):
     space_file = tmp_path / "tiny.json"
     tiny_space().save(space_file)
     out = run_cli("lut", "show", str(tiny_lut), "--space", str(space_file))
@@ -129,7 +128,7 @@ def test_two_builds_of_one_table_never_measure_together(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.json"]  # no table, no lock file left
 
 
-def test_a_table_of_another_machine_is_refused_before_anything_is_converted(tiny_lut, tmp_path):  # noqa: F811
+def test_a_table_of_another_machine_is_refused_before_anything_is_converted(tiny_lut, tmp_path):
     other = json.loads(tiny_lut.read_text())
     other["device"]["machine"] = "0000dead"
     path = tmp_path / "other.json"

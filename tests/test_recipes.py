@@ -15,7 +15,7 @@ from hnas.settings import ProxySettings, SearchSettings, TrainConfig
 from hnas.spec.arch import sample
 from hnas.spec.space import load_space
 from hnas.supernet import proxy_space
-from tests.conftest import run_cli
+from tests.harness import run_cli
 
 
 def test_each_kind_of_data_has_its_recipe(tmp_path):
