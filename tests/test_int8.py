@@ -223,6 +223,7 @@ def test_an_int8_table_holds_int8_entries_only(int8_lut, tmp_path, exporter):
     assert "precision" not in Lut.load(float_lut).data["settings"]
 
 
+@pytest.mark.slow
 def test_int8_commands_on_the_tiny_space(int8_lut, tiny_lut, space_file, tmp_path, exporter):
     shown = run_cli("lut", "show", str(int8_lut), "--space", str(space_file))
     assert shown.returncode == 0, shown.stderr
@@ -279,6 +280,7 @@ def test_int8_commands_on_the_tiny_space(int8_lut, tiny_lut, space_file, tmp_pat
         assert out.returncode == 2 and len(lines) == 1 and text in lines[0], (cli_args, out.stderr)
 
 
+@pytest.mark.slow
 def test_int8_demo_searches_on_the_int8_table_and_reports_the_quantization_drop(space_file, tmp_path):
     lut, run = tmp_path / "host-int8.json", tmp_path / "demo"
     args = ["--out", str(run), "--space", str(space_file), "--lut", str(lut), "--epochs", "1,1,1"]

@@ -2,6 +2,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from hnas.spec.arch import sample
 from hnas.spec.space import proxyless
@@ -93,6 +94,7 @@ def test_profile_an_op_and_a_model(exporter):
     assert table.returncode == 0 and "median of repeat medians" in table.stdout
 
 
+@pytest.mark.slow
 def test_bad_lut_input_is_one_line(tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")

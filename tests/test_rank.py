@@ -233,6 +233,7 @@ def assert_figure_shows(fig: dict, table: list[dict]) -> None:
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow
 def test_the_study_resumes_after_a_kill_and_reports_tables_4_and_5_and_fig_6(tiny_lut, tmp_path):
     from hnas.spec.arch import parse_arch
     from hnas.workflows.search import open_search

@@ -136,6 +136,7 @@ def test_hypervolume_ratio_and_best_found_are_computed_against_the_true_front():
     assert truth.score(vecs[np.setdiff1d(np.arange(len(vecs)), rows)], band)["hv_ratio"] == 0.0  # outside
 
 
+@pytest.mark.slow
 def test_search_runs_all_stages_prunes_and_resumes_after_a_kill(tiny_lut, tmp_path):
     space = tmp_path / "tiny.json"
     tiny_space().save(space)
@@ -193,6 +194,7 @@ def test_search_runs_all_stages_prunes_and_resumes_after_a_kill(tiny_lut, tmp_pa
     assert len(json.loads((out / "stage2" / "trained.json").read_text())) == 6
 
 
+@pytest.mark.slow
 def test_relative_latency_band(tiny_lut, tmp_path):
     space = tmp_path / "tiny.json"
     tiny_space().save(space)

@@ -1,12 +1,14 @@
 import json
 
 import numpy as np
+import pytest
 
 from hnas.spec.arch import sample
 from tests.harness import kill_and_resume, run_cli
 from tests.tiny import tiny_space
 
 
+@pytest.mark.slow
 def test_supernet_trains_on_the_embedded_data_is_killed_and_resumes(tmp_path):
     space = tmp_path / "tiny.json"
     tiny_space().save(space)

@@ -16,6 +16,7 @@ from tests.harness import run_cli
 from tests.tiny import tiny_space
 
 
+@pytest.mark.slow
 def test_verify_measures_the_whole_network_with_the_luts_settings(tiny_lut, space_file):
     arch = str(sample(tiny_space(), 1, np.random.default_rng(4))[0])
     tiny_nets_are_noisy = ("--spread", "100")  # microseconds: only a wide spread keeps the repeat count exact
@@ -151,6 +152,7 @@ def test_the_calibration_fits_relative_error_and_its_networks_span_the_space():
     assert [str(a) for a in again] == [str(a) for a in sample_across_sizes(space, 40, np.random.default_rng(0))]
 
 
+@pytest.mark.slow
 def test_lut_validate_calibrates_and_reports(tiny_lut, space_file, tmp_path):
     lut = tmp_path / "lut.json"
     shutil.copy(tiny_lut, lut)
@@ -195,6 +197,7 @@ def test_lut_validate_calibrates_and_reports(tiny_lut, space_file, tmp_path):
     assert bad.returncode == 2 and "--fit" in bad.stderr
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_job_and_writes_the_report(tiny_lut, space_file, tmp_path):
     lut = tmp_path / "host.json"
     shutil.copy(tiny_lut, lut)
