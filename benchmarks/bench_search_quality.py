@@ -210,7 +210,7 @@ def main() -> None:
             truths[name] = proxy_truth(Path(a.cache), Path(a.lut))
         else:
             sys.path.insert(0, str(ROOT))
-            from tests.test_search import enumerable_space
+            from tests.harness import enumerable_space
 
             truths[name] = synthetic_truth(enumerable_space(), 0)
     methods = ("CES", "CES-plain", "SPOS-EA", "random")

@@ -37,7 +37,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
@@ -953,21 +952,3 @@ def debian_adb_env(home: str | Path, adbkey: str | Path | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("ADB_VENDOR_KEYS", "ANDROID_SERIAL", "ANDROID_USER_HOME")}
     env.update(HOME=str(home), ANDROID_SDK_HOME=str(home), TMPDIR=str(home), ANDROID_ADB_SERVER_PORT=str(free_port()))
     return env
-
-
-@pytest.fixture
-def loopback_phone(tmp_path):
-    """A started LoopbackPhone whose `adbkey` (a fresh key pair made by adb-shell's keygen) is authorized."""
-    from adb_shell.auth.keygen import keygen
-
-    keys = tmp_path / "host-keys"
-    keys.mkdir()
-    key = keys / "adbkey"
-    keygen(str(key))
-    phone = LoopbackPhone(tmp_path / "phone", authorized_keys=[Path(f"{key}.pub").read_text()])
-    phone.adbkey = key
-    phone.start()
-    try:
-        yield phone
-    finally:
-        phone.stop()

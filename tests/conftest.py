@@ -1,52 +1,18 @@
-"""Shared test helpers."""
+"""Fixtures the test modules share (helpers that are not fixtures live in tests/harness.py)."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "reference"
-# converted models are cached across test runs (content-addressed, so never stale)
-TEST_CACHE = ROOT / ".cache" / "tflite-tests"
+from tests.harness import FAST, SHARED, TEST_CACHE, CountingDevice
+from tests.tiny import tiny_space
+
 os.environ.setdefault("HNAS_CACHE", str(TEST_CACHE))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None):
-    """Run `hnas ARGS...` in a fresh interpreter, as a user would (`env` adds variables)."""
-    return subprocess.run(
-        [sys.executable, "-m", "hnas.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd or ROOT,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def kill_cli_when(args: list[str], ready, timeout: float = 300, poll: float = 0.02, env: dict | None = None) -> None:
-    """Start `hnas ARGS`, and SIGKILL it the moment `ready()` is true (as a crash or a pulled plug would); `env` adds
-    variables."""
-    import signal
-    import time
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hnas.cli", *args],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
-    )
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None and not ready():
-        time.sleep(poll)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
 
 
 @pytest.fixture
@@ -63,3 +29,63 @@ def exporter():
     from latency.export import Exporter
 
     return Exporter(TEST_CACHE)
+
+
+@pytest.fixture(scope="session")
+def _tiny_lut_built(tmp_path_factory, exporter) -> Path:
+    """The tiny space's table, measured on this host once per session."""
+    from latency.build import build
+    from latency.items import items_for_space
+
+    path = tmp_path_factory.mktemp("lut-built") / "tiny.json"
+    build(CountingDevice(), items_for_space(tiny_space()), path, FAST, exporter)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_lut(tmp_path_factory, _tiny_lut_built) -> Path:
+    """A copy of the tiny space's measured table for each test module (a module may change its copy)."""
+    path = tmp_path_factory.mktemp("lut") / "tiny.json"
+    shutil.copyfile(_tiny_lut_built, path)
+    return path
+
+
+@pytest.fixture
+def space_file(tmp_path) -> Path:
+    """The tiny space saved as a space file."""
+    path = tmp_path / "tiny.json"
+    tiny_space().save(path)
+    return path
+
+
+@pytest.fixture
+def loopback_phone(tmp_path):
+    """A started LoopbackPhone whose `adbkey` (a fresh key pair made by adb-shell's keygen) is authorized."""
+    from adb_shell.auth.keygen import keygen
+
+    from tests.adb_loopback import LoopbackPhone
+
+    keys = tmp_path / "host-keys"
+    keys.mkdir()
+    key = keys / "adbkey"
+    keygen(str(key))
+    phone = LoopbackPhone(tmp_path / "phone", authorized_keys=[Path(f"{key}.pub").read_text()])
+    phone.adbkey = key
+    phone.start()
+    try:
+        yield phone
+    finally:
+        phone.stop()
+
+
+@pytest.fixture
+def phone_env(loopback_phone, tmp_path):
+    """(phone, env for the CLI so it uses the phone's authorized key, fake arm64 benchmark binary)."""
+    from tests.adb_loopback import make_elf_aarch64
+
+    home = tmp_path / "android-home"
+    home.mkdir()
+    shutil.copy(loopback_phone.adbkey, home / "adbkey")
+    shutil.copy(f"{loopback_phone.adbkey}.pub", home / "adbkey.pub")
+    binary = make_elf_aarch64(tmp_path / "benchmark_model")
+    return loopback_phone, {"ANDROID_USER_HOME": str(home)}, binary

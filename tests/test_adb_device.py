@@ -1,52 +1,20 @@
 """The phone path end to end: AdbDevice and `hnas` commands over the loopback Pixel 3 (real ADB protocol)."""
 
 import json
+import shlex
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from hnas.core.io import sha256_file
-from latency.adb import AdbDevice
-from latency.bench import BenchSettings
-from latency.build import BuildOptions, build
+from latency.build import build
 from latency.items import items_for_space
 from latency.lut import Lut
-from latency.stability import Stability
-from tests.adb_loopback import LoopbackPhone, loopback_phone, make_elf_aarch64  # noqa: F401
-from tests.conftest import ROOT, run_cli
+from tests.adb_loopback import LoopbackPhone
+from tests.harness import FAST, adb_device, kill_and_resume, run_cli
 from tests.tiny import tiny_space
-
-FAST = BuildOptions(
-    settings=BenchSettings(warmup_runs=1, num_runs=3), repeats=2, stability=Stability(extra=1, pause_s=0)
-)
-
-
-@pytest.fixture
-def phone_env(loopback_phone, tmp_path):  # noqa: F811
-    """(phone, env for the CLI so it uses the phone's authorized key, fake arm64 benchmark binary)."""
-    home = tmp_path / "android-home"
-    home.mkdir()
-    shutil.copy(loopback_phone.adbkey, home / "adbkey")
-    shutil.copy(f"{loopback_phone.adbkey}.pub", home / "adbkey.pub")
-    binary = make_elf_aarch64(tmp_path / "benchmark_model")
-    return loopback_phone, {"ANDROID_USER_HOME": str(home)}, binary
-
-
-def _device(phone, binary, **kw) -> AdbDevice:
-    return AdbDevice(
-        phone.serial,
-        benchmark_binary=binary,
-        key_path=phone.adbkey,
-        timeout_s=3,
-        backoff_s=0.1,
-        retries=3,
-        cooldown_s=0.2,
-        **kw,
-    )
 
 
 def _space_file(tmp_path) -> Path:
@@ -86,7 +54,7 @@ def test_devices_and_profile_over_adb(phone_env):
 def test_lut_build_over_adb_records_the_phone(phone_env, tmp_path, exporter):
     phone, _, binary = phone_env
     path = tmp_path / "pixel3.json"
-    dev = _device(phone, binary)
+    dev = adb_device(phone, binary)
     report = build(dev, items_for_space(tiny_space()), path, FAST, exporter)
     lut = Lut.load(path)
     assert len(lut.entries) == 9 and not lut.pending and not report.throttled
@@ -105,14 +73,14 @@ def test_lut_build_over_adb_records_the_phone(phone_env, tmp_path, exporter):
     # binary, scripts and models were pushed once; a second build pushes and measures nothing
     pushed = sorted(p.name for p in phone.host_path("/data/local/tmp/hnas/models").iterdir())
     assert len(pushed) == 9
-    again = build(_device(phone, binary), items_for_space(tiny_space()), path, FAST, exporter)
+    again = build(adb_device(phone, binary), items_for_space(tiny_space()), path, FAST, exporter)
     assert again.measured == [] and again.skipped_fresh == 9
 
 
 def test_connection_dropped_mid_build_reconnects_and_finishes(phone_env, tmp_path, exporter):
     phone, _, binary = phone_env
     path = tmp_path / "lut.json"
-    dev = _device(phone, binary)
+    dev = adb_device(phone, binary)
     dev.describe()  # connected and probed
     phone.faults.drop_after_bytes = 6000  # inside the first round of benchmark output
     build(dev, items_for_space(tiny_space()), path, FAST, exporter)
@@ -124,7 +92,7 @@ def test_connection_dropped_mid_build_reconnects_and_finishes(phone_env, tmp_pat
 def test_throttled_runs_cool_down_and_are_measured_again(phone_env, tmp_path, exporter):
     phone, _, binary = phone_env
     phone.set_temp(1, 61000)  # a hot phone: runs are refused until it has cooled down
-    dev = _device(phone, binary)
+    dev = adb_device(phone, binary)
     cooled = []
     dev.cool_down = lambda: (cooled.append(1), phone.set_temp(1, 36500))  # the pause lets the phone cool
     report = build(dev, items_for_space(tiny_space()), tmp_path / "l.json", FAST, exporter)
@@ -137,7 +105,7 @@ def test_throttled_runs_cool_down_and_are_measured_again(phone_env, tmp_path, ex
 
 def test_low_frequency_is_detected(phone_env):
     phone, _, binary = phone_env
-    dev = _device(phone, binary)
+    dev = adb_device(phone, binary)
     from latency.devices import BenchOutput
 
     slow = BenchOutput("m", 0, "", {"before": {"freq_khz": 1200000, "temp_mc": 35000}})
@@ -173,37 +141,34 @@ def test_phone_gone_exits_with_the_resume_command_and_resume_loses_nothing(phone
         "--backoff",
         "0.2",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hnas.cli", *args],
-        cwd=ROOT,
-        env={**__import__("os").environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    done = {}
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
+
+    def entries():
         try:
-            done = json.loads(out.read_text())["entries"]
+            return json.loads(out.read_text())["entries"]
         except (FileNotFoundError, json.JSONDecodeError):
-            done = {}
-        if len(done) >= 2:
-            break
-        time.sleep(0.02)
+            return {}
+
     port = phone.port
-    phone.stop()
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "gone" in lines[0] and "Traceback" not in err
-    resume = lines[0].split("resume with: ", 1)[1]
-    assert resume.startswith("hnas lut build --device 127.0.0.1:") and "--out" in resume
-    killed = json.loads(out.read_text())
-    assert 2 <= len(killed["entries"]) < 9
-    phone.start(port)  # the phone is back where it was
-    again = run_cli(*__import__("shlex").split(resume)[1:], env=env)
-    assert again.returncode == 0, again.stderr
+
+    def unplug(proc):
+        phone.stop()
+        proc.wait(timeout=120)
+
+    def gone_with_the_resume_command(killed) -> list[str]:
+        err = killed.stderr
+        assert killed.returncode == 2, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "gone" in lines[0] and "Traceback" not in err
+        resume = lines[0].split("resume with: ", 1)[1]
+        assert resume.startswith("hnas lut build --device 127.0.0.1:") and "--out" in resume
+        phone.start(port)  # the phone is back where it was
+        return shlex.split(resume)[1:]
+
+    r = kill_and_resume(
+        args, lambda: len(entries()) >= 2, lambda: 2 <= len(entries()) < 9, note=lambda: [out],
+        interrupt=unplug, rerun=gone_with_the_resume_command, env=env, timeout=120,
+    )  # fmt: skip
+    killed = json.loads(r.noted[out])
     final = json.loads(out.read_text())
     assert len(final["entries"]) == 9 and not final["pending"]
     for key, entry in killed["entries"].items():
@@ -350,6 +315,6 @@ def test_debian_adb_and_our_client_see_the_same_phone(phone_env, tmp_path):
             stdin=subprocess.DEVNULL,
         )
         assert probe.stdout.strip() == "Pixel 3"
-        assert _device(phone, None).facts()["model"] == "Pixel 3"
+        assert adb_device(phone, None).facts()["model"] == "Pixel 3"
     finally:
         subprocess.run(["adb", "kill-server"], env=env, capture_output=True, timeout=30)

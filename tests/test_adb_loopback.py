@@ -21,10 +21,9 @@ from tests.adb_loopback import (
     adb_shell_signer,
     connect_adb_shell,
     debian_adb_env,
-    loopback_phone,  # noqa: F401 - the fixture
     make_elf_aarch64,
 )
-from tests.conftest import ROOT
+from tests.harness import ROOT
 from tests.tiny import tiny_space
 
 TMP = "/data/local/tmp"
@@ -36,7 +35,7 @@ def _new_key(tmp_path: Path, name: str) -> Path:
     return key
 
 
-def test_adb_shell_connects_authenticates_and_runs_shell(loopback_phone):  # noqa: F811
+def test_adb_shell_connects_authenticates_and_runs_shell(loopback_phone):
     phone = loopback_phone
     dev = connect_adb_shell(phone)
     try:
@@ -88,7 +87,7 @@ def _read_packet(sock: socket.socket) -> tuple[bytes, int, int, bytes]:
     return struct.pack("<I", cmd), arg0, arg1, data
 
 
-def test_raw_protocol_runs_two_streams_at_once_on_one_connection(loopback_phone):  # noqa: F811
+def test_raw_protocol_runs_two_streams_at_once_on_one_connection(loopback_phone):
     phone = loopback_phone
     with socket.create_connection(("127.0.0.1", phone.port), timeout=3) as sock:
         sock.sendall(_packet(b"CNXN", 0x01000001, 1 << 20, b"host::\0"))
@@ -120,7 +119,7 @@ def test_raw_protocol_runs_two_streams_at_once_on_one_connection(loopback_phone)
         assert _read_packet(sock)[:3] == (b"CLSE", 0, 9)
 
 
-def test_push_pull_round_trip_and_stat(loopback_phone, tmp_path):  # noqa: F811
+def test_push_pull_round_trip_and_stat(loopback_phone, tmp_path):
     phone = loopback_phone
     data = os.urandom(300_000)  # several WRTE packets and sync DATA chunks both ways
     src, back = tmp_path / "blob.bin", tmp_path / "back.bin"
@@ -141,7 +140,7 @@ def test_push_pull_round_trip_and_stat(loopback_phone, tmp_path):  # noqa: F811
         dev.close()
 
 
-def test_new_keys_are_accepted_or_refused(loopback_phone, tmp_path):  # noqa: F811
+def test_new_keys_are_accepted_or_refused(loopback_phone, tmp_path):
     from adb_shell.adb_device import AdbDeviceTcp
 
     phone = loopback_phone
@@ -167,7 +166,7 @@ def test_new_keys_are_accepted_or_refused(loopback_phone, tmp_path):  # noqa: F8
         connect(_new_key(tmp_path, "ignored"))
 
 
-def test_drop_after_bytes_breaks_a_running_shell_and_a_reconnect_works(loopback_phone):  # noqa: F811
+def test_drop_after_bytes_breaks_a_running_shell_and_a_reconnect_works(loopback_phone):
     phone = loopback_phone
     dev = connect_adb_shell(phone, timeout_s=2.0)
     phone.faults.drop_after_bytes = 600
@@ -182,7 +181,7 @@ def test_drop_after_bytes_breaks_a_running_shell_and_a_reconnect_works(loopback_
     again.close()
 
 
-def test_stall_delays_the_next_shell_only(loopback_phone):  # noqa: F811
+def test_stall_delays_the_next_shell_only(loopback_phone):
     phone = loopback_phone
     dev = connect_adb_shell(phone)
     try:
@@ -197,7 +196,7 @@ def test_stall_delays_the_next_shell_only(loopback_phone):  # noqa: F811
         dev.close()
 
 
-def test_probe_script_sees_a_pixel3_with_eight_cores(loopback_phone):  # noqa: F811
+def test_probe_script_sees_a_pixel3_with_eight_cores(loopback_phone):
     phone = loopback_phone
     phone.set_core_freq(4, 1_209_600)  # throttled big core
     phone.set_temp(1, 71_000)
@@ -219,7 +218,7 @@ def test_probe_script_sees_a_pixel3_with_eight_cores(loopback_phone):  # noqa: F
     assert facts["probe"] == "done"
 
 
-def test_taskset_shim_runs_the_host_runner_for_an_aarch64_binary(loopback_phone, exporter, tmp_path):  # noqa: F811
+def test_taskset_shim_runs_the_host_runner_for_an_aarch64_binary(loopback_phone, exporter, tmp_path):
     phone = loopback_phone
     item = items_for_space(tiny_space())[3]
     model = exporter.export_part(item).path
@@ -261,7 +260,7 @@ def test_stop_makes_the_phone_vanish(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("adb") is None, reason="Debian's adb is not installed (apt-get install adb)")
-def test_debian_adb_connects_lists_shells_and_pushes(loopback_phone, tmp_path):  # noqa: F811
+def test_debian_adb_connects_lists_shells_and_pushes(loopback_phone, tmp_path):
     phone = loopback_phone
     env = debian_adb_env(tmp_path / "adb-home", adbkey=phone.adbkey)
 

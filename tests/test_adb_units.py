@@ -13,7 +13,7 @@ from latency.adb import check_aarch64_elf
 from latency.connection import AdbConnection, PhoneGone
 from latency.devices import split_batch
 from latency.hygiene import Governor, ThrottleRule, hottest_c, parse_probe, pick_big_core
-from tests.conftest import ROOT, run_cli
+from tests.harness import ROOT, run_cli
 
 PIXEL3 = {
     **{f"cpu{n}.online": "1" for n in range(8)},

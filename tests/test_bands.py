@@ -15,8 +15,7 @@ from hnas.spec.vectors import ArchCodec
 from hnas.train import PathSampler
 from latency.lut import Lut
 from latency.predict import LatencyPredictor
-from tests.conftest import ROOT, run_cli
-from tests.test_predict import tiny_lut  # noqa: F401 - fixture
+from tests.harness import ROOT, run_cli
 from tests.tiny import tiny_space
 
 SHIPPED = ROOT / "lut" / "local-amd-epyc.json"  # another machine's table: it prices architectures anywhere
@@ -75,7 +74,7 @@ def _enumerate_latency(model, vecs: np.ndarray) -> np.ndarray:
     return model.offset + model.scale * (table[np.arange(len(model.layers)), vecs].sum(axis=1) + model.fixed)
 
 
-def test_the_exact_span_of_a_lut_space_is_its_enumerated_span(tiny_lut):  # noqa: F811
+def test_the_exact_span_of_a_lut_space_is_its_enumerated_span(tiny_lut):
     sp = tiny_space()
     pred = LatencyPredictor(Lut.load(tiny_lut), sp)
     lat = pred.predict(ArchCodec(sp).enumerate())

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.harness import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 

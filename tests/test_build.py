@@ -5,31 +5,11 @@ import pytest
 from hnas.core.errors import HnasError
 from latency.bench import BenchSettings
 from latency.build import BuildOptions, build
-from latency.devices import LocalDevice
 from latency.items import items_for_space
 from latency.lut import Lut
 from latency.stability import Stability
-from tests.conftest import kill_cli_when, run_cli
+from tests.harness import FAST, CountingDevice, kill_and_resume
 from tests.tiny import tiny_space
-
-FAST = BuildOptions(
-    settings=BenchSettings(warmup_runs=1, num_runs=3), repeats=2, stability=Stability(extra=1, pause_s=0)
-)
-
-
-class CountingDevice(LocalDevice):
-    """The host, counting benchmark runs; optionally interrupted after `stop_after` results."""
-
-    def __init__(self, stop_after=None):
-        super().__init__(core=0)
-        self.runs, self.stop_after = [], stop_after
-
-    def benchmark_batch(self, models, settings):
-        for out in super().benchmark_batch(models, settings):
-            if self.stop_after is not None and len(self.runs) >= self.stop_after:
-                raise KeyboardInterrupt
-            self.runs.append(out.model)
-            yield out
 
 
 def test_build_fills_every_entry_with_its_provenance(tmp_path, exporter):
@@ -130,12 +110,8 @@ def test_cli_build_killed_halfway_loses_nothing(tmp_path, exporter):
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
 
-    kill_cli_when(args, lambda: len(entries()) >= 2)
-    done = entries()
-    assert 2 <= len(done) < 9, "the build finished before it could be killed; raise --runs"
-    killed = json.loads(out.read_text())
-    again = run_cli(*args)
-    assert again.returncode == 0, again.stderr
+    r = kill_and_resume(args, lambda: len(entries()) >= 2, lambda: 2 <= len(entries()) < 9, note=lambda: [out])
+    killed, again = json.loads(r.noted[out]), r.again
     final = json.loads(out.read_text())
     assert len(final["entries"]) == 9 and not final["pending"]
     for key, entry in killed["entries"].items():

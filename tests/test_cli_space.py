@@ -1,6 +1,6 @@
 import json
 
-from tests.conftest import run_cli
+from tests.harness import run_cli
 
 
 def test_space_show_basic_and_large():

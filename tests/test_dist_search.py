@@ -3,10 +3,6 @@ search comes out as one process's, and rank 0 alone writes the run files."""
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -21,9 +17,7 @@ from hnas.data import load_data
 from hnas.dist import SharedAccuracy, gather, is_main, shared, world_size
 from hnas.evaluate import OneShotEvaluator
 from hnas.supernet import Supernet, proxy_space
-from tests.conftest import ROOT, run_cli
-from tests.test_predict import tiny_lut  # noqa: F401 - fixture
-from tests.test_search import Table, enumerable_space
+from tests.harness import TORCHRUN, Table, enumerable_space, kill_and_resume, kill_tree, run_cli
 from tests.tiny import tiny_space
 
 POPULATION, GENERATIONS = 9, 3  # 9 is odd: every generation leaves one architecture of imbalance
@@ -116,24 +110,7 @@ if _run:
 """
 
 
-def _torchrun(args: list[str], env: dict) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "hnas.cli"]
-    return subprocess.Popen([*cmd, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _kill_tree(proc: subprocess.Popen) -> None:
-    """SIGKILL torchrun and its workers (each worker runs in a session of its own), as a pulled plug would."""
-    import psutil
-
-    for p in [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]:
-        try:
-            p.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
-    proc.communicate()
-
-
-def test_torchrun_search_killed_and_resumed_matches_one_process_and_only_rank_0_writes(tiny_lut, tmp_path):  # noqa: F811
+def test_torchrun_search_killed_and_resumed_matches_one_process_and_only_rank_0_writes(tiny_lut, tmp_path):
     space = tmp_path / "tiny.json"
     tiny_space().save(space)
     args = ["search", "--lut", str(tiny_lut), "--space", str(space), "--stages", "3", "--lat", "0:1000"]
@@ -149,17 +126,12 @@ def test_torchrun_search_killed_and_resumed_matches_one_process_and_only_rank_0_
     path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     env.update(HNAS_AUDIT_RUN=str(run), HNAS_AUDIT_LOG=str(log))
-    ddp = [*args, "--out", str(run)]
-    proc = _torchrun(ddp, env)
     progress = run / "stage2" / "evals.json"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and not progress.is_file():
-        time.sleep(0.02)
-    _kill_tree(proc)
-    assert progress.is_file() and not (run / "results.json").is_file(), "finished before the kill"
-    proc = _torchrun(ddp, env)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
+    unfinished = lambda: progress.is_file() and not (run / "results.json").is_file()  # noqa: E731
+    r = kill_and_resume(
+        [*args, "--out", str(run)], progress.is_file, unfinished, interrupt=kill_tree, launcher=TORCHRUN, env=env
+    )
+    out = r.again.stdout
     assert out.count("resuming") == 1 and out.count("stage 3: CES") == 1  # rank 0 prints, once
     assert json.loads((run / "results.json").read_text()) == json.loads((tmp_path / "single/results.json").read_text())
     for k in (2, 3):

@@ -14,7 +14,7 @@ from hnas.runs import SupernetRun
 from hnas.settings import ProxySettings, RunConfig, TrainConfig
 from hnas.spec.arch import sample
 from hnas.supernet import Supernet
-from tests.test_imagenet import make_folder
+from tests.harness import make_imagenet_folder
 from tests.tiny import tiny_space
 
 
@@ -52,7 +52,7 @@ def test_cached_streamed_and_previous_accuracies_are_identical():
 
 
 def test_imagenet_folder_cached_equals_streamed_with_workers(tmp_path):
-    data = imagenet(make_folder(tmp_path, train=8, val=2), resolution=16, val_per_class=2)
+    data = imagenet(make_imagenet_folder(tmp_path, train=8, val=2), resolution=16, val_per_class=2)
     cpu = EvalFormat(torch.device("cpu"))
     cached = EvalImages(data.train, data.val, 12, 5, cpu)
     data.train.set_epoch(7)  # the training loop moves on: calibration keeps its own fixed augmentation

@@ -9,6 +9,7 @@ from hnas.spec.parts import Part
 from latency.export import NHWC, cache_key, export_network, tflite_io, tflite_ops
 from latency.items import items_for_space
 from latency.runtime import load_interpreter
+from tests.harness import tflite_graph
 from tests.tiny import tiny_space
 
 
@@ -93,21 +94,6 @@ def test_conversion_works_offline_for_three_channel_inputs(exporter, tmp_path, k
     assert not ex.cached and ex.path.is_file()
 
 
-def _graph(flatbuffer: bytes):
-    """A TFLite graph without TensorFlow's generated tensor names: ops with options, tensors, weights, I/O."""
-    from ai_edge_litert.tools import flatbuffer_utils as fbu
-
-    m = fbu.convert_bytearray_to_object(bytearray(flatbuffer))
-    (sg,) = m.subgraphs
-    ops = [
-        (fbu.opcode_to_name(m, o.opcodeIndex), list(o.inputs), list(o.outputs), repr(vars(o.builtinOptions or 0)))
-        for o in sg.operators
-    ]
-    tensors = [(list(t.shape), t.type, t.buffer) for t in sg.tensors]
-    weights = [None if b.data is None else np.asarray(b.data, dtype=np.uint8).tobytes() for b in m.buffers]
-    return ops, tensors, weights, list(sg.inputs), list(sg.outputs)
-
-
 def test_conversion_is_onnx2tfs_own_float32_graph(exporter, tmp_path, monkeypatch):
     """The exporter skips onnx2tf's SavedModel and float16 outputs; the float32 graph must be the same."""
     import onnx2tf
@@ -137,4 +123,4 @@ def test_conversion_is_onnx2tfs_own_float32_graph(exporter, tmp_path, monkeypatc
     theirs = (tmp_path / "full" / "model_float32.tflite").read_bytes()
     (tmp_path / "ours").mkdir()
     ours = exporter._convert(onnx_path, tmp_path / "ours").read_bytes()  # noqa: SLF001 - the conversion step
-    assert _graph(ours) == _graph(theirs)
+    assert tflite_graph(ours) == tflite_graph(theirs)

@@ -18,8 +18,7 @@ from latency.build import BuildOptions, build_many
 from latency.devices import BenchOutput, LocalDevice
 from latency.lut import Lut
 from latency.stability import Stability, spread_of
-from tests.conftest import run_cli
-from tests.test_predict import tiny_lut  # noqa: F401 - fixture
+from tests.harness import run_cli
 from tests.tiny import tiny_space
 
 
@@ -61,7 +60,7 @@ def test_the_stability_rule():
         Stability(spread=0)
 
 
-def test_unstable_networks_are_measured_again_then_marked_and_verify_reports_no_error(tiny_lut, tmp_path):  # noqa: F811
+def test_unstable_networks_are_measured_again_then_marked_and_verify_reports_no_error(tiny_lut, tmp_path):
     from hnas.spec.arch import sample
     from latency.export import Exporter
     from latency.verify import measure_networks
@@ -142,7 +141,7 @@ def test_a_part_faster_than_the_tools_resolution_is_stored_loads_and_resumes(tmp
         check_repeat({"count": 3, "avg_us": 0.4, "std_us": 0.1, "min_us": 0.0, "median_us": 0.0}, "X")
 
 
-def test_a_busy_host_core_is_noticed_during_the_measurement_not_before(tiny_lut):  # noqa: F811
+def test_a_busy_host_core_is_noticed_during_the_measurement_not_before(tiny_lut):
     from latency.export import Exporter
     from latency.items import items_for_space
 
@@ -190,7 +189,7 @@ def test_a_table_of_another_machine_is_never_written_to(tmp_path):
     assert name.removeprefix("local-").startswith("-".join(words) + "-"), (name, words)
 
 
-def test_an_empty_band_and_a_missing_lut_are_refused_before_anything_is_written(tiny_lut, tmp_path):  # noqa: F811
+def test_an_empty_band_and_a_missing_lut_are_refused_before_anything_is_written(tiny_lut, tmp_path):
     space = tmp_path / "tiny.json"
     tiny_space().save(space)
     out = tmp_path / "run"
@@ -205,7 +204,7 @@ def test_an_empty_band_and_a_missing_lut_are_refused_before_anything_is_written(
         assert not out.exists()
 
 
-def test_a_resumed_run_names_the_settings_that_differ(tiny_lut, tmp_path):  # noqa: F811
+def test_a_resumed_run_names_the_settings_that_differ(tiny_lut, tmp_path):
     space = tmp_path / "tiny.json"
     tiny_space().save(space)
     out = tmp_path / "run"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -15,24 +14,8 @@ from hnas.data import UnreadableImage, imagenet
 from hnas.settings import TrainConfig
 from hnas.supernet import Supernet
 from hnas.train import PathSampler, _loader, train
-from tests.conftest import run_cli
+from tests.harness import IMAGENET_CLASSES, make_imagenet_folder, run_cli
 from tests.tiny import tiny_space
-
-CLASSES = ("n01", "n02", "n03")
-
-
-def make_folder(root: Path, train: int = 6, val: int = 2, seed: int = 0) -> Path:
-    """ImageNet layout of small random JPEGs (3 classes, 20-27 px)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", train), ("val", val)):
-        for c in CLASSES:
-            (root / split / c).mkdir(parents=True)
-            for i in range(n):
-                arr = rng.integers(0, 256, (20 + i, 24 + i % 3, 3), dtype=np.uint8)
-                Image.fromarray(arr).save(root / split / c / f"{i}.JPEG", quality=90)
-    return root
 
 
 def _batches(ds, epoch: int, workers: int) -> list[torch.Tensor]:
@@ -40,7 +23,7 @@ def _batches(ds, epoch: int, workers: int) -> list[torch.Tensor]:
 
 
 def test_augmentation_is_seeded_by_epoch_and_independent_of_workers(tmp_path):
-    data = imagenet(make_folder(tmp_path), resolution=16, seed=3, val_per_class=1)
+    data = imagenet(make_imagenet_folder(tmp_path), resolution=16, seed=3, val_per_class=1)
     single = _batches(data.train, 0, 0)
     assert len(single) == 3
     assert all(torch.equal(a, b) for a, b in zip(single, _batches(data.train, 0, 2), strict=True))
@@ -52,7 +35,7 @@ def test_augmentation_is_seeded_by_epoch_and_independent_of_workers(tmp_path):
 
 
 def test_interrupted_supernet_training_resumes_to_the_same_weights(tmp_path):
-    data = imagenet(make_folder(tmp_path / "folder"), resolution=16, seed=0, val_per_class=1)
+    data = imagenet(make_imagenet_folder(tmp_path / "folder"), resolution=16, seed=0, val_per_class=1)
     cfg = TrainConfig(epochs=3, lr=0.05, batch_size=4, seed=0, workers=0)
 
     def run(folder: Path, stop: int | None) -> Supernet:
@@ -76,7 +59,7 @@ def test_interrupted_supernet_training_resumes_to_the_same_weights(tmp_path):
 
 
 def test_undecodable_image_is_one_line_from_a_worker_process(tmp_path):
-    root = make_folder(tmp_path)
+    root = make_imagenet_folder(tmp_path)
     bad = root / "val" / "n02" / "1.JPEG"
     bad.write_bytes(b"not a jpeg at all")
     data = imagenet(root, resolution=16, val_per_class=1)
@@ -94,15 +77,15 @@ def _break(root: Path, case: str) -> None:
     if case == "no val":
         shutil.rmtree(root / "val")
     elif case == "no classes":
-        for c in CLASSES:
+        for c in IMAGENET_CLASSES:
             shutil.rmtree(root / "train" / c)
     elif case == "empty classes":
-        for c in CLASSES[:2]:
+        for c in IMAGENET_CLASSES[:2]:
             for f in (root / "train" / c).iterdir():
                 f.unlink()
     elif case == "unknown val class":
         (root / "val" / "n99").mkdir()
-        (root / "val" / CLASSES[0] / "0.JPEG").rename(root / "val" / "n99" / "0.JPEG")
+        (root / "val" / IMAGENET_CLASSES[0] / "0.JPEG").rename(root / "val" / "n99" / "0.JPEG")
 
 
 FOLDER_CASES = {
@@ -115,7 +98,7 @@ FOLDER_CASES = {
 
 @pytest.mark.parametrize("case", sorted(FOLDER_CASES))
 def test_malformed_folder_is_one_line_before_anything_is_written(tmp_path, case):
-    root = make_folder(tmp_path / "folder")
+    root = make_imagenet_folder(tmp_path / "folder")
     _break(root, case)
     expected = FOLDER_CASES[case].format(root=root)
     with pytest.raises(HnasError, match="^.*" + expected.replace("(", r"\(").replace(")", r"\)")):
@@ -128,7 +111,7 @@ def test_malformed_folder_is_one_line_before_anything_is_written(tmp_path, case)
 
 
 def test_cli_names_an_undecodable_image_in_one_line_from_a_worker(tmp_path):
-    root = make_folder(tmp_path / "folder", train=4, val=1)
+    root = make_imagenet_folder(tmp_path / "folder", train=4, val=1)
     bad = root / "train" / "n03" / "1.JPEG"
     bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
     out = tmp_path / "run"

@@ -26,12 +26,7 @@ from latency.quantize import CalibrationRecipe, TfliteModel, op_tensor_types
 from latency.runtime import fully_delegated, load_interpreter, random_inputs
 from latency.stability import Stability
 from latency.verify import map_op_profile
-from tests.adb_loopback import loopback_phone  # noqa: F401 - fixture
-from tests.conftest import ROOT, run_cli
-from tests.test_adb_device import _device, phone_env  # noqa: F401 - fixture
-from tests.test_build import CountingDevice
-from tests.test_export import _graph
-from tests.test_predict import tiny_lut  # noqa: F401 - fixture
+from tests.harness import ROOT, CountingDevice, adb_device, run_cli, tflite_graph
 from tests.tiny import tiny_space
 
 FAST_INT8 = BuildOptions(
@@ -45,13 +40,6 @@ INT8_KERNELS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "FULLY_CONNECTED"
 def int8_lut(tmp_path_factory, exporter):
     path = tmp_path_factory.mktemp("lut") / "tiny-int8.json"
     build(CountingDevice(), items_for_space(tiny_space(), INT8), path, FAST_INT8, exporter)
-    return path
-
-
-@pytest.fixture
-def space_file(tmp_path):
-    path = tmp_path / "tiny.json"
-    tiny_space().save(path)
     return path
 
 
@@ -133,7 +121,7 @@ def test_one_conversion_gives_both_models_and_the_recipe_is_in_the_key(tmp_path)
     assert again.cache_key == q.cache_key
     # deterministic calibration: the same graph, weights and quantization (TensorFlow's generated names aside)
     first, second = q.path.read_bytes(), again.path.read_bytes()
-    assert _graph(first) == _graph(second) and _quantization(first) == _quantization(second)
+    assert tflite_graph(first) == tflite_graph(second) and _quantization(first) == _quantization(second)
     keys = {
         cache_key(module, part.input_shape, "", INT8, r.identity())
         for r in (CalibrationRecipe(), CalibrationRecipe(count=8), CalibrationRecipe(seed=1))
@@ -236,7 +224,8 @@ def test_an_int8_table_holds_int8_entries_only(int8_lut, tmp_path, exporter):
     assert "precision" not in Lut.load(float_lut).data["settings"]
 
 
-def test_int8_commands_on_the_tiny_space(int8_lut, tiny_lut, space_file, tmp_path, exporter):  # noqa: F811
+@pytest.mark.slow
+def test_int8_commands_on_the_tiny_space(int8_lut, tiny_lut, space_file, tmp_path, exporter):
     shown = run_cli("lut", "show", str(int8_lut), "--space", str(space_file))
     assert shown.returncode == 0, shown.stderr
     assert "precision: int8" in shown.stdout and "coverage of tiny: 9/9 entries" in shown.stdout
@@ -292,6 +281,7 @@ def test_int8_commands_on_the_tiny_space(int8_lut, tiny_lut, space_file, tmp_pat
         assert out.returncode == 2 and len(lines) == 1 and text in lines[0], (cli_args, out.stderr)
 
 
+@pytest.mark.slow
 def test_int8_demo_searches_on_the_int8_table_and_reports_the_quantization_drop(space_file, tmp_path):
     lut, run = tmp_path / "host-int8.json", tmp_path / "demo"
     args = ["--out", str(run), "--space", str(space_file), "--lut", str(lut), "--epochs", "1,1,1"]
@@ -319,10 +309,10 @@ def test_int8_demo_searches_on_the_int8_table_and_reports_the_quantization_drop(
     assert json.loads(again.stdout)["int8_accuracy"] == acc  # the same weights, calibration and models
 
 
-def test_a_phone_measures_int8_models_with_the_same_flags(phone_env, tmp_path, exporter):  # noqa: F811
+def test_a_phone_measures_int8_models_with_the_same_flags(phone_env, tmp_path, exporter):
     phone, _, binary = phone_env
     path = tmp_path / "pixel3-int8.json"
-    report = build(_device(phone, binary), items_for_space(tiny_space(), INT8), path, FAST_INT8, exporter)
+    report = build(adb_device(phone, binary), items_for_space(tiny_space(), INT8), path, FAST_INT8, exporter)
     lut = Lut.load(path)
     assert len(report.measured) == len(lut.entries) == 9 and all(k.endswith(":int8") for k in lut.entries)
     assert lut.data["settings"]["precision"] == "int8" and lut.device["model"] == "Pixel 3"

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tests.conftest import ROOT
+from tests.harness import ROOT
 from tests.tiny import tiny_space
 
 

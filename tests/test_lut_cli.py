@@ -2,17 +2,17 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from hnas.spec.arch import sample
 from hnas.spec.space import proxyless
 from latency.lut import Lut
 from latency.predict import LatencyPredictor
-from tests.conftest import ROOT, run_cli
-from tests.test_predict import tiny_lut  # noqa: F401 - fixture
+from tests.harness import ROOT, run_cli
 from tests.tiny import tiny_space
 
 
-def test_show_diff_and_arch_info_with_lut(tiny_lut, tmp_path):  # noqa: F811
+def test_show_diff_and_arch_info_with_lut(tiny_lut, tmp_path):
     space_file = tmp_path / "tiny.json"
     tiny_space().save(space_file)
     out = run_cli("lut", "show", str(tiny_lut), "--space", str(space_file))
@@ -94,6 +94,7 @@ def test_profile_an_op_and_a_model(exporter):
     assert table.returncode == 0 and "median of repeat medians" in table.stdout
 
 
+@pytest.mark.slow
 def test_bad_lut_input_is_one_line(tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
@@ -129,7 +130,7 @@ def test_two_builds_of_one_table_never_measure_together(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.json"]  # no table, no lock file left
 
 
-def test_a_table_of_another_machine_is_refused_before_anything_is_converted(tiny_lut, tmp_path):  # noqa: F811
+def test_a_table_of_another_machine_is_refused_before_anything_is_converted(tiny_lut, tmp_path):
     other = json.loads(tiny_lut.read_text())
     other["device"]["machine"] = "0000dead"
     path = tmp_path / "other.json"

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
-from tests.test_predict import tiny_lut  # noqa: F401 - fixture
+from tests.harness import run_cli
 from tests.tiny import tiny_space
 
 ARCH = "K3E1|K3E3-ID"
@@ -84,7 +83,7 @@ def _check(workdir: Path, broken_file: Path, variants: dict[str, str], commands:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, tiny_lut):  # noqa: F811
+def workdir(tmp_path_factory, tiny_lut):
     """A space file, an architecture file, a LUT and a finished two-stage search run, all valid."""
     root = tmp_path_factory.mktemp("malformed")
     tiny_space().save(root / "space.json")
@@ -222,7 +221,7 @@ def _run_folder(folder: Path, data: str = "digits", resolution: int = 16, space:
     (folder / "config.json").write_text(json.dumps(cfg))
 
 
-def test_tiny_inputs_that_asked_for_terabytes_or_tracebacks_are_one_line(tmp_path, tiny_lut, monkeypatch):  # noqa: F811
+def test_tiny_inputs_that_asked_for_terabytes_or_tracebacks_are_one_line(tmp_path, tiny_lut, monkeypatch):
     """The probes of issue 23 ("Tracebacks instead of one line"), each with the command that hit it; memory is that
     of a 16 GiB machine, whatever this one has."""
     import os

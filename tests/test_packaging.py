@@ -8,7 +8,7 @@ import sys
 import sysconfig
 import zipfile
 
-from tests.conftest import ROOT
+from tests.harness import ROOT
 
 SOURCES = ("hnas", "latency", "device_scripts", "pyproject.toml", "README.md")
 

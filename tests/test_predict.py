@@ -5,19 +5,9 @@ import pytest
 
 from hnas.core.errors import HnasError
 from hnas.spec.arch import sample
-from latency.build import build
-from latency.items import items_for_space
 from latency.lut import Lut
 from latency.predict import LatencyPredictor
-from tests.test_build import FAST, CountingDevice
 from tests.tiny import tiny_space
-
-
-@pytest.fixture(scope="module")
-def tiny_lut(tmp_path_factory, exporter):
-    path = tmp_path_factory.mktemp("lut") / "tiny.json"
-    build(CountingDevice(), items_for_space(tiny_space()), path, FAST, exporter)
-    return path
 
 
 def test_predictor_is_the_sum_of_entries(tiny_lut):

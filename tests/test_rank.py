@@ -7,8 +7,7 @@ import pytest
 from hnas.rank import draw_from_space, pick_along_front, plot_study
 from hnas.rankstats import kendall_tau, ranking_stats, spearman_rho
 from hnas.spec.arch import sample
-from tests.conftest import kill_cli_when, run_cli
-from tests.test_predict import tiny_lut  # noqa: F401 - fixture
+from tests.harness import kill_and_resume, run_cli, snapshot
 from tests.tiny import tiny_space
 
 
@@ -91,10 +90,7 @@ def test_standalone_training_resumes(tmp_path):
         "--resolution",
         "16",
     ]
-    kill_cli_when(args, lambda: (out / "checkpoint.pt").is_file())
-    assert not (out / "result.json").is_file()
-    again = run_cli(*args)
-    assert again.returncode == 0, again.stderr
+    kill_and_resume(args, (out / "checkpoint.pt").is_file, lambda: not (out / "result.json").is_file())
     res = json.loads((out / "result.json").read_text())
     assert res["arch"] == arch and res["epochs"] == 8 and res["test_top1"] > 0.3  # digits learn stand-alone
     assert res["seed"] == 0 and 0 < res["test_loss"] < np.log(10) and res["val_loss"] > 0  # below chance's loss
@@ -237,7 +233,8 @@ def assert_figure_shows(fig: dict, table: list[dict]) -> None:
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
-def test_the_study_resumes_after_a_kill_and_reports_tables_4_and_5_and_fig_6(tiny_lut, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_the_study_resumes_after_a_kill_and_reports_tables_4_and_5_and_fig_6(tiny_lut, tmp_path):
     from hnas.searchrun import SearchRun
     from hnas.spec.arch import parse_arch
 
@@ -246,21 +243,26 @@ def test_the_study_resumes_after_a_kill_and_reports_tables_4_and_5_and_fig_6(tin
     study = tmp_path / "study"
     args = study_args(tiny_lut, space, study)
     trained = lambda: list((study / "standalone").glob("*/seed*/result.json"))  # noqa: E731
-    kill_cli_when(args, lambda: len(trained()) >= 2, env=ONE_THREAD)  # two worker processes train
+    searched = lambda: list(study.glob("seed*/**/*.json"))  # noqa: E731
     runs = [study / f"seed{s}" / f"M{m}" for s in (0, 1) for m in (2, 3, 4)]
-    assert all((r / "results.json").is_file() for r in runs) and not (study / "study.json").exists(), "killed elsewhere"
-    before = {p: p.read_bytes() for p in study.glob("seed*/**/*.json")}
-    time.sleep(1.0)  # the workers notice within 0.5 s that their parent is gone: nothing trains on after that
-    done_before = {p: p.read_bytes() for p in trained()}
-    time.sleep(1.5)
-    assert {p: p.read_bytes() for p in trained()} == done_before
-    again = run_cli(*args, env=ONE_THREAD)
-    assert again.returncode == 0, again.stderr
+
+    def killed_in_the_rankings() -> bool:
+        return all((r / "results.json").is_file() for r in runs) and not (study / "study.json").exists()
+
+    def workers_stop(_) -> None:
+        searches = snapshot(searched())
+        time.sleep(1.0)  # the workers notice within 0.5 s that their parent is gone: nothing trains on after that
+        done = snapshot(trained())
+        time.sleep(1.5)
+        assert snapshot(trained()) == done and snapshot(searches) == searches
+
+    # two worker processes train; finished searches and trainings are kept
+    resumed = kill_and_resume(
+        args, lambda: len(trained()) >= 2, killed_in_the_rankings, keep=lambda: [*searched(), *trained()],
+        settle=workers_stop, env=ONE_THREAD,
+    )  # fmt: skip
+    again = resumed.again
     assert again.stdout.count("(resuming)") == 6 and "stage 1: training" not in again.stdout
-    for path, data in before.items():  # finished searches kept
-        assert path.read_bytes() == data, f"{path} changed on resume"
-    for path, data in done_before.items():  # finished trainings kept
-        assert path.read_bytes() == data
     data = json.loads((study / "study.json").read_text())
     # every M has the same total epochs and, with the continuous schedule, the same learning-rate curve
     cfgs = [json.loads((r / "config.json").read_text()) for r in runs[:3]]

@@ -6,7 +6,7 @@ import pytest
 from latency.bench import BenchSettings, benchmark_flags, parse_benchmark_output
 from latency.devices import LocalDevice, split_batch
 from latency.items import items_for_space
-from tests.conftest import ROOT
+from tests.harness import ROOT
 from tests.tiny import tiny_space
 
 

@@ -6,8 +6,7 @@ import shutil
 from dataclasses import asdict
 
 from hnas.core.io import sha256_file
-from tests.conftest import ROOT, run_cli
-from tests.test_predict import tiny_lut  # noqa: F401 - fixture
+from tests.harness import ROOT, run_cli
 from tests.tiny import tiny_space
 
 CHECKOUT = {"PYTHONPATH": str(ROOT)}  # this checkout's hnas, whatever the working directory
@@ -15,7 +14,7 @@ SEARCH = ["--stages", "2", "--lat", "0:1000", "--epochs", "1", "--lr", "0.05", "
 SEARCH += ["--generations", "1", "--batch-size", "128", "--resolution", "16", "--bn-images", "32"]
 
 
-def test_a_run_opens_from_anywhere_on_its_own_table_and_no_other(tiny_lut, tmp_path):  # noqa: F811
+def test_a_run_opens_from_anywhere_on_its_own_table_and_no_other(tiny_lut, tmp_path):
     home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
     home.mkdir()
     elsewhere.mkdir()
@@ -63,7 +62,7 @@ def test_a_run_opens_from_anywhere_on_its_own_table_and_no_other(tiny_lut, tmp_p
     assert not (run / "verify.json").exists() or json.loads((run / "verify.json").read_text())["lut"] != str(other)
 
 
-def test_a_run_of_an_older_version_records_its_table_when_opened(tiny_lut, tmp_path):  # noqa: F811
+def test_a_run_of_an_older_version_records_its_table_when_opened(tiny_lut, tmp_path):
     home = tmp_path / "home"
     (home / "run").mkdir(parents=True)
     shutil.copy(tiny_lut, home / "lut.json")

@@ -9,43 +9,11 @@ from hnas.ces import Constraints, ces
 from hnas.core.band import Band
 from hnas.prune import estimate, prune, select_by_rank
 from hnas.quality import synthetic_truth
-from hnas.spec.ops import OpSpec
-from hnas.spec.space import SearchSpace, Skeleton, StageSpec, basic
+from hnas.spec.space import basic
 from hnas.spec.vectors import ArchCodec
 from hnas.spos_ea import random_search, spos_ea
-from tests.conftest import kill_cli_when, run_cli
-from tests.test_predict import tiny_lut  # noqa: F401 - fixture
+from tests.harness import Table, enumerable_space, kill_and_resume, run_cli
 from tests.tiny import tiny_space
-
-
-def enumerable_space() -> SearchSpace:
-    sk = Skeleton(
-        stages=(StageSpec(8, 1, 1, expand=1), StageSpec(16, 3, 2), StageSpec(24, 2, 2)),
-        stem_channels=8,
-        head_channels=32,
-        resolution=32,
-        num_classes=10,
-    )
-    return SearchSpace.from_ops("enum", sk, [OpSpec(3, 3), OpSpec(5, 6), OpSpec(7, 3), OpSpec()])
-
-
-class Table:
-    """Table-driven accuracy and latency: known figures per (layer, op), summed."""
-
-    def __init__(self, space, seed=0):
-        rng = np.random.default_rng(seed)
-        w = max(len(c) for c in space.candidates)
-        self.acc = rng.random((space.num_layers, w))
-        self.lat = rng.random((space.num_layers, w)) * 3
-        self.rows = np.arange(space.num_layers)
-        self.calls = 0
-
-    def accuracy(self, archs):
-        self.calls += len(archs)
-        return np.array([self.acc[self.rows, a.to_vector()].sum() for a in archs])
-
-    def latency(self, vecs):
-        return self.lat[self.rows, np.atleast_2d(vecs)].sum(1)
 
 
 def test_ces_finds_the_true_pareto_front_and_only_feasible_archs():
@@ -169,7 +137,8 @@ def test_hypervolume_ratio_and_best_found_are_computed_against_the_true_front():
     assert truth.score(vecs[np.setdiff1d(np.arange(len(vecs)), rows)], band)["hv_ratio"] == 0.0  # outside
 
 
-def test_search_runs_all_stages_prunes_and_resumes_after_a_kill(tiny_lut, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_search_runs_all_stages_prunes_and_resumes_after_a_kill(tiny_lut, tmp_path):
     space = tmp_path / "tiny.json"
     tiny_space().save(space)
     out = tmp_path / "run"
@@ -205,16 +174,12 @@ def test_search_runs_all_stages_prunes_and_resumes_after_a_kill(tiny_lut, tmp_pa
         str(out),
     ]
     ck = out / "stage2" / "checkpoint.pt"
-    kill_cli_when(args, ck.is_file)
-    assert ck.is_file() and not (out / "stage2" / "trained.json").is_file(), "finished before the kill"
-    stage1 = (out / "stage1" / "trained.json").read_text()
-    search2 = (out / "stage2" / "search.json").read_text()
-    again = run_cli(*args)
-    assert again.returncode == 0, again.stderr
+    finished = [out / "stage1" / "trained.json", out / "stage2" / "search.json"]  # kept as they were
+    unfinished = lambda: ck.is_file() and not (out / "stage2" / "trained.json").is_file()  # noqa: E731
+    r = kill_and_resume(args, ck.is_file, unfinished, keep=lambda: finished)
+    again, search2 = r.again, r.noted[finished[1]]
     assert "resuming" in again.stdout and "stage 1: training" not in again.stdout
     assert "stage 2: CES" not in again.stdout  # the finished search was not redone
-    assert (out / "stage1" / "trained.json").read_text() == stage1
-    assert (out / "stage2" / "search.json").read_text() == search2
     results = json.loads((out / "results.json").read_text())
     # the tiny space has 12 architectures: stage 2's search evaluates them all and says so instead of looping
     assert results["stages"][1]["evaluated"] == 12 and results["stages"][1]["budget"] == 24
@@ -230,7 +195,8 @@ def test_search_runs_all_stages_prunes_and_resumes_after_a_kill(tiny_lut, tmp_pa
     assert len(json.loads((out / "stage2" / "trained.json").read_text())) == 6
 
 
-def test_relative_latency_band(tiny_lut, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_relative_latency_band(tiny_lut, tmp_path):
     space = tmp_path / "tiny.json"
     tiny_space().save(space)
     out = run_cli(

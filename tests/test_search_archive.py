@@ -12,7 +12,7 @@ from hnas.core.additive import AdditiveLatency, LatencyDistribution
 from hnas.core.band import Band
 from hnas.spec.space import basic
 from hnas.spos_ea import random_search, spos_ea
-from tests.test_search import Table, enumerable_space
+from tests.harness import Table, enumerable_space
 
 
 class BandedTable(Table):

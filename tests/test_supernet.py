@@ -284,7 +284,7 @@ def test_a_hint_names_only_options_of_the_command_that_trained():
     from hnas.train import EpochStats, chance_hint
     from hnas.workflows.demo import DEMO_OPTIONS
     from hnas.workflows.study import STUDY_OPTIONS
-    from tests.conftest import run_cli
+    from tests.harness import run_cli
 
     at_chance = [EpochStats(0, 2.4, 0.11, 0.05, 1.0)]
     for command, options in ((["demo"], DEMO_OPTIONS), (["study"], STUDY_OPTIONS)):

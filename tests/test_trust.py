@@ -14,9 +14,7 @@ from latency.build import BuildOptions, build
 from latency.items import items_for_space
 from latency.lut import Lut
 from latency.predict import LatencyPredictor
-from tests.conftest import ROOT, run_cli
-from tests.test_build import FAST, CountingDevice
-from tests.test_predict import tiny_lut  # noqa: F401 - fixture
+from tests.harness import FAST, ROOT, CountingDevice, run_cli
 from tests.tiny import tiny_space
 
 SHIPPED = ROOT / "lut" / "local-amd-epyc.json"
@@ -78,7 +76,7 @@ def _mark(path, unstable=(), once=()) -> None:
     path.write_text(json.dumps(data))
 
 
-def test_predictions_name_the_unstable_entries_they_used(tiny_lut, tmp_path):  # noqa: F811
+def test_predictions_name_the_unstable_entries_they_used(tiny_lut, tmp_path):
     sp = tiny_space()
     path = tmp_path / "lut.json"
     shutil.copy(tiny_lut, path)

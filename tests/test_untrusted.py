@@ -18,7 +18,7 @@ import torch
 
 from hnas.core.errors import HnasError
 from hnas.settings import ProxySettings, RunConfig, TrainConfig
-from tests.conftest import ROOT, run_cli
+from tests.harness import ROOT, run_cli
 from tests.tiny import tiny_space
 
 

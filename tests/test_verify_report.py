@@ -12,19 +12,12 @@ from latency.lut import Lut
 from latency.predict import LatencyPredictor
 from latency.validate import error_stats, fit_calibration
 from latency.verify import map_op_profile
-from tests.conftest import run_cli
-from tests.test_predict import tiny_lut  # noqa: F401 - fixture
+from tests.harness import run_cli
 from tests.tiny import tiny_space
 
 
-@pytest.fixture
-def space_file(tmp_path):
-    path = tmp_path / "tiny.json"
-    tiny_space().save(path)
-    return path
-
-
-def test_verify_measures_the_whole_network_with_the_luts_settings(tiny_lut, space_file):  # noqa: F811
+@pytest.mark.slow
+def test_verify_measures_the_whole_network_with_the_luts_settings(tiny_lut, space_file):
     arch = str(sample(tiny_space(), 1, np.random.default_rng(4))[0])
     tiny_nets_are_noisy = ("--spread", "100")  # microseconds: only a wide spread keeps the repeat count exact
     out = run_cli(
@@ -159,7 +152,8 @@ def test_the_calibration_fits_relative_error_and_its_networks_span_the_space():
     assert [str(a) for a in again] == [str(a) for a in sample_across_sizes(space, 40, np.random.default_rng(0))]
 
 
-def test_lut_validate_calibrates_and_reports(tiny_lut, space_file, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_lut_validate_calibrates_and_reports(tiny_lut, space_file, tmp_path):
     lut = tmp_path / "lut.json"
     shutil.copy(tiny_lut, lut)
     out = run_cli(
@@ -203,7 +197,8 @@ def test_lut_validate_calibrates_and_reports(tiny_lut, space_file, tmp_path):  #
     assert bad.returncode == 2 and "--fit" in bad.stderr
 
 
-def test_demo_runs_the_whole_job_and_writes_the_report(tiny_lut, space_file, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_demo_runs_the_whole_job_and_writes_the_report(tiny_lut, space_file, tmp_path):
     lut = tmp_path / "host.json"
     shutil.copy(tiny_lut, lut)
     run = tmp_path / "demo"
