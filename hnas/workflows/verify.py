@@ -41,19 +41,15 @@ def weights_digest(module) -> str:
     return h.hexdigest()[:24]
 
 
-def int8_accuracy(run: str | Path, arch: Architecture, exporter=None, check: QuantCheck | None = None) -> dict:
-    """Top-1 on the run's test split of `arch`'s network with the run's trained weights: torch, float32 TFLite and
-    int8 TFLite, the drop from float32 to int8 and how often the two agree; and the torch network's top-1 on the
-    validation split, which is the one-shot accuracy the search measured (the same weights and statistics)."""
+def run_subnet(run: str | Path, arch: Architecture):
+    """`arch`'s subnet of the run's final supernet, its BatchNorm statistics recomputed exactly as one-shot
+    evaluation recomputes them (the same images, batches and order), in eval mode on the CPU; with the run's
+    config, search settings, data and the supernet's (proxy) space: (net, config, search, data, space)."""
     import torch
-    from torch.utils.data import DataLoader
 
-    from hnas.evaluate import calibration_batches, recalibrate_bn, top1
+    from hnas.evaluate import calibration_batches, recalibrate_bn
     from hnas.pipeline import Pipeline, saved_settings
-    from latency.export import Exporter
-    from latency.quantize import ImageCalibration, TfliteModel
 
-    check = check or QuantCheck()
     saved = saved_settings(run)
     if saved is None:
         raise HnasError(f"{run} is not an HNAS run (no config.json)")
@@ -64,13 +60,29 @@ def int8_accuracy(run: str | Path, arch: Architecture, exporter=None, check: Qua
     data, proxy = pipe.sn.data(), config.proxy
     # exactly one-shot evaluation's BatchNorm statistics: the same images, batches and order
     recalibrate_bn(net, calibration_batches(data.train, proxy.bn_images, proxy.eval_batch), torch.device("cpu"))
-    net.eval()
+    return net.eval(), config, search, data, supernet.space
+
+
+def int8_accuracy(run: str | Path, arch: Architecture, exporter=None, check: QuantCheck | None = None) -> dict:
+    """Top-1 on the run's test split of `arch`'s network with the run's trained weights: torch, float32 TFLite and
+    int8 TFLite, the drop from float32 to int8 and how often the two agree; and the torch network's top-1 on the
+    validation split, which is the one-shot accuracy the search measured (the same weights and statistics)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from hnas.evaluate import calibration_batches, top1
+    from latency.export import Exporter
+    from latency.quantize import ImageCalibration, TfliteModel
+
+    check = check or QuantCheck()
+    net, config, search, data, space = run_subnet(run, arch)
+    proxy = config.proxy
     val_top1 = top1(net, DataLoader(data.val, batch_size=proxy.eval_batch, shuffle=False), torch.device("cpu"))
     calib = torch.cat(calibration_batches(data.train, check.calibration_images, check.batch, seed=check.seed))
     calibration = ImageCalibration(
         calib.permute(0, 2, 3, 1).numpy(), f"{config.data} train, {len(calib)} images, seed {check.seed}"
     )
-    sk = supernet.space.skeleton
+    sk = space.skeleton
     shape = (sk.in_channels, sk.resolution, sk.resolution)
     f32, i8 = (exporter or Exporter()).export_pair(net, shape, f"weights:{weights_digest(net)}", calibration)
     models = {"torch": None, "float32": TfliteModel(f32.path), "int8": TfliteModel(i8.path)}
