@@ -360,6 +360,11 @@ def build_report(run: str | Path, lut: str | None = None) -> Path:
                     + _table(["layer", "TFLite ops", "in network ms", "LUT ms"], prof_rows),
                 )
             )
+    from hnas.ship import card_html
+
+    shipped = card_html(run / "ship", "../ship")
+    if shipped:
+        sections.append(("The shipped model (hnas export)", None, shipped))
     best_rows = [
         [
             f"{r['accuracy']:.3f}",

@@ -173,36 +173,6 @@ def check_out(out: str | Path) -> Path:
     return out
 
 
-def evaluate_models(net, dataset, models: dict[str, str | Path], batch: int = 64) -> dict:
-    """Top-1 of the torch network and of each TFLite model (run by the TFLite interpreter) on `dataset`, and how
-    often each pair of TFLite models agree: {"images", "top1": {name: acc}, "agreement": {"a/b": rate}}."""
-    import torch
-    from torch.utils.data import DataLoader
-
-    from latency.quantize import TfliteModel
-
-    runners = {name: TfliteModel(path) for name, path in models.items()}
-    preds: dict[str, list[np.ndarray]] = {"torch": [], **{n: [] for n in runners}}
-    labels = []
-    with torch.no_grad():
-        for x, y in DataLoader(dataset, batch_size=batch, shuffle=False):
-            nhwc = x.permute(0, 2, 3, 1).numpy()
-            preds["torch"].append(net(x).numpy().argmax(1))
-            for name, run in runners.items():
-                preds[name].append(run(nhwc).argmax(1))
-            labels.append(y.numpy())
-    if not labels:
-        raise HnasError("the test split is empty: nothing to measure the models' accuracy on")
-    y = np.concatenate(labels)
-    p = {k: np.concatenate(v) for k, v in preds.items()}
-    names = list(runners)
-    return {
-        "images": len(y),
-        "top1": {k: float(np.mean(v == y)) for k, v in p.items()},
-        "agreement": {f"{a}/{b}": float(np.mean(p[a] == p[b])) for i, a in enumerate(names) for b in names[i + 1 :]},
-    }
-
-
 def logits_check(net, path: Path, images: np.ndarray, onnx: bool = False) -> dict:
     """Largest absolute difference between the torch network's logits and the file's (a float32 .tflite or, with
     `onnx`, the .onnx file run by ONNX's reference evaluator) on NHWC `images`."""
@@ -294,16 +264,13 @@ def export_trained(
     """Export `trained` into `out` (checked by `check_out`): both TFLite files, the ONNX file and the card; the
     accuracy of each file on the test split; the latency of each file on `device` (an open `Device`; None: not
     measured) with the settings of the LUT at `lut_path` (default settings without one). Returns the card."""
-    import torch
-
-    from hnas.evaluate import calibration_batches
     from hnas.io import atomic_write_json, atomic_write_text, sha256_file
     from hnas.spec.cost import arch_cost, count_module
-    from hnas.workflows.verify import weights_digest
+    from hnas.workflows.verify import QuantCheck, image_calibration, top1_of_files, weights_digest
     from latency.build import same_device
     from latency.export import Exporter, tool_versions
     from latency.lut import Lut
-    from latency.quantize import ImageCalibration, check_io
+    from latency.quantize import check_io
     from latency.verify import measure_file
 
     out = check_out(out)
@@ -311,9 +278,8 @@ def export_trained(
     lut = Lut.load(lut_path) if lut_path is not None else None
     net, sk = trained.net, trained.space.skeleton
     shape = (sk.in_channels, sk.resolution, sk.resolution)
-    calib = torch.cat(calibration_batches(trained.data.train, calibration_images, 64, seed=seed))
-    source = f"{trained.data_spec} train, {len(calib)} images, seed {seed}"
-    calibration = ImageCalibration(calib.permute(0, 2, 3, 1).numpy(), source)
+    calibration = image_calibration(trained.data.train, trained.data_spec, QuantCheck(calibration_images, seed))
+    source = calibration.source
     log(f"exporting {trained.arch} at {sk.resolution}x{sk.resolution} (onnx2tf, int8 calibrated on {source})")
     f32, i8 = (exporter or Exporter()).export_pair(
         net, shape, f"weights:{weights_digest(net)}", calibration, io=io, keep_onnx=True
@@ -324,13 +290,13 @@ def export_trained(
         shutil.copyfile(f32.path, tmp / "model-float32.tflite")
         shutil.copyfile(i8.path, tmp / "model-int8.tflite")
         shutil.copyfile(i8.onnx, tmp / "model.onnx")
-        probe = calib[:4].permute(0, 2, 3, 1).numpy().copy()
+        probe = calibration.images[:4].copy()
         checks = {
             "model-float32.tflite": logits_check(net, tmp / "model-float32.tflite", probe),
             "model.onnx": logits_check(net, tmp / "model.onnx", probe, onnx=True),
         }
         log(f"top-1 on the {trained.data_spec} test split: torch and both .tflite files (TFLite interpreter)")
-        acc = evaluate_models(net, trained.data.test, {m: tmp / m for m in MODELS})
+        acc = top1_of_files(net, trained.data.test, {m: tmp / m for m in MODELS})
         top = acc["top1"]
         drop = top["model-float32.tflite"] - top["model-int8.tflite"]
         summaries = {m: tflite_summary(tmp / m) for m in MODELS}
@@ -499,3 +465,72 @@ def card_summary(card: dict) -> list[str]:
     for name, row in card["latency"]["files"].items():
         lines.append(f"{name}: predicted {_ms(row, 'predicted_ms')}, measured {_ms(row, 'measured_ms')}")
     return lines
+
+
+def card_html(folder: Path, href: str) -> str | None:
+    """An HTML summary of the export in `folder` linking its card (`href`: the folder as the page reaches it), or
+    None when there is none; a card that cannot be read is said so, not raised."""
+    import html
+    import json
+
+    try:
+        card = json.loads((Path(folder) / "card.json").read_text())
+        a, files = card["accuracy"], card["files"]
+        rows = [
+            ("architecture", card["arch"]),
+            (
+                f"top-1 on {a['images']} test images",
+                f"PyTorch {a['torch_top1']:.4f}, float32 {a['float32_top1']:.4f}, "
+                f"int8 {a['int8_top1']:.4f} (drop {a['int8_drop_points']:.2f} points)",
+            ),  # fmt: skip
+            *[
+                (name, f"{_ms(row, 'measured_ms')} measured, {_ms(row, 'predicted_ms')} predicted")
+                for name, row in card["latency"]["files"].items()
+            ],
+            *[(name, f"{f['bytes']} bytes, sha256 {f['sha256'][:16]}") for name, f in files.items()],
+        ]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"<p>{html.escape(str(folder))}/card.json cannot be read ({html.escape(type(exc).__name__)})</p>"
+    cells = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    links = " ".join(f"<a href='{href}/{n}'>{n}</a>" for n in ("card.md", "card.json", *MODELS, "model.onnx"))
+    return f"<p>model card and files: {links}</p><table>{cells}</table>"
+
+
+def verify_model(
+    model: str | Path, device: str = "local", lut_path: str | None = None, benchmark_binary=None, stability=None
+) -> dict:
+    """`hnas verify --model`: one .tflite file measured on `device` with the settings and repeats of the LUT at
+    `lut_path` (on its core when it is that LUT's device; without a LUT, the defaults a table is built with) and the
+    stability rule; the file is checked before the device is reached."""
+    from latency.lut import Lut
+    from latency.verify import measure_file
+
+    path = Path(model)
+    if not path.is_file() or path.suffix != ".tflite":
+        raise HnasError(f"--model {model} is not a .tflite file")
+    if lut_path is not None and not Path(lut_path).is_file():
+        raise HnasError(f"--lut {lut_path} does not exist: give a latency table, or drop --lut")
+    lut = Lut.load(lut_path) if lut_path is not None else None
+    dev = open_measuring_device(device, lut, benchmark_binary)
+    try:
+        return {**measure_file(dev, path, lut, stability), "lut": lut_path}
+    finally:
+        dev.close()
+
+
+def open_measuring_device(device: str, lut=None, benchmark_binary: str | None = None):
+    """The device to measure on, reached now (before anything is written or converted); on the LUT's core when
+    the LUT was measured on a device of that kind (the host, or a phone)."""
+    from latency.devices import open_device
+
+    core = None
+    if lut is not None and (lut.device.get("id") == "local") == (device == "local"):
+        core = lut.device.get("core")
+    try:
+        dev = open_device(device, core=core, benchmark_binary=benchmark_binary)
+        dev.describe()
+    except HnasError as exc:
+        raise HnasError(f"--device {device} cannot be reached ({exc}); `hnas devices` lists the phones") from None
+    return dev

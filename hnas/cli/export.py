@@ -40,7 +40,7 @@ def export(
 ) -> None:
     """Write model-float32.tflite, model-int8.tflite, model.onnx and a model card (card.json, card.md) into --out:
     accuracy of each file on the test split, latency on --device; exit 1 when the int8 drop passes --max-drop."""
-    from hnas.ship import check_out, export_trained, open_trained
+    from hnas.ship import check_out, export_trained, open_measuring_device, open_trained
     from latency.quantize import check_io
     from latency.stability import Stability
 
@@ -49,7 +49,11 @@ def export(
     stability = Stability(spread=spread)
     folder = Path(run)
     lut_path = _lut_for(folder, lut)
-    dev = None if no_measure else _open(device, lut_path, benchmark_binary)
+    dev = None
+    if not no_measure:
+        from latency.lut import Lut
+
+        dev = open_measuring_device(device, Lut.load(lut_path) if lut_path else None, benchmark_binary)
     trained = open_trained(folder, space)
     log = (lambda _: None) if as_json else console.print
     from latency.export import Exporter
@@ -93,22 +97,3 @@ def _lut_for(folder: Path, lut: str | None) -> str | None:
         if saved is not None:
             return run_lut(saved[0], folder, missing_ok=True).lut
     return None
-
-
-def _open(device: str, lut_path: str | None, benchmark_binary: str | None):
-    """The device to measure on, reached now (before anything is written): on the LUT's core when it is that
-    LUT's device."""
-    from latency.devices import open_device
-    from latency.lut import Lut
-
-    core = None
-    if lut_path is not None:
-        table = Lut.load(lut_path)
-        if (table.device.get("id") == "local") == (device == "local"):
-            core = table.device.get("core")
-    try:
-        dev = open_device(device, core=core, benchmark_binary=benchmark_binary)
-        dev.describe()
-    except HnasError as exc:
-        raise HnasError(f"--device {device} cannot be reached ({exc}); check `hnas devices`") from None
-    return dev

@@ -41,6 +41,48 @@ def weights_digest(module) -> str:
     return h.hexdigest()[:24]
 
 
+def image_calibration(train_set, data_name: str, check: QuantCheck):
+    """Real training images that calibrate an int8 model (`check`: how many, drawn with which seed)."""
+    import torch
+
+    from hnas.evaluate import calibration_batches
+    from latency.quantize import ImageCalibration
+
+    calib = torch.cat(calibration_batches(train_set, check.calibration_images, check.batch, seed=check.seed))
+    source = f"{data_name} train, {len(calib)} images, seed {check.seed}"
+    return ImageCalibration(calib.permute(0, 2, 3, 1).numpy(), source)
+
+
+def top1_of_files(net, dataset, models: dict[str, str | Path], batch: int = 64) -> dict:
+    """Top-1 of the torch network and of each TFLite model (run by the TFLite interpreter) on `dataset`, and how
+    often each pair of TFLite models agree: {"images", "top1": {name: acc}, "agreement": {"a/b": rate}}."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from latency.quantize import TfliteModel
+
+    runners = {name: TfliteModel(path) for name, path in models.items()}
+    preds: dict[str, list[np.ndarray]] = {"torch": [], **{n: [] for n in runners}}
+    labels = []
+    with torch.no_grad():
+        for x, y in DataLoader(dataset, batch_size=batch, shuffle=False):
+            nhwc = x.permute(0, 2, 3, 1).numpy()
+            preds["torch"].append(net(x).numpy().argmax(1))
+            for name, run in runners.items():
+                preds[name].append(run(nhwc).argmax(1))
+            labels.append(y.numpy())
+    if not labels:
+        raise HnasError("the test split is empty: nothing to measure the models' accuracy on")
+    y = np.concatenate(labels)
+    p = {k: np.concatenate(v) for k, v in preds.items()}
+    names = list(runners)
+    return {
+        "images": len(y),
+        "top1": {k: float(np.mean(v == y)) for k, v in p.items()},
+        "agreement": {f"{a}/{b}": float(np.mean(p[a] == p[b])) for i, a in enumerate(names) for b in names[i + 1 :]},
+    }
+
+
 def run_subnet(run: str | Path, arch: Architecture):
     """`arch`'s subnet of the run's final supernet, its BatchNorm statistics recomputed exactly as one-shot
     evaluation recomputes them (the same images, batches and order), in eval mode on the CPU; with the run's
@@ -70,38 +112,19 @@ def int8_accuracy(run: str | Path, arch: Architecture, exporter=None, check: Qua
     import torch
     from torch.utils.data import DataLoader
 
-    from hnas.evaluate import calibration_batches, top1
+    from hnas.evaluate import top1
     from latency.export import Exporter
-    from latency.quantize import ImageCalibration, TfliteModel
 
     check = check or QuantCheck()
     net, config, search, data, space = run_subnet(run, arch)
     proxy = config.proxy
     val_top1 = top1(net, DataLoader(data.val, batch_size=proxy.eval_batch, shuffle=False), torch.device("cpu"))
-    calib = torch.cat(calibration_batches(data.train, check.calibration_images, check.batch, seed=check.seed))
-    calibration = ImageCalibration(
-        calib.permute(0, 2, 3, 1).numpy(), f"{config.data} train, {len(calib)} images, seed {check.seed}"
-    )
+    calibration = image_calibration(data.train, config.data, check)
     sk = space.skeleton
     shape = (sk.in_channels, sk.resolution, sk.resolution)
     f32, i8 = (exporter or Exporter()).export_pair(net, shape, f"weights:{weights_digest(net)}", calibration)
-    models = {"torch": None, "float32": TfliteModel(f32.path), "int8": TfliteModel(i8.path)}
-    correct = dict.fromkeys(models, 0)
-    agree = seen = 0
-    with torch.no_grad():
-        for x, y in DataLoader(data.test, batch_size=check.batch, shuffle=False):
-            nhwc = x.permute(0, 2, 3, 1).numpy()
-            preds = {
-                name: (net(x).numpy() if model is None else model(nhwc)).argmax(1) for name, model in models.items()
-            }
-            labels = y.numpy()
-            for name, p in preds.items():
-                correct[name] += int(np.sum(p == labels))
-            agree += int(np.sum(preds["float32"] == preds["int8"]))
-            seen += len(labels)
-    if seen == 0:
-        raise HnasError(f"{run}: the test split of {config.data} is empty")
-    acc = {name: c / seen for name, c in correct.items()}
+    res = top1_of_files(net, data.test, {"float32": f32.path, "int8": i8.path}, check.batch)
+    acc, seen = res["top1"], res["images"]
     return {
         "arch": str(arch),
         "split": "test",
@@ -115,7 +138,7 @@ def int8_accuracy(run: str | Path, arch: Architecture, exporter=None, check: Qua
         "float32_top1": acc["float32"],
         "int8_top1": acc["int8"],
         "drop": acc["float32"] - acc["int8"],
-        "agreement": agree / seen,
+        "agreement": res["agreement"]["float32/int8"],
         "calibration": calibration.identity(),
         "check": asdict(check),
         "float32_sha256": f32.sha256,
