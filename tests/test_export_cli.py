@@ -1,9 +1,16 @@
-"""`hnas export` and `hnas verify --model`: a trained network of the tiny space shipped as TFLite files with a card."""
+"""`hnas export` and `hnas verify --model`: a trained network of the tiny space shipped as TFLite files with a card.
 
+The commands run in this process through the CLI's own entry point and error boundary (`cli`): the test process
+has imported torch and TensorFlow once, which a fresh interpreter per command would pay again.
+"""
+
+import contextlib
 import hashlib
+import io
 import json
 import shutil
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,13 +25,31 @@ from latency.export import tflite_ops
 from latency.lut import Lut
 from latency.predict import LatencyPredictor
 from latency.quantize import TfliteModel, op_tensor_types
-from tests.conftest import run_cli
 from tests.test_int8 import INT8_KERNELS
 from tests.test_predict import tiny_lut  # noqa: F401 - fixture
 from tests.tiny import tiny_space
 
 ARCH = "K3E1|K5E6-ID"
 RES = 32  # the tiny space's own resolution at width 1: the LUT predicts the trained network itself
+
+
+def cli(*args: str) -> SimpleNamespace:
+    """`hnas ARGS` through `hnas.cli.main` (the entry point and its error boundary) in this process: returncode,
+    stdout and stderr."""
+    from hnas.cli import main
+
+    out, err, saved = io.StringIO(), io.StringIO(), sys.argv
+    sys.argv = ["hnas", *args]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = saved
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +59,7 @@ def trained(tmp_path_factory):
     space_file = root / "tiny.json"
     tiny_space().save(space_file)
     args = ["--space", str(space_file), "--data", "digits", "--epochs", "1", "--resolution", str(RES)]
-    out = run_cli("train", ARCH, *args, "--out", str(root / "sa"))
+    out = cli("train", ARCH, *args, "--out", str(root / "sa"))
     assert out.returncode == 0, out.stderr
     return root / "sa"
 
@@ -42,7 +67,7 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope="module")
 def shipped(trained, tiny_lut):  # noqa: F811
     """`hnas export` of that folder, measured on this CPU with the tiny LUT's settings, --max-drop 0."""
-    out = run_cli("export", str(trained), "--out", str(trained / "ship"), "--lut", str(tiny_lut), "--max-drop", "0")
+    out = cli("export", str(trained), "--out", str(trained / "ship"), "--lut", str(tiny_lut), "--max-drop", "0")
     return out, trained / "ship", json.loads((trained / "ship" / "card.json").read_text())
 
 
@@ -158,7 +183,7 @@ def test_float_io_quantizes_once_at_each_end(trained, exporter, tmp_path):
 
 def test_verify_model_measures_a_shipped_file(shipped, tiny_lut):  # noqa: F811
     _, ship, card = shipped
-    out = run_cli("verify", "--model", str(ship / "model-int8.tflite"), "--lut", str(tiny_lut), "--json")
+    out = cli("verify", "--model", str(ship / "model-int8.tflite"), "--lut", str(tiny_lut), "--json")
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     assert r["sha256"] == card["files"]["model-int8.tflite"]["sha256"] and r["precision"] == "int8"
@@ -166,17 +191,7 @@ def test_verify_model_measures_a_shipped_file(shipped, tiny_lut):  # noqa: F811
     assert r["device"]["core"] == Lut.load(tiny_lut).device["core"]
 
 
-def _main(monkeypatch, capsys, *args) -> tuple[int, str]:
-    """`hnas ARGS` through the CLI's error boundary, in this process: (exit code, stderr)."""
-    from hnas.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["hnas", *args])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    return exc.value.code, capsys.readouterr().err
-
-
-def test_bad_input_is_one_line_and_writes_nothing(trained, tmp_path, monkeypatch, capsys):
+def test_bad_input_is_one_line_and_writes_nothing(trained, tmp_path):
     unfinished = tmp_path / "unfinished"
     shutil.copytree(trained, unfinished, ignore=shutil.ignore_patterns("result.json", "ship"))
     busy = tmp_path / "busy"
@@ -192,13 +207,13 @@ def test_bad_input_is_one_line_and_writes_nothing(trained, tmp_path, monkeypatch
         ((str(trained), "--out", str(out), "--io", "uint8"), "--io uint8"),
     ]
     for args, text in cases:
-        code, err = _main(monkeypatch, capsys, "export", *args)
-        lines = err.strip().splitlines()
-        assert code == 2 and len(lines) == 1 and text in lines[0], (args, err)
+        out = cli("export", *args)
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and len(lines) == 1 and text in lines[0], (args, out.stderr)
         assert not out.exists() and [p.name for p in busy.iterdir()] == ["notes.txt"]
         assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "unfinished"]
-    code, err = _main(monkeypatch, capsys, "verify", "--model", str(busy / "notes.txt"))
-    assert code == 2 and "is not a .tflite file" in err
+    out = cli("verify", "--model", str(busy / "notes.txt"))
+    assert out.returncode == 2 and "is not a .tflite file" in out.stderr
 
 
 def test_the_demo_ships_its_network_and_a_search_run_exports(trained, tiny_lut, tmp_path):  # noqa: F811
@@ -206,7 +221,7 @@ def test_the_demo_ships_its_network_and_a_search_run_exports(trained, tiny_lut, 
     shutil.copy(tiny_lut, lut)  # this CPU's table of the tiny space, complete: the demo measures nothing more
     run = tmp_path / "demo"
     args = ["--out", str(run), "--space", str(trained.parent / "tiny.json"), "--lut", str(lut), "--epochs", "1,1,1"]
-    out = run_cli("demo", *args, "--population", "6", "--generations", "2")
+    out = cli("demo", *args, "--population", "6", "--generations", "2")
     assert out.returncode == 0, out.stderr
     best = json.loads((run / "results.json").read_text())["best"][0]["arch"]
     card = json.loads((run / "ship" / "card.json").read_text())
@@ -216,7 +231,7 @@ def test_the_demo_ships_its_network_and_a_search_run_exports(trained, tiny_lut, 
     assert "href='../ship/card.md'" in page and card["files"]["model-int8.tflite"]["sha256"][:16] in page
     # a search run exports its best architecture's subnet (BatchNorm recomputed as one-shot evaluation does)
     ship = tmp_path / "from-search"
-    out = run_cli("export", str(run), "--out", str(ship), "--no-measure", "--max-drop", "100", "--json")
+    out = cli("export", str(run), "--out", str(ship), "--no-measure", "--max-drop", "100", "--json")
     assert out.returncode == 0, out.stderr
     card = json.loads((ship / "card.json").read_text())
     assert card == json.loads(out.stdout) and card["arch"] == best and card["source"]["kind"] == "search"
