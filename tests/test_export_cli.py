@@ -165,7 +165,7 @@ def test_the_card_predicts_with_the_lut_and_measures_each_exact_file(shipped, ti
 
 
 def test_float_io_quantizes_once_at_each_end(trained, exporter, tmp_path):
-    from hnas.ship import export_trained, open_trained
+    from hnas.workflows.ship import export_trained, open_trained
 
     card = export_trained(open_trained(trained), tmp_path / "f", io="float", exporter=exporter, log=lambda _: None)
     path = tmp_path / "f" / "model-int8.tflite"

@@ -40,7 +40,7 @@ def export(
 ) -> None:
     """Write model-float32.tflite, model-int8.tflite, model.onnx and a model card (card.json, card.md) into --out:
     accuracy of each file on the test split, latency on --device; exit 1 when the int8 drop passes --max-drop."""
-    from hnas.ship import check_out, export_trained, open_measuring_device, open_trained
+    from hnas.workflows.ship import check_out, export_trained, open_measuring_device, open_trained
     from latency.quantize import check_io
     from latency.stability import Stability
 
@@ -70,7 +70,7 @@ def export(
     if as_json:
         emit_json(card)
     else:
-        from hnas.ship import card_summary
+        from hnas.workflows.ship import card_summary
 
         for line in card_summary(card):
             console.print(line)

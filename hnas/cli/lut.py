@@ -488,7 +488,7 @@ def verify(
         raise HnasError("give a search RUN folder, --arch ARCH (with --space and --lut) or --model FILE.tflite")
     precision = precision_arg(precision)
     if model is not None:
-        from hnas.ship import verify_model
+        from hnas.workflows.ship import verify_model
 
         result = verify_model(model, device, lut, benchmark_binary, Stability(spread=spread))
         if as_json:

@@ -271,8 +271,8 @@ def demo(
         console.print("no architecture inside the latency band: nothing to verify")
     console.rule("4/5 the found network trained from scratch (the first stage's epochs) and shipped")
     if results["best"]:
-        from hnas.ship import card_summary
         from hnas.workflows.search import best_architecture
+        from hnas.workflows.ship import card_summary
 
         with bars() as factory:
             first = saved_settings(out)[1].epochs[0]

@@ -108,9 +108,9 @@ def demo_ship(run: str | Path, arch, lut_path: Path, epochs: int, progress=None,
     and measure both files on this CPU with the table's settings. Returns the card (an existing one for `arch` is
     kept)."""
     from hnas.data import load_data
-    from hnas.ship import export_trained, open_trained
     from hnas.standalone import train_standalone
     from hnas.train import read_json
+    from hnas.workflows.ship import export_trained, open_trained
     from latency.devices import LocalDevice
     from latency.lut import Lut
 

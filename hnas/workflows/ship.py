@@ -467,37 +467,6 @@ def card_summary(card: dict) -> list[str]:
     return lines
 
 
-def card_html(folder: Path, href: str) -> str | None:
-    """An HTML summary of the export in `folder` linking its card (`href`: the folder as the page reaches it), or
-    None when there is none; a card that cannot be read is said so, not raised."""
-    import html
-    import json
-
-    try:
-        card = json.loads((Path(folder) / "card.json").read_text())
-        a, files = card["accuracy"], card["files"]
-        rows = [
-            ("architecture", card["arch"]),
-            (
-                f"top-1 on {a['images']} test images",
-                f"PyTorch {a['torch_top1']:.4f}, float32 {a['float32_top1']:.4f}, "
-                f"int8 {a['int8_top1']:.4f} (drop {a['int8_drop_points']:.2f} points)",
-            ),  # fmt: skip
-            *[
-                (name, f"{_ms(row, 'measured_ms')} measured, {_ms(row, 'predicted_ms')} predicted")
-                for name, row in card["latency"]["files"].items()
-            ],
-            *[(name, f"{f['bytes']} bytes, sha256 {f['sha256'][:16]}") for name, f in files.items()],
-        ]
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return f"<p>{html.escape(str(folder))}/card.json cannot be read ({html.escape(type(exc).__name__)})</p>"
-    cells = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
-    links = " ".join(f"<a href='{href}/{n}'>{n}</a>" for n in ("card.md", "card.json", *MODELS, "model.onnx"))
-    return f"<p>model card and files: {links}</p><table>{cells}</table>"
-
-
 def verify_model(
     model: str | Path, device: str = "local", lut_path: str | None = None, benchmark_binary=None, stability=None
 ) -> dict:
