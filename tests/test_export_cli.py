@@ -207,13 +207,13 @@ def test_bad_input_is_one_line_and_writes_nothing(trained, tmp_path):
         ((str(trained), "--out", str(out), "--io", "uint8"), "--io uint8"),
     ]
     for args, text in cases:
-        out = cli("export", *args)
-        lines = out.stderr.strip().splitlines()
-        assert out.returncode == 2 and len(lines) == 1 and text in lines[0], (args, out.stderr)
+        res = cli("export", *args)
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 2 and len(lines) == 1 and text in lines[0], (args, res.stderr)
         assert not out.exists() and [p.name for p in busy.iterdir()] == ["notes.txt"]
         assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "unfinished"]
-    out = cli("verify", "--model", str(busy / "notes.txt"))
-    assert out.returncode == 2 and "is not a .tflite file" in out.stderr
+    res = cli("verify", "--model", str(busy / "notes.txt"))
+    assert res.returncode == 2 and "is not a .tflite file" in res.stderr
 
 
 def test_the_demo_ships_its_network_and_a_search_run_exports(trained, tiny_lut, tmp_path):  # noqa: F811
