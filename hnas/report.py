@@ -10,6 +10,7 @@ the network against its LUT entry.
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 
 import numpy as np
@@ -354,6 +355,9 @@ def build_report(run: str | Path, lut: str | None = None) -> Path:
                     + _table(["layer", "TFLite ops", "in network ms", "LUT ms"], prof_rows),
                 )
             )
+    shipped = card_html(run / "ship", "../ship")
+    if shipped:
+        sections.append(("The shipped model (hnas export)", None, shipped))
     best_rows = [
         [
             f"{r['accuracy']:.3f}",
@@ -386,3 +390,36 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} h2{{border-bottom
 LUT {html.escape(str(cfg.lut))}, latency band {band} ms, M = {stages}.</p>{body}</body></html>"""
     atomic_write_text(out / "index.html", page)
     return out / "index.html"
+
+
+def _ms(value) -> str:
+    return "-" if value is None else f"{value:.3f} ms"
+
+
+def card_html(folder: Path, href: str) -> str | None:
+    """An HTML summary of the export (`hnas export`) in `folder` linking its card (`href`: the folder as the page
+    reaches it), or None when there is none; a card that cannot be read is said so, not raised."""
+    try:
+        card = json.loads((Path(folder) / "card.json").read_text())
+        a, files = card["accuracy"], card["files"]
+        rows = [
+            ("architecture", card["arch"]),
+            (
+                f"top-1 on {a['images']} test images",
+                f"PyTorch {a['torch_top1']:.4f}, float32 {a['float32_top1']:.4f}, "
+                f"int8 {a['int8_top1']:.4f} (drop {a['int8_drop_points']:.2f} points)",
+            ),
+            *[
+                (name, f"{_ms(row.get('measured_ms'))} measured, {_ms(row.get('predicted_ms'))} predicted")
+                for name, row in card["latency"]["files"].items()
+            ],
+            *[(name, f"{f['bytes']} bytes, sha256 {f['sha256'][:16]}") for name, f in files.items()],
+        ]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"<p>{html.escape(str(folder))}/card.json cannot be read ({html.escape(type(exc).__name__)})</p>"
+    cells = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    names = ("card.md", "card.json", "model-float32.tflite", "model-int8.tflite", "model.onnx")
+    links = " ".join(f"<a href='{href}/{n}'>{n}</a>" for n in names)
+    return f"<p>model card and files: {links}</p><table>{cells}</table>"

@@ -115,6 +115,7 @@ class Exported:
     export_s: float = 0.0
     convert_s: float = 0.0
     precision: str = FLOAT32
+    onnx: Path | None = None  # the ONNX file the conversion passed through, when it was kept (`keep_onnx`)
 
 
 def cache_key(
@@ -123,10 +124,11 @@ def cache_key(
     label: str = "",
     precision: str = FLOAT32,
     calibration: dict | None = None,
+    io: str = "int8",
 ) -> str:
     """Content address of an export: module structure, NCHW input shape (C, H, W), tool versions; for any
     precision but float32 (whose keys stay those of every table written before) also the precision and the
-    calibration's identity."""
+    calibration's identity, and float input and output (`io="float"`) when an int8 model has them."""
     payload = {
         "format": EXPORT_FORMAT,
         "module": repr(module),
@@ -136,6 +138,8 @@ def cache_key(
     }
     if precision != FLOAT32:
         payload["quantization"] = {"precision": precision, "calibration": calibration}
+        if io != "int8":
+            payload["quantization"]["io"] = io
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -157,21 +161,26 @@ class Exporter:
         label: str = "",
         precision: str = FLOAT32,
         calibration=None,
+        io: str = "int8",
+        keep_onnx: bool = False,
     ) -> Exported:
         """The NHWC TFLite model of `module` for a (C, H, W) input at `precision` (float32, or int8 calibrated
-        with `calibration`, default `CalibrationRecipe()`); converted only if not cached. An int8 conversion
-        also caches the float32 model of the same conversion."""
+        with `calibration`, default `CalibrationRecipe()`, with int8 or float input and output: `io`); converted
+        only if not cached. An int8 conversion also caches the float32 model of the same conversion. With
+        `keep_onnx` the ONNX file the conversion passed through is cached beside the model (`Exported.onnx`)."""
         Precision.parse(precision)
         if precision == FLOAT32:
             key = cache_key(module, input_shape, label)
         else:
-            from latency.quantize import CalibrationRecipe
+            from latency.quantize import CalibrationRecipe, check_io
 
+            check_io(io)
             calibration = calibration or CalibrationRecipe()
-            key = cache_key(module, input_shape, label, precision, calibration.identity())
+            key = cache_key(module, input_shape, label, precision, calibration.identity(), io)
         path = self.path_for(key)
-        if path.is_file():
-            return Exported(path, sha256_file(path), key, cached=True, precision=precision)
+        onnx_kept = path.with_suffix(".onnx") if keep_onnx else None
+        if path.is_file() and (onnx_kept is None or onnx_kept.is_file()):
+            return Exported(path, sha256_file(path), key, cached=True, precision=precision, onnx=onnx_kept)
         import time
 
         # export a copy in eval mode: the exporter must neither see training-mode BatchNorm nor touch the
@@ -204,10 +213,19 @@ class Exporter:
                 if not float_path.is_file():
                     atomic_write_bytes(float_path, _tflite(float32_tflite, model, onnx_path))
                 samples = calibration.samples(input_shape)
-                atomic_write_bytes(path, _tflite(lambda m: int8_tflite(m, samples), model, onnx_path, precision))
+                atomic_write_bytes(path, _tflite(lambda m: int8_tflite(m, samples, io), model, onnx_path, precision))
+            if onnx_kept is not None:
+                atomic_write_bytes(onnx_kept, onnx_path.read_bytes())
             t2 = time.perf_counter()
         return Exported(
-            path, sha256_file(path), key, cached=False, export_s=t1 - t0, convert_s=t2 - t1, precision=precision
+            path,
+            sha256_file(path),
+            key,
+            cached=False,
+            export_s=t1 - t0,
+            convert_s=t2 - t1,
+            precision=precision,
+            onnx=onnx_kept,
         )
 
     def _convert(self, onnx_path: Path, workdir: Path) -> Path:
@@ -251,12 +269,19 @@ class Exporter:
         return self.export(canonical(part.build), part.input_shape, precision=part.precision)
 
     def export_pair(
-        self, module: nn.Module, input_shape: tuple[int, int, int], label: str, calibration
+        self,
+        module: nn.Module,
+        input_shape: tuple[int, int, int],
+        label: str,
+        calibration,
+        io: str = "int8",
+        keep_onnx: bool = False,
     ) -> tuple[Exported, Exported]:
-        """The float32 and the int8 model of `module`, both from one onnx2tf conversion."""
+        """The float32 and the int8 model of `module` (int8 or float input and output: `io`), both from one onnx2tf
+        conversion; with `keep_onnx` the int8 model's `onnx` is the ONNX file that conversion passed through."""
         from hnas.core.precision import INT8
 
-        int8 = self.export(module, input_shape, label, INT8, calibration)
+        int8 = self.export(module, input_shape, label, INT8, calibration, io, keep_onnx)
         return self.export(module, input_shape, label), int8
 
     def clear(self) -> None:

@@ -68,9 +68,20 @@ class ImageCalibration:
         return self.images.astype(np.float32)
 
 
-def int8_tflite(model, samples: np.ndarray) -> bytes:
+IO_TYPES = ("int8", "float")  # an int8 model's input and output: int8 (what a LUT measures) or float
+
+
+def check_io(io: str) -> str:
+    """`io` when it is one of `IO_TYPES`, else one line."""
+    if io not in IO_TYPES:
+        raise HnasError(f"--io {io}: must be one of {', '.join(IO_TYPES)}")
+    return io
+
+
+def int8_tflite(model, samples: np.ndarray, io: str = "int8") -> bytes:
     """The full-integer int8 TFLite flatbuffer of the Keras model onnx2tf built, converted as `float32_tflite`
-    converts it (a concrete function over the model's inputs), calibrated on `samples` (NHWC float32)."""
+    converts it (a concrete function over the model's inputs), calibrated on `samples` (NHWC float32); with
+    `io="float"` it takes float input and gives float output (one QUANTIZE and one DEQUANTIZE at the ends)."""
     import tensorflow as tf
 
     run_model = tf.function(
@@ -86,8 +97,9 @@ def int8_tflite(model, samples: np.ndarray) -> bytes:
 
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
+    if check_io(io) == "int8":
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
     converter.unfold_batchmatmul = False
     return converter.convert()
 

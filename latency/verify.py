@@ -238,3 +238,33 @@ def map_op_profile(op_profile, layer_ops: list[tuple[str, list[str]]]) -> list[d
     if i != len(rows):
         raise HnasError(f"op profile has {len(rows) - i} rows after the network's last layer: {rows[i].node_type}")
     return out
+
+
+def measure_file(device: Device, path, lut: Lut | None = None, stability: Stability | None = None) -> dict:
+    """One model file measured as verify measures a network: the LUT's benchmark settings and repeats (without a
+    LUT: the defaults a table is built with), the stability rule; the file's sha256, size and precision beside it."""
+    from pathlib import Path
+
+    from hnas.core.io import sha256_file
+    from latency.profile import profile_model
+    from latency.quantize import precision_of
+
+    path = Path(path)
+    if not path.is_file() or path.suffix != ".tflite":
+        raise HnasError(f"{path} is not a .tflite file")
+    settings, repeats = lut.bench_settings() if lut is not None else (BenchSettings(), 5)
+    row = profile_model(device, path, path.name, settings, repeats, stability or Stability())
+    return {
+        "model": str(path),
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+        "precision": precision_of(path),
+        "device": device.describe(),
+        "settings": settings.to_dict(),
+        "repeats": repeats,
+        "measured_ms": row["median_ms"],
+        "repeat_medians_ms": [r["median_ms"] for r in row["repeats"]],
+        "stable": row["stable"],
+        "spread": row["spread"],
+        "host_busy": row["host_busy"],
+    }

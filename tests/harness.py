@@ -170,6 +170,9 @@ class Table:
         return self.lat[self.rows, np.atleast_2d(vecs)].sum(1)
 
 
+# the kernels an int8 network of the space holds (no QUANTIZE / DEQUANTIZE: int8 in and out)
+INT8_KERNELS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "FULLY_CONNECTED", "PAD"}
+
 IMAGENET_CLASSES = ("n01", "n02", "n03")
 
 

@@ -26,14 +26,13 @@ from latency.quantize import CalibrationRecipe, TfliteModel, op_tensor_types
 from latency.runtime import fully_delegated, load_interpreter, random_inputs
 from latency.stability import Stability
 from latency.verify import map_op_profile
-from tests.harness import ROOT, CountingDevice, adb_device, run_cli, tflite_graph
+from tests.harness import INT8_KERNELS, ROOT, CountingDevice, adb_device, run_cli, tflite_graph
 from tests.tiny import tiny_space
 
 FAST_INT8 = BuildOptions(
     BenchSettings(warmup_runs=1, num_runs=3), 2, stability=Stability(extra=1, pause_s=0), precision=INT8
 )
 # the kernels that must run quantized; an int8 graph of the space holds no other op
-INT8_KERNELS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "FULLY_CONNECTED", "PAD"}
 
 
 @pytest.fixture(scope="module")

@@ -218,7 +218,7 @@ def test_demo_runs_the_whole_job_and_writes_the_report(tiny_lut, space_file, tmp
         "2",
     )
     assert out.returncode == 0, out.stderr
-    for step in ("1/4", "2/4", "3/4", "4/4"):
+    for step in ("1/5", "2/5", "3/5", "4/5", "5/5"):
         assert step in out.stdout
     results = json.loads((run / "results.json").read_text())
     assert len(results["stages"]) == 4

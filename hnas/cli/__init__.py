@@ -5,6 +5,7 @@
     search      hnas search, hnas report, hnas rank, hnas demo
     study       hnas study (M = 2, 3, 4 against stand-alone truth)
     lut         hnas lut build|refresh|show|diff|import|validate, hnas profile, hnas devices, hnas verify
+    export      hnas export (the trained network's TFLite files and model card)
 
 Heavy libraries (torch, TensorFlow) are imported inside the commands that need them, so `hnas --help` is quick.
 """
@@ -16,7 +17,7 @@ import sys
 
 import typer
 
-from hnas.cli import lut, search, spaces, study, supernet
+from hnas.cli import export, lut, search, spaces, study, supernet
 from hnas.core.errors import DeviceGone, HnasError
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ app.command("rank")(search.rank)
 app.command("study")(study.study)
 app.command("demo")(search.demo)
 app.command("train")(supernet.train_standalone_cmd)
+app.command("export")(export.export)
 
 
 def main() -> None:

@@ -458,9 +458,23 @@ def devices(
     console.print(t)
 
 
+def verify_model_line(r: dict) -> str:
+    """One line for `hnas verify --model`."""
+    dev = r["device"]
+    state = "stable" if r["stable"] else f"unstable (spread {r['spread']})"
+    busy = f"; host busy: {r['host_busy']}" if r["host_busy"] else ""
+    return (
+        f"{r['model']} ({r['precision']}, sha256 {r['sha256'][:16]}) on {dev.get('model')} core {dev.get('core')}: "
+        f"{r['measured_ms']:.4f} ms, median of {len(r['repeat_medians_ms'])} repeats, {state}{busy}"
+    )
+
+
 def verify(
     run: Annotated[str | None, typer.Argument(help="A search run folder: verifies its best architecture.")] = None,
     arch: Annotated[str | None, typer.Option("--arch", help="An architecture instead of a run's best.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="A .tflite file (e.g. a shipped one) instead of a network.")
+    ] = None,
     space: Annotated[str, typer.Option("--space", help="Space of --arch.")] = "basic",
     lut: Annotated[str | None, typer.Option("--lut", help="LUT (default: the run's).")] = None,
     device: Annotated[str, typer.Option("--device", help="local or a phone; must be the LUT's device.")] = "local",
@@ -478,9 +492,18 @@ def verify(
     from latency.stability import Stability
     from latency.verify import verify_arch
 
-    if (run is None) == (arch is None):
-        raise HnasError("give a search RUN folder or --arch ARCH (with --space and --lut)")
+    if sum(x is not None for x in (run, arch, model)) != 1:
+        raise HnasError("give a search RUN folder, --arch ARCH (with --space and --lut) or --model FILE.tflite")
     precision = precision_arg(precision)
+    if model is not None:
+        from hnas.workflows.ship import verify_model
+
+        result = verify_model(model, device, lut, benchmark_binary, Stability(spread=spread))
+        if as_json:
+            emit_json(result)
+            return
+        console.print(verify_model_line(result))
+        return
     if run is not None:
         from hnas.workflows.verify import verify_run
 

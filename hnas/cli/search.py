@@ -223,7 +223,8 @@ def demo(
     precision: PrecisionOpt = None,
 ) -> None:
     """The main job on embedded defaults: host LUT, proxy supernet on the bundled digits, four-stage HNAS with
-    pruning, end-to-end latency check of the result on this CPU (int8: and its accuracy), and the HTML report."""
+    pruning, end-to-end latency check of the result on this CPU (int8: and its accuracy), the found network trained
+    briefly from scratch and shipped (TFLite files and model card in RUN/ship), and the HTML report."""
     import time
     from pathlib import Path
 
@@ -231,7 +232,7 @@ def demo(
     from hnas.report import build_report
     from hnas.searchrun import saved_settings
     from hnas.spec.space import load_space
-    from hnas.workflows.demo import demo_search, demo_settings, host_lut
+    from hnas.workflows.demo import demo_search, demo_settings, demo_ship, host_lut
     from hnas.workflows.verify import verify_run
     from latency.build import report_line
 
@@ -248,7 +249,7 @@ def demo(
             out,
             {"--epochs": lambda t: numbers(t, "--epochs", int), "--space": lambda t: load_space(t).to_dict()},
         )
-    console.rule("1/4 host latency table")
+    console.rule("1/5 host latency table")
     if saved is not None:  # a run searches on the table it started with: checked, never re-measured under it
         from hnas.runs import run_lut
 
@@ -258,17 +259,30 @@ def demo(
         with bars() as factory:
             lut_path, built = host_lut(sp, lut, factory, precision_arg(precision))
         console.print(report_line(built))
-    console.rule("2/4 HNAS: supernet, search, pruning (M = 4)")
+    console.rule("2/5 HNAS: supernet, search, pruning (M = 4)")
     pipe = demo_search(out, sp, lut_path, settings, console.print, precision_arg(precision))
     results = pipe.run()
     print_results(results)
-    console.rule("3/4 end-to-end latency of the found network on this CPU")
+    console.rule("3/5 end-to-end latency of the found network on this CPU")
     if results["best"]:
         with bars() as factory:
             result = verify_run(out, str(lut_path), "local", op_profile=True, progress=factory)
         print_verify(result)
     else:
         console.print("no architecture inside the latency band: nothing to verify")
-    console.rule("4/4 report")
+    console.rule("4/5 the found network trained from scratch (the first stage's epochs) and shipped")
+    if results["best"]:
+        from hnas.workflows.search import finished_run
+        from hnas.workflows.ship import card_summary
+
+        run = finished_run(out)
+        with bars() as factory:
+            card = demo_ship(out, run.best_architecture(), lut_path, run.search.epochs[0], factory, console.print)
+        for line in card_summary(card):
+            console.print(line)
+        console.print(f"model card: {Path(out) / 'ship' / 'card.md'}")
+    else:
+        console.print("no architecture inside the latency band: nothing to ship")
+    console.rule("5/5 report")
     console.print(f"report: {build_report(out)}  (open it in a browser)")
     console.print(f"total {time.perf_counter() - t0:.0f} s")

@@ -1,5 +1,6 @@
 """The main job on embedded defaults, step by step: this CPU's latency table, a four-stage HNAS search with a
-proxy supernet on the bundled digits, the found network measured end to end, the report.
+proxy supernet on the bundled digits, the found network measured end to end, trained from scratch and shipped
+(`demo_ship`: its TFLite files and model card), the report.
 
 The demo's settings are the embedded data's recipe (`hnas.recipes`); the command runs the steps
 and prints between them.
@@ -101,3 +102,32 @@ def demo_search(
     log(f"latency band: 0.9-1.1 x the MobileNetV2-like reference ({ref_ms:.2f} ms) = {band} ms on this CPU")
     search = replace(settings or demo_settings(), band=band, band_rel=DEMO_BAND_REL, ref=str(ref))
     return open_search(out, run, search, log=log, options=DEMO_OPTIONS)
+
+
+def demo_ship(run: str | Path, arch, lut_path: Path, epochs: int, progress=None, log: Callable[[str], None] = print):
+    """Ship the found network: train `arch` from scratch at the demo's proxy settings for `epochs` (RUN/standalone,
+    resumed like `hnas train`), export it into RUN/ship (`hnas export`: both TFLite files, the ONNX file, the card)
+    and measure both files on this CPU with the table's settings. Returns the card (an existing one for `arch` is
+    kept)."""
+    from hnas.core.io import read_json
+    from hnas.data import load_data
+    from hnas.standalone import train_standalone
+    from hnas.workflows.ship import export_trained, open_trained
+    from latency.devices import LocalDevice
+    from latency.lut import Lut
+
+    run = Path(run)
+    folder, out = run / "standalone", run / "ship"
+    if (out / "card.json").is_file():
+        card = read_json(out / "card.json")
+        if isinstance(card, dict) and card.get("arch") == str(arch):
+            log(f"the found network was shipped before: {out / 'card.md'}")
+            return card
+    cfg = DEMO_RECIPE.train_config(epochs=epochs, warmup_epochs=0)
+    data = load_data("digits", DEMO_PROXY.resolution, cfg.seed, DEMO_PROXY.per_class)
+    res = train_standalone(arch, data, DEMO_PROXY, cfg, folder, progress)
+    log(f"trained from scratch for {res.epochs} epochs: test top-1 {res.test_top1:.4f} ({folder})")
+    table = Lut.load(lut_path)
+    device = LocalDevice(core=table.device.get("core") if table.device.get("id") == "local" else None)
+    command = ["hnas", "export", str(folder), "--out", str(out), "--lut", str(lut_path)]
+    return export_trained(open_trained(folder), out, device, str(lut_path), command=command, log=log)

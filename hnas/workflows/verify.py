@@ -42,6 +42,65 @@ def weights_digest(module) -> str:
     return h.hexdigest()[:24]
 
 
+def image_calibration(train_set, data_name: str, check: QuantCheck):
+    """Real training images that calibrate an int8 model (`check`: how many, drawn with which seed)."""
+    import torch
+
+    from hnas.evaluate import calibration_batches
+    from latency.quantize import ImageCalibration
+
+    calib = torch.cat(calibration_batches(train_set, check.calibration_images, check.batch, seed=check.seed))
+    source = f"{data_name} train, {len(calib)} images, seed {check.seed}"
+    return ImageCalibration(calib.permute(0, 2, 3, 1).numpy(), source)
+
+
+def top1_of_files(net, dataset, models: dict[str, str | Path], batch: int = 64) -> dict:
+    """Top-1 of the torch network and of each TFLite model (run by the TFLite interpreter) on `dataset`, and how
+    often each pair of TFLite models agree: {"images", "top1": {name: acc}, "agreement": {"a/b": rate}}."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from latency.quantize import TfliteModel
+
+    runners = {name: TfliteModel(path) for name, path in models.items()}
+    preds: dict[str, list[np.ndarray]] = {"torch": [], **{n: [] for n in runners}}
+    labels = []
+    with torch.no_grad():
+        for x, y in DataLoader(dataset, batch_size=batch, shuffle=False):
+            nhwc = x.permute(0, 2, 3, 1).numpy()
+            preds["torch"].append(net(x).numpy().argmax(1))
+            for name, run in runners.items():
+                preds[name].append(run(nhwc).argmax(1))
+            labels.append(y.numpy())
+    if not labels:
+        raise HnasError("the test split is empty: nothing to measure the models' accuracy on")
+    y = np.concatenate(labels)
+    p = {k: np.concatenate(v) for k, v in preds.items()}
+    names = list(runners)
+    return {
+        "images": len(y),
+        "top1": {k: float(np.mean(v == y)) for k, v in p.items()},
+        "agreement": {f"{a}/{b}": float(np.mean(p[a] == p[b])) for i, a in enumerate(names) for b in names[i + 1 :]},
+    }
+
+
+def run_subnet(run: SearchRun, arch: Architecture):
+    """`arch`'s subnet of the run's final supernet, its BatchNorm statistics recomputed exactly as one-shot
+    evaluation recomputes them (the same images, batches and order), in eval mode on the CPU; with the run's
+    config, search settings, data and the supernet's (proxy) space: (net, config, search, data, space)."""
+    import torch
+
+    from hnas.evaluate import calibration_batches, recalibrate_bn
+
+    config, search = run.config, run.search
+    supernet = run.final_supernet().cpu()
+    net = supernet.extract(arch).cpu()
+    data, proxy = run.supernets.data(), config.proxy
+    # exactly one-shot evaluation's BatchNorm statistics: the same images, batches and order
+    recalibrate_bn(net, calibration_batches(data.train, proxy.bn_images, proxy.eval_batch), torch.device("cpu"))
+    return net.eval(), config, search, data, supernet.space
+
+
 def int8_accuracy(run: SearchRun, arch: Architecture, exporter=None, check: QuantCheck | None = None) -> dict:
     """Top-1 on the run's test split of `arch`'s network with the run's trained weights: torch, float32 TFLite and
     int8 TFLite, the drop from float32 to int8 and how often the two agree; and the torch network's top-1 on the
@@ -49,43 +108,19 @@ def int8_accuracy(run: SearchRun, arch: Architecture, exporter=None, check: Quan
     import torch
     from torch.utils.data import DataLoader
 
-    from hnas.evaluate import calibration_batches, recalibrate_bn, top1
+    from hnas.evaluate import top1
     from latency.export import Exporter
-    from latency.quantize import ImageCalibration, TfliteModel
 
     check = check or QuantCheck()
-    config, search = run.config, run.search
-    supernet = run.final_supernet().cpu()
-    net = supernet.extract(arch).cpu()
-    data, proxy = run.supernets.data(), config.proxy
-    # exactly one-shot evaluation's BatchNorm statistics: the same images, batches and order
-    recalibrate_bn(net, calibration_batches(data.train, proxy.bn_images, proxy.eval_batch), torch.device("cpu"))
-    net.eval()
+    net, config, search, data, space = run_subnet(run, arch)
+    proxy = config.proxy
     val_top1 = top1(net, DataLoader(data.val, batch_size=proxy.eval_batch, shuffle=False), torch.device("cpu"))
-    calib = torch.cat(calibration_batches(data.train, check.calibration_images, check.batch, seed=check.seed))
-    calibration = ImageCalibration(
-        calib.permute(0, 2, 3, 1).numpy(), f"{config.data} train, {len(calib)} images, seed {check.seed}"
-    )
-    sk = supernet.space.skeleton
+    calibration = image_calibration(data.train, config.data, check)
+    sk = space.skeleton
     shape = (sk.in_channels, sk.resolution, sk.resolution)
     f32, i8 = (exporter or Exporter()).export_pair(net, shape, f"weights:{weights_digest(net)}", calibration)
-    models = {"torch": None, "float32": TfliteModel(f32.path), "int8": TfliteModel(i8.path)}
-    correct = dict.fromkeys(models, 0)
-    agree = seen = 0
-    with torch.no_grad():
-        for x, y in DataLoader(data.test, batch_size=check.batch, shuffle=False):
-            nhwc = x.permute(0, 2, 3, 1).numpy()
-            preds = {
-                name: (net(x).numpy() if model is None else model(nhwc)).argmax(1) for name, model in models.items()
-            }
-            labels = y.numpy()
-            for name, p in preds.items():
-                correct[name] += int(np.sum(p == labels))
-            agree += int(np.sum(preds["float32"] == preds["int8"]))
-            seen += len(labels)
-    if seen == 0:
-        raise HnasError(f"{run.path}: the test split of {config.data} is empty")
-    acc = {name: c / seen for name, c in correct.items()}
+    res = top1_of_files(net, data.test, {"float32": f32.path, "int8": i8.path}, check.batch)
+    acc, seen = res["top1"], res["images"]
     return {
         "arch": str(arch),
         "split": "test",
@@ -99,7 +134,7 @@ def int8_accuracy(run: SearchRun, arch: Architecture, exporter=None, check: Quan
         "float32_top1": acc["float32"],
         "int8_top1": acc["int8"],
         "drop": acc["float32"] - acc["int8"],
-        "agreement": agree / seen,
+        "agreement": res["agreement"]["float32/int8"],
         "calibration": calibration.identity(),
         "check": asdict(check),
         "float32_sha256": f32.sha256,
