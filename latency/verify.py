@@ -16,6 +16,7 @@ from hnas.core.progress import phase
 from hnas.spec.arch import Architecture
 from latency.bench import BenchSettings
 from latency.build import device_name, same_device
+from latency.defaults import REPEATS
 from latency.devices import Device
 from latency.export import Exporter, export_network
 from latency.lut import Lut
@@ -252,7 +253,7 @@ def measure_file(device: Device, path, lut: Lut | None = None, stability: Stabil
     path = Path(path)
     if not path.is_file() or path.suffix != ".tflite":
         raise HnasError(f"{path} is not a .tflite file")
-    settings, repeats = lut.bench_settings() if lut is not None else (BenchSettings(), 5)
+    settings, repeats = lut.bench_settings() if lut is not None else (BenchSettings(), REPEATS)
     row = profile_model(device, path, path.name, settings, repeats, stability or Stability())
     return {
         "model": str(path),

@@ -1,40 +1,14 @@
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from hnas.spec.arch import parse_arch, sample
-from hnas.spec.cost import Cost, arch_cost
+from hnas.spec.cost import arch_cost
 from hnas.spec.modules import IBConv, Identity
-from hnas.spec.network import build_network
+from hnas.spec.network import build_network, count_module
 from hnas.spec.ops import LayerShape, OpSpec
 from hnas.spec.parts import block
 from hnas.spec.space import basic, large, proxyless
-
-
-def count_module(module: nn.Module, input_shape: tuple[int, ...]) -> Cost:
-    """Count MACs of Conv2d/Linear layers with forward hooks and parameters with numel (cross-check)."""
-    macs = 0
-
-    def hook(mod, _inp, out):
-        nonlocal macs
-        if isinstance(mod, nn.Conv2d):
-            per_out = (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
-            macs += out[0].numel() * per_out
-        elif isinstance(mod, nn.Linear):
-            macs += mod.in_features * mod.out_features
-
-    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    try:
-        was_training = module.training
-        module.eval()
-        with torch.no_grad():
-            module(torch.zeros(1, *input_shape))
-        module.train(was_training)
-    finally:
-        for h in handles:
-            h.remove()
-    return Cost(macs, sum(p.numel() for p in module.parameters()))
 
 
 def test_ibconv_structure():

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from hnas.spec.arch import Architecture
+from hnas.spec.cost import Cost
 
 
 class Network(nn.Module):
@@ -32,3 +33,29 @@ class Network(nn.Module):
 def build_network(arch: Architecture) -> Network:
     """The stand-alone network of `arch` (freshly initialised weights)."""
     return Network(arch)
+
+
+def count_module(module: nn.Module, input_shape: tuple[int, ...]) -> Cost:
+    """Count MACs of Conv2d/Linear layers with forward hooks and parameters with numel: the torch-side
+    cross-check of `hnas.spec.cost.arch_cost` (a test holds them equal; `hnas export` records both)."""
+    macs = 0
+
+    def hook(mod, _inp, out):
+        nonlocal macs
+        if isinstance(mod, nn.Conv2d):
+            per_out = (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
+            macs += out[0].numel() * per_out
+        elif isinstance(mod, nn.Linear):
+            macs += mod.in_features * mod.out_features
+
+    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        was_training = module.training
+        module.eval()
+        with torch.no_grad():
+            module(torch.zeros(1, *input_shape))
+        module.train(was_training)
+    finally:
+        for h in handles:
+            h.remove()
+    return Cost(macs, sum(p.numel() for p in module.parameters()))

@@ -267,7 +267,8 @@ def export_trained(
     accuracy of each file on the test split; the latency of each file on `device` (an open `Device`; None: not
     measured) with the settings of the LUT at `lut_path` (default settings without one). Returns the card."""
     from hnas.core.io import atomic_write_json, atomic_write_text, sha256_file
-    from hnas.spec.cost import arch_cost, count_module
+    from hnas.spec.cost import arch_cost
+    from hnas.spec.network import count_module
     from hnas.workflows.verify import QuantCheck, image_calibration, top1_of_files, weights_digest
     from latency.build import same_device
     from latency.export import Exporter, tool_versions
@@ -494,7 +495,7 @@ def verify_model(
 def open_measuring_device(device: str, lut=None, benchmark_binary: str | None = None):
     """The device to measure on, reached now (before anything is written or converted); on the LUT's core when
     the LUT was measured on a device of that kind (the host, or a phone)."""
-    from latency.devices import open_device
+    from latency.backends import open_device
 
     core = None
     if lut is not None and (lut.device.get("id") == "local") == (device == "local"):
