@@ -20,14 +20,13 @@ import datetime as dt
 import hashlib
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from hnas.core.errors import HnasError
 from hnas.core.io import atomic_write_json, read_json
-from hnas.core.schema import POSITIVE_MS, Int, ListOf, MapOf, Num, Obj, Opt, Spec, Str, check
+from hnas.core.schema import POSITIVE_MS, Below, Int, ListOf, MapOf, Num, Obj, Opt, Str, check
 from hnas.spec.ops import MAX_CHANNELS, MAX_CLASSES, MAX_KERNEL, MAX_SIZE
 
 SCHEMA = "hnas.lut/1"
@@ -35,24 +34,6 @@ SCHEMA = "hnas.lut/1"
 # the largest figure a table may hold: no op runs for 1000 s, and a sum of a thousand such figures stays finite
 MAX_MS = 1e6
 MAX_SCALE = 1e3  # the largest calibration scale (a phone is not 1000 x slower than its table)
-
-
-@dataclass(frozen=True)
-class Below(Spec):
-    """`spec`, and below `limit` (a larger figure is a broken or tampered file, and sums of them overflow)."""
-
-    spec: Spec
-    limit: float
-
-    @property
-    def what(self) -> str:
-        return f"{self.spec.what} below {self.limit:g}"
-
-    def problem(self, value, at):
-        if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) >= self.limit:
-            shown = f"{value:.3g}" if isinstance(value, float) or abs(value) < 1e300 else "a larger integer"
-            return (at, f"expected {self.what}, got {shown}")
-        return self.spec.problem(value, at)
 
 
 LUT_MS = Below(POSITIVE_MS, MAX_MS)  # a figure in ms: finite, above 0, below MAX_MS

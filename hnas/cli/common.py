@@ -13,7 +13,7 @@ from rich.console import Console
 
 from hnas.core.errors import HnasError
 from hnas.recipes import recipe_help
-from hnas.settings import Deployment, ProxySettings, SearchSettings, TrainConfig, flag_of, option
+from hnas.settings import Deployment, ProxySettings, RankSettings, SearchSettings, TrainConfig, flag_of, option
 
 # wide enough for a large space's candidate lists when the output goes to a file or a pipe
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -162,3 +162,14 @@ def figure_ci(row: dict, name: str) -> str:
 
     lo, hi = row.get(name + "_ci") or (None, None)
     return num(row[name]) + (f" [{num(lo)}, {num(hi)}]" if lo is not None else "")
+
+
+# the parameters of `hnas rank` and `hnas study` that are RankSettings' fields under another name
+RANK_PARAMS = {"lr": "standalone_lr", "batch_size": "standalone_batch"}
+
+
+def rank_settings(params: dict) -> RankSettings:
+    """The ranking settings from a command's parameters (`hnas rank`, `hnas study`: their `locals()`)."""
+    from dataclasses import fields
+
+    return RankSettings(**{f.name: params[RANK_PARAMS.get(f.name, f.name)] for f in fields(RankSettings)})

@@ -32,6 +32,7 @@ from hnas.cli.common import (
     load_arch,
     numbers,
     precision_arg,
+    rank_settings,
     refuse_changed_settings,
 )
 from hnas.cli.show import print_results, print_verify
@@ -181,20 +182,11 @@ def rank(
 ) -> None:
     """Kendall tau and Spearman rho between one-shot and stand-alone top-1 of a search run, stand-alone repeated
     over seeds, with bootstrap intervals and the noise ceiling (Table 4, Fig. 5). M = 2, 3, 4 compared: `hnas study`."""
+    params = dict(locals())  # the parameters, before anything else is bound here
     from hnas.core.progress import bars
     from hnas.workflows.study import rank_search
 
-    settings = RankSettings(
-        k=k,
-        pick=pick,
-        seeds=seeds,
-        epochs=epochs,
-        lr=standalone_lr,
-        batch_size=standalone_batch,
-        jobs=jobs,
-        bootstrap=bootstrap,
-        draw_seed=draw_seed,
-    )
+    settings = rank_settings(params)
     with bars() as factory:
         res = rank_search(run, settings, log=console.print, progress=factory)
     for name, p in res["picks"].items():

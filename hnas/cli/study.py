@@ -21,6 +21,7 @@ from hnas.cli.common import (
     figure_ci,
     fmt_size,
     load_arch,
+    rank_settings,
 )
 from hnas.settings import RankSettings, SearchSettings, StudyDefaults, option
 
@@ -56,6 +57,7 @@ def study(
     """I-Supernet (M = 2), P-Supernet (M = 3) and HNAS (M = 4) with equal supernet epochs over --search-seeds,
     each ranked against stand-alone training repeated over --seeds: Table 4 (tau, rho, noise ceiling), Table 5
     (the best architecture's stand-alone top-1, SPOS-EA on the I-Supernet as baseline), Fig. 6."""
+    params = dict(locals())  # the parameters, before anything else is bound here
     from hnas.core.band import Band
     from hnas.core.progress import bars
     from hnas.recipes import recipe_for
@@ -74,17 +76,7 @@ def study(
     )
     sp = load_space(space)
     recipe = recipe_for(data)
-    rank = RankSettings(
-        k=k,
-        pick=pick,
-        seeds=seeds,
-        epochs=epochs,
-        lr=standalone_lr,
-        batch_size=standalone_batch,
-        jobs=jobs,
-        bootstrap=bootstrap,
-        draw_seed=draw_seed,
-    )
+    rank = rank_settings(params)
     # the recipe's values where an option is not given (None); a given value (0 too) is held to its setting's check
     train = recipe.train_config(lr=lr, batch_size=batch_size)
     search = recipe.search_settings(population=population, generations=generations, schedule=schedule)

@@ -208,6 +208,25 @@ class OneOf(Spec):
 
 
 @dataclass(frozen=True)
+class Below(Spec):
+    """`spec`, and below `limit` in magnitude (a larger figure is a broken or tampered file, and sums of such
+    figures overflow)."""
+
+    spec: Spec
+    limit: float
+
+    @property
+    def what(self) -> str:
+        return f"{self.spec.what} below {self.limit:g}"
+
+    def problem(self, value, at):
+        if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) >= self.limit:
+            shown = f"{value:.3g}" if isinstance(value, float) or abs(value) < 1e300 else "a larger integer"
+            return (at, f"expected {self.what}, got {shown}")
+        return self.spec.problem(value, at)
+
+
+@dataclass(frozen=True)
 class Either(Spec):
     """`first` or `second`."""
 
