@@ -24,7 +24,7 @@ from hnas.data import DataBundle, load_data
 from hnas.dist import exists, is_main, shared, write_on_main
 from hnas.evalimages import EvalFormat, EvalImages
 from hnas.evaluate import OneShotEvaluator
-from hnas.settings import FIXED_ARCHS_SEED, RunConfig, TrainConfig
+from hnas.settings import FIXED_ARCHS_SEED, RunConfig, SearchSettings, TrainConfig
 from hnas.spec.arch import sample
 from hnas.spec.modules import zero_init_residuals
 from hnas.spec.space import SearchSpace
@@ -39,6 +39,47 @@ def pin_lut(config: RunConfig) -> RunConfig:
         return config
     path = Path(config.lut).resolve()
     return replace(config, lut=str(path), lut_sha256=sha256_file(path))
+
+
+def pin_fleet(search: SearchSettings) -> SearchSettings:
+    """A new run's search settings with its fleet's other tables as absolute paths with their sha256 (`pin_lut`)."""
+    fleet = [
+        replace(t, lut=str(Path(t.lut).resolve()), lut_sha256=sha256_file(t.lut)) if Path(t.lut).is_file() else t
+        for t in search.fleet
+    ]
+    return replace(search, fleet=fleet)
+
+
+def run_fleet(search: SearchSettings, run: str | Path, given: list[str] | None = None) -> SearchSettings:
+    """The search settings of the run in `run` with its fleet's other tables where they are now: each recorded file
+    when its sha256 is the recorded one, or the one `given` in its place (the table moved; `given`: the other
+    tables' paths in order, as `--lut` named them after the first). A changed table list, or a missing or changed
+    table, is one line naming the fix."""
+    fleet = search.fleet
+    if given is not None and len(given) != len(fleet):
+        had = ", ".join(t.lut for t in fleet) or "none"
+        raise HnasError(
+            f"{run} was started with {len(fleet) + 1} latency table(s) and {len(given) + 1} --lut were given: a run "
+            f"keeps its table list (the others: {had}); resume without --lut, or with every table in the same order, "
+            "or start a new run with --out"
+        )
+    moved = []
+    for i, t in enumerate(fleet):
+        path = Path(given[i]) if given is not None else Path(t.lut)
+        where = f"--lut {given[i]}" if given is not None else f"the latency table {t.lut}"
+        if not path.is_file():
+            raise HnasError(
+                f"{run} was started with the latency table {t.lut}, and {where} is not there: pass every --lut again, "
+                "naming where each table is now (accepted only if its sha256 is the same)"
+            )
+        sha = sha256_file(path)
+        if t.lut_sha256 is not None and sha != t.lut_sha256:
+            raise HnasError(
+                f"{where} (sha256 {sha[:16]}) is not the table {run} was started with ({t.lut}, sha256 "
+                f"{t.lut_sha256[:16]}): give that table (a moved copy is accepted), or start a new run with --out"
+            )
+        moved.append(replace(t, lut=str(path.resolve()), lut_sha256=sha))
+    return replace(search, fleet=moved)
 
 
 def run_lut(config: RunConfig, run: str | Path, given: str | None = None, missing_ok: bool = False) -> RunConfig:

@@ -298,6 +298,26 @@ SCHEDULES = ("restart", "continuous")
 
 
 @dataclass
+class FleetTable:
+    """One more latency table of a fleet search (`--lut A.json --lat 60:70 --lut B.json --lat :120`: this is B): its
+    band is a constraint beside the first table's, whose latency stays the objective; it prices at its own precision.
+    `band` is in ms; when it came from `--lat-rel`, that and the reference are kept beside it (`band_rel`, `ref`). A
+    run folder records the table as an absolute path with its sha256 (`hnas.runs.pin_lut`, as the first table's)."""
+
+    lut: str
+    band: Band = field(default_factory=Band)
+    band_rel: Band | None = None
+    ref: str | None = None
+    lut_sha256: str | None = None
+
+    def __post_init__(self):
+        if isinstance(self.band, dict):
+            self.band = Band(**self.band)
+        if isinstance(self.band_rel, dict):
+            self.band_rel = Band(**self.band_rel)
+
+
+@dataclass
 class SearchSettings:
     """Algorithm 1's numbers (paper defaults) and the latency band: each field's default, help and check, once.
     `band` is in ms; when it came from `--lat-rel` with `--ref`, those are kept beside it (`band_rel`, `ref`)."""
@@ -340,12 +360,19 @@ class SearchSettings:
     seed: int = setting(0, "Seed.", check=SEED)
     band_rel: Band | None = setting(None, "Band relative to --ref, e.g. 0.98:1.15.", flag="--lat-rel")
     ref: str | None = setting(None, "Reference architecture for --lat-rel.")
+    fleet: list[FleetTable] = setting(
+        None,
+        "The other latency tables of a fleet search, each with its band (a constraint; the first --lut's latency is "
+        "the objective): --lut A.json --lat 60:70 --lut B.json --lat :120.",
+        factory=list,
+    )
 
     def __post_init__(self):
         if isinstance(self.band, dict):
             self.band = Band(**self.band)
         if isinstance(self.band_rel, dict):
             self.band_rel = Band(**self.band_rel)
+        self.fleet = [FleetTable(**t) if isinstance(t, dict) else t for t in self.fleet]
         check(self)
         if len(self.epochs) != self.stages - 1 or len(self.lrs) != self.stages - 1:
             raise HnasError(
