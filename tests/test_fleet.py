@@ -107,3 +107,76 @@ def test_the_pareto_plot_gains_a_panel_per_other_table_with_its_band():
     assert list(front.get_xdata()) == [3.2, 3.9]  # the objective's front, at int8 latency
     assert sorted(line.get_xdata()[0] for line in top.lines if len(set(line.get_xdata())) == 1) == [7.5, 9.0]
     assert len([c for c in fig.axes[3].collections if isinstance(c, PathCollection)][0].get_offsets()) == 2
+
+
+def _other_device(lut, path, scale=0.5, drop=None):
+    """A copy of `lut` as another device's table (another machine's host), its figures scaled; `drop`: a key left
+    out."""
+    import json
+
+    data = json.loads(lut.read_text())
+    data["device"]["machine"] = "0000dead"
+    data["calibration"] = None
+    for key, e in list(data["entries"].items()):
+        for k in ("median_ms", "mean_ms"):
+            if e.get(k) is not None:
+                e[k] *= scale
+        if key == drop:
+            del data["entries"][key]
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_bands_pair_with_tables_in_order_and_what_does_not_pair_is_refused():
+    from hnas.workflows.fleet import pair_bands
+
+    two = pair_bands(2, ["60:70", ":120"], None)
+    assert two.lat == [Band(60, 70), Band(hi=120)] and two.lat_rel == [None, None] and two.refs == [None, None]
+    rel = pair_bands(2, None, ["0.9:1.1", ":2"], ["REF"])
+    assert rel.lat_rel == [Band(0.9, 1.1), Band(hi=2)] and rel.refs == ["REF", "REF"]  # one --ref, priced on each
+    assert pair_bands(1, ["1:2"], None).lat == [Band(1, 2)]
+    for args, says in (
+        ((2, ["60:70"], None), "2 --lut and 1 --lat: the i-th --lat is the i-th table's band"),
+        ((2, ["60:70"], ["0.9:1.1"]), "not some of each"),
+        ((3, None, ["1:2"] * 3, ["A", "B"]), "give one --ref (priced on every table) or one per table"),
+        ((1, ["1:2", "3:4"], None), "give another --lut for each other band"),
+    ):
+        with pytest.raises(HnasError) as e:
+            pair_bands(*args)
+        assert says in str(e.value)
+
+
+def test_tables_of_one_device_and_precision_or_short_of_the_space_are_refused(tiny_lut, tmp_path):
+    from hnas.workflows.fleet import open_tables
+    from latency.items import items_for_space
+    from tests.tiny import tiny_space
+
+    sp = tiny_space()
+    twin = tmp_path / "twin.json"
+    twin.write_bytes(tiny_lut.read_bytes())
+    with pytest.raises(HnasError, match="both float32 tables of .*: a fleet holds one table per device and precision"):
+        open_tables([str(tiny_lut), str(twin)], sp)
+    key = next(p.key for p in items_for_space(sp) if p.key)
+    short = _other_device(tiny_lut, tmp_path / "short.json", drop=key)
+    with pytest.raises(HnasError, match=f"lacks 1 entries of space 'tiny' \\({key}\\)"):
+        open_tables([str(tiny_lut), str(short)], sp)
+    a, b = open_tables([str(tiny_lut), str(_other_device(tiny_lut, tmp_path / "b.json"))], sp)
+    v = np.zeros((1, sp.num_layers), dtype=np.int64)
+    assert b.predict(v)[0] == pytest.approx(0.5 * a.table(v)[0])  # each at its own figures (b: uncalibrated)
+
+
+def test_a_run_keeps_its_table_list(tiny_lut, tmp_path):
+    from hnas.runs import pin_fleet, run_fleet
+    from hnas.settings import FleetTable, SearchSettings
+
+    b = _other_device(tiny_lut, tmp_path / "b.json")
+    search = pin_fleet(SearchSettings(fleet=[FleetTable(str(b), Band(hi=5.0))]))
+    assert search.fleet[0].lut_sha256 and run_fleet(search, "RUN").fleet == search.fleet
+    with pytest.raises(HnasError, match="RUN was started with 2 latency table\\(s\\) and 1 --lut were given"):
+        run_fleet(search, "RUN", [])
+    moved = tmp_path / "moved.json"
+    moved.write_bytes(b.read_bytes())
+    assert run_fleet(search, "RUN", [str(moved)]).fleet[0].lut == str(moved.resolve())  # a moved copy is taken
+    b.write_text(b.read_text().replace("0000dead", "0000beef"))
+    with pytest.raises(HnasError, match="which has changed|is not the table RUN was started with"):
+        run_fleet(search, "RUN")
