@@ -29,10 +29,10 @@ DEFAULT_LUTS = ("lut/local-amd-epyc-ce862bd4.json", "lut/local-amd-epyc-ce862bd4
 def main(argv: list[str] | None = None) -> dict:
     from hnas.ces import Constraints, CostTable, TableBand, ces, require_feasible
     from hnas.core.band import Band
+    from hnas.settings import table_names
     from hnas.spec.arch import parse_arch
     from hnas.spec.space import load_space
     from hnas.workflows.search import REFERENCE
-    from latency.lut import table_names
     from latency.predict import LatencyPredictor
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -145,13 +145,6 @@ def doubt_line(doubtful: dict[str, str], total: int, what: str, lut_name: str) -
     )
 
 
-def table_names(paths) -> list[str]:
-    """How lines, results and figures name several tables at once: each file's stem
-    (`local-amd-epyc-ce862bd4-int8`), or its path as given where two stems are the same."""
-    stems = [Path(p).stem for p in paths]
-    return [stem if stems.count(stem) == 1 else str(p) for stem, p in zip(stems, paths, strict=True)]
-
-
 def now_iso() -> str:
     """UTC timestamp, seconds resolution."""
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()

@@ -91,7 +91,7 @@ def arch_info(
     cost = arch_cost(a)
     rows, notes, extra = [], [], {}
     if lut:
-        from latency.lut import table_names
+        from hnas.settings import table_names
         from latency.predict import LatencyPredictor
 
         for name, path in zip(table_names(lut), lut, strict=True):

@@ -200,7 +200,8 @@ def verify_fleet(
     rule's verdict, error) or, for a device that could not be reached (not attached, another machine's host, a
     published table), why. None reached is one line naming each table and why."""
     from hnas.runs import run_fleet, run_lut
-    from latency.lut import Lut, table_names
+    from hnas.settings import table_names
+    from latency.lut import Lut
     from latency.verify import verify_arch
 
     luts = [run_lut(folder.config, folder.path).lut, *(t.lut for t in run_fleet(folder.search, folder.path).fleet)]
