@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--lut", action="append", help="A table (twice: the objective's, then the other).")
     p.add_argument("--space", default="basic")
     p.add_argument("--rel", default="0.9:1.1", help="Each band, relative to the reference on its table.")
-    p.add_argument("--draws", type=int, default=1_000_000)
+    p.add_argument("--draws", type=int, default=4_000_000)
     p.add_argument("--population", type=int, default=24)
     p.add_argument("--generations", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)

@@ -29,7 +29,7 @@ from hnas.core.io import atomic_write_json, read_json
 from hnas.core.progress import bars, phase, standalone
 from hnas.dist import exists, is_main, shared, write_on_main
 from hnas.prune import estimate, prune, select_by_rank
-from hnas.runs import pin_lut
+from hnas.runs import pin_fleet, pin_lut
 from hnas.searchrun import SEARCH_SCHEMA, SearchRun
 from hnas.settings import FIXED_ARCHS_SEED, RunConfig, SearchSettings, TrainConfig
 from hnas.spec.modules import zero_init_residuals
@@ -74,6 +74,7 @@ class Pipeline:
         self.latency = latency
         if not exists(cfg_file):
             run = pin_lut(run)  # a new run records its LUT as an absolute path with its sha256
+            search = self.search = pin_fleet(search)  # and its other tables so
         self.folder = SearchRun(self.path, run, search)  # what this pipeline writes, read back
         self.sn = self.folder.supernets  # its config lives inside this run's config.json
         self.accuracy_factory = accuracy_factory
@@ -84,7 +85,7 @@ class Pipeline:
             line = require_feasible(self.sn.deploy_space, latency, self.constraints(self.sn.deploy_space))
             self.sn.data()
             if line:
-                self.log(f"latency band{self.bands_text()} ms: {line}")
+                self.log(f"latency band{'s' if self.more else ''} {self.bands_text()}: {line}")
             write_on_main(lambda: atomic_write_json(cfg_file, {"run": run.to_dict(), "search": asdict(search)}))
 
     # --- helpers ----------------------------------------------------------------------------------
@@ -108,12 +109,12 @@ class Pipeline:
         return Constraints(s.band, s.max_macs, s.max_params, more, self.name)
 
     def bands_text(self) -> str:
-        """` [7.00, 9.00]`, or for a fleet `s [7.00, 9.00] on A, [-, 5.00] on B`: the bands as lines quote them."""
+        """`[7.00, 9.00] ms`, or for a fleet `[7.00, 9.00] ms on A, [-, 5.00] ms on B`: the bands as lines quote."""
         if not self.more:
-            return f" {self.search.band}"
+            return f"{self.search.band} ms"
         names = [self.name, *(n for n, _ in self.more)]
         bands = [self.search.band, *(t.band for t in self.search.fleet)]
-        return "s " + ", ".join(f"{b} on {n}" for b, n in zip(bands, names, strict=True))
+        return ", ".join(f"{b} ms on {n}" for b, n in zip(bands, names, strict=True))
 
     # --- steps ------------------------------------------------------------------------------------
 
@@ -177,7 +178,7 @@ class Pipeline:
         s = self.search
         self.log(
             f"stage {k}: CES over {space.size():.3g} architectures, population {s.population}, "
-            f"{s.generations} generations, latency{self.bands_text()} ms"
+            f"{s.generations} generations, latency {self.bands_text()}"
         )
         with phase(standalone if self.progress else None, f"stage {k} search", s.generations) as advance:
 

@@ -180,3 +180,50 @@ def test_a_run_keeps_its_table_list(tiny_lut, tmp_path):
     b.write_text(b.read_text().replace("0000dead", "0000beef"))
     with pytest.raises(HnasError, match="which has changed|is not the table RUN was started with"):
         run_fleet(search, "RUN")
+
+
+@pytest.mark.slow
+def test_a_fleet_run_keeps_every_table_in_its_results_report_and_verification(tiny_lut, tmp_path):
+    import json
+
+    from hnas.pipeline import Pipeline
+    from hnas.recipes import RECIPES
+    from hnas.report import build_report
+    from hnas.settings import FleetTable, RunConfig, SearchSettings
+    from hnas.workflows.fleet import open_fleet
+    from hnas.workflows.verify import verify_run
+    from tests.tiny import tiny_space
+
+    sp, recipe, lines = tiny_space(), RECIPES["embedded"], []
+    other = _other_device(tiny_lut, tmp_path / "phone.json")  # another machine's host: cannot be reached here
+    every = np.array(np.meshgrid(*[range(len(c)) for c in sp.candidates])).reshape(sp.num_layers, -1).T
+    cap = float(np.median(open_fleet(str(other), SearchSettings(), sp).latency.predict(every)))
+    search = SearchSettings(2, [1], [0.05], population=4, generations=2, fleet=[FleetTable(str(other), Band(hi=cap))])
+    run = RunConfig(
+        sp.to_dict(), "digits", recipe.proxy_settings(bn_images=64), recipe.train_config(epochs=1), str(tiny_lut)
+    )
+    fleet = open_fleet(run.lut, search, sp)
+    out = tmp_path / "run"
+    results = Pipeline(
+        out, run, search, fleet.latency, log=lines.append, progress=False, more=fleet.more, name=fleet.names[0]
+    ).run()
+    assert [t["name"] for t in results["tables"]] == ["tiny", "phone"] and results["tables"][1]["band_ms"] == [
+        None,
+        cap,
+    ]
+    rows = json.loads((out / "stage2" / "search.json").read_text())["archive"]
+    assert (
+        rows
+        and all(r["latencies_ms"][1] <= cap for r in rows)
+        and all(r["latencies_ms"][1] <= cap for r in results["best"])
+    )
+    assert lines[0].startswith(f"latency bands [-, -] ms on tiny, {Band(hi=cap)} ms on phone: tiny: the space's")
+    assert "tiny alone admits about 100 %, phone alone " in lines[0] and ", both about " in lines[0]
+    assert f"2 generations, latency [-, -] ms on tiny, {Band(hi=cap)} ms on phone" in "\n".join(lines)
+    assert json.loads((out / "config.json").read_text())["search"]["fleet"][0]["lut_sha256"]
+    page = build_report(out).read_text()
+    assert "Latency tables (one network for every device)" in page and str(other.resolve()) in page
+    checked = verify_run(out)
+    here, there = checked["tables"]
+    assert here["reached"] and here["measured_ms"] > 0 and "stable" in here
+    assert not there["reached"] and "was measured on" in there["why"] and "machine 0000dead" in there["why"]

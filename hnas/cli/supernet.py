@@ -89,9 +89,9 @@ def supernet_train(
         from hnas.settings import FleetTable
         from hnas.workflows.fleet import pair_bands
 
-        bands = pair_bands(len(lut or []), lat, None)
         if lat and not lut:
             raise HnasError("a latency band for sampling (--lat) needs the LUT that prices it (--lut)")
+        bands = pair_bands(len(lut or []), lat, None)
         recipe = recipe_for(data)
         cfg = RunConfig(
             space=load_space(space).to_dict(),

@@ -31,6 +31,16 @@ class Bands:
     lat_rel: list[Band | None]
     refs: list[Architecture | None]
 
+    def band(self, i: int, latency: LatencyPredictor) -> Band:
+        """Table i's band in ms: its `--lat`, or its `--lat-rel` times its reference's latency on that table."""
+        from hnas.workflows.search import band_for
+
+        return band_for(self.lat[i] or Band(), self.lat_rel[i], self.refs[i], latency)
+
+    def ref(self, i: int) -> str | None:
+        """Table i's reference as its settings keep it (only beside a relative band)."""
+        return str(self.refs[i]) if self.lat_rel[i] is not None and self.refs[i] is not None else None
+
 
 def pair_bands(
     n: int, lats: list[str] | None, lat_rels: list[str] | None, refs: list[Architecture] | None = None
@@ -49,7 +59,7 @@ def pair_bands(
                 f"{n} tables: give each its band in ms (--lat, {n} times) or each its band relative to --ref "
                 f"(--lat-rel, {n} times), not some of each: which table a band is for cannot be told otherwise"
             )
-        given, flag = (lats, "--lat") if lats else (lat_rels, "--lat-rel")
+        given, flag = (lat_rels, "--lat-rel") if lat_rels else (lats, "--lat")
         if len(given) != n:
             raise HnasError(
                 f"{n} --lut and {len(given)} {flag}: the i-th {flag} is the i-th table's band, so give one per table "
@@ -63,15 +73,6 @@ def pair_bands(
         lat_rel=[Band.parse(t, "--lat-rel") for t in lat_rels] + [None] * (k - len(lat_rels)),
         refs=(refs * k if len(refs) == 1 else list(refs)) or [None] * k,
     )
-
-
-def absolute(lat: Band | None, lat_rel: Band | None, ref: Architecture | None, latency: LatencyPredictor) -> Band:
-    """The band in ms: `lat`, or `lat_rel` times the reference architecture's predicted latency on this table."""
-    if lat_rel is not None and not lat_rel.is_open:
-        if ref is None:
-            raise HnasError("--lat-rel needs --ref ARCH (a reference architecture priced on the same LUT)")
-        return lat_rel.scaled(latency.predict_arch(ref))
-    return lat or Band()
 
 
 def open_tables(luts: list[str], space: SearchSpace, precision: str | None = None) -> list[LatencyPredictor]:
@@ -95,26 +96,46 @@ def open_tables(luts: list[str], space: SearchSpace, precision: str | None = Non
 def fleet_of(luts: list[str], tables: list[LatencyPredictor], bands: Bands) -> list[FleetTable]:
     """The settings of the tables after the first (`SearchSettings.fleet`), each band in ms beside how it was given."""
     return [
-        FleetTable(
-            lut=lut,
-            band=absolute(bands.lat[i], bands.lat_rel[i], bands.refs[i], table),
-            band_rel=bands.lat_rel[i],
-            ref=str(bands.refs[i]) if bands.lat_rel[i] is not None and bands.refs[i] is not None else None,
-        )
+        FleetTable(lut=lut, band=bands.band(i, table), band_rel=bands.lat_rel[i], ref=bands.ref(i))
         for i, (lut, table) in enumerate(zip(luts, tables, strict=True))
         if i > 0
     ]
 
 
-def other_tables(search: SearchSettings, space: SearchSpace) -> list[LatencyPredictor]:
-    """The predictors of a run's other tables on `space` (each at its own precision), checked as a new run's are."""
-    return open_tables([t.lut for t in search.fleet], space) if search.fleet else []
+@dataclass(frozen=True)
+class Fleet:
+    """A search's latency tables, opened on its deployment space: the objective's first, then the others
+    (`SearchSettings.fleet`), with the names lines, results and figures give them."""
+
+    names: list[str]
+    tables: list[LatencyPredictor]
+
+    @property
+    def latency(self) -> LatencyPredictor:
+        """The objective's table."""
+        return self.tables[0]
+
+    @property
+    def more(self) -> tuple[tuple[str, LatencyPredictor], ...]:
+        """The other tables, named (what `Pipeline` is handed)."""
+        return tuple(zip(self.names[1:], self.tables[1:], strict=True))
+
+    def lines(self, search: SearchSettings) -> list[str]:
+        """One line per table of a fleet: its role, precision, file and band."""
+        if len(self.tables) == 1:
+            return []
+        bands = [search.band, *(t.band for t in search.fleet)]
+        return [
+            f"latency {'objective' if i == 0 else 'constraint'} {name}: {t.precision} entries of {Path(t.lut_name)}, "
+            f"band {band} ms"
+            for i, (name, t, band) in enumerate(zip(self.names, self.tables, bands, strict=True))
+        ]
 
 
-def describe(names: list[str], tables: list[LatencyPredictor], bands: list[Band]) -> list[str]:
-    """One line per table: `latency table NAME: float32 entries of PATH, band [..] ms` (the first: the objective)."""
-    return [
-        f"latency {'objective' if i == 0 else 'constraint'} {name}: {t.precision} entries of {Path(t.lut_name)}, "
-        f"band {band} ms"
-        for i, (name, t, band) in enumerate(zip(names, tables, bands, strict=True))
-    ]
+def open_fleet(lut: str, search: SearchSettings, space: SearchSpace, precision: str | None = None) -> Fleet:
+    """The tables of a search on `space`: `lut` (the objective's, at `precision` when given) and its settings'
+    others, each at its own precision (`open_tables`)."""
+    from hnas.settings import table_names
+
+    luts = [lut, *(t.lut for t in search.fleet)]
+    return Fleet(table_names(luts), open_tables(luts, space, precision))
