@@ -28,9 +28,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hnas.core.band import Band  # noqa: E402
+from hnas.rank import spread_in_band  # noqa: E402
 from hnas.rankstats import ranking_stats  # noqa: E402
 from hnas.settings import ProxySettings, TrainConfig  # noqa: E402
-from hnas.spec.arch import parse_arch, sample, sample_across_sizes  # noqa: E402
+from hnas.spec.arch import parse_arch  # noqa: E402
 from hnas.spec.space import load_space  # noqa: E402
 from hnas.standalone import Job, standalone_folder, train_jobs  # noqa: E402
 from hnas.workflows.search import REFERENCE  # noqa: E402
@@ -66,15 +67,8 @@ def band_picks(space, lut: str, band_rel: tuple[float, float], k: int, seed: int
     pred = LatencyPredictor.from_file(lut, space)
     ref = pred.predict_arch(parse_arch(REFERENCE, space))
     band = Band(*band_rel).scaled(ref)
-    rng = np.random.default_rng(seed)
-    archs = sample(space, 10_000, rng) + sample_across_sizes(space, 10_000, rng)
-    lat = pred.predict(np.stack([a.to_vector() for a in archs]))
-    inside = [i for i in np.argsort(lat) if band.lo <= lat[i] <= band.hi]
-    chosen: list[int] = []
-    for target in np.linspace(lat[inside[0]], lat[inside[-1]], k):
-        order = sorted(inside, key=lambda i: abs(lat[i] - target))
-        chosen.append(next(i for i in order if i not in chosen))
-    return [archs[i] for i in chosen], [float(lat[i]) for i in chosen], band
+    archs, lat = spread_in_band(space, pred.predict, band, k, np.random.default_rng(seed))
+    return archs, lat, band
 
 
 def rescore(job: Job, res):

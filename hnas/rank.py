@@ -15,6 +15,8 @@ finished search run, along its final Pareto front (the paper's choice) and/or dr
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from hnas.data import data_name
 from hnas.rankstats import ranking_stats
 from hnas.searchrun import SearchRun
 from hnas.settings import RankSettings, RunConfig, SearchSettings, TrainConfig
-from hnas.spec.arch import Architecture, from_vector, parse_arch, sample
+from hnas.spec.arch import Architecture, from_vector, parse_arch, sample, sample_across_sizes
 from hnas.spec.space import SearchSpace
 from hnas.spec.vectors import ArchCodec
 from hnas.standalone import Job, StandaloneResult, standalone_folder, train_jobs
@@ -69,13 +71,52 @@ def draw_from_space(space: SearchSpace, k: int, rng: np.random.Generator) -> lis
     return list(seen.values())
 
 
-def pick_architectures(run, final: dict, settings: RankSettings, latency=None) -> dict[str, list[dict]]:
+def spread_in_band(space: SearchSpace, predict, band, k: int, rng: np.random.Generator, draws: int = 20_000):
+    """K distinct architectures of `space` inside `band` at about evenly spaced predicted latencies (`predict`:
+    vectors -> ms): `draws` draws, half uniform and half spread across sizes, priced, those inside the band, then
+    the one nearest each of K latencies evenly spaced from the fastest to the slowest inside. Returns the
+    architectures and their latencies; fewer than K when fewer distinct ones fall inside."""
+    archs = sample(space, draws // 2, rng) + sample_across_sizes(space, draws - draws // 2, rng)
+    lat = np.asarray(predict(np.stack([a.to_vector() for a in archs])), dtype=float)
+    ok = band.contains(lat)
+    inside = [i for i in np.argsort(lat, kind="stable") if ok[i]]
+    distinct = list({str(archs[i]): i for i in inside[::-1]}.values())  # the first of each, in latency order
+    distinct.sort(key=lambda i: (lat[i], i))
+    if not distinct:
+        raise HnasError(f"no architecture of {draws} draws of the space lies inside the band {band} ms")
+    chosen: list[int] = []
+    for target in np.linspace(lat[distinct[0]], lat[distinct[-1]], min(k, len(distinct))):
+        order = sorted(distinct, key=lambda i: abs(lat[i] - target))
+        chosen.append(next(i for i in order if i not in chosen))
+    return [archs[i] for i in chosen], [float(lat[i]) for i in chosen]
+
+
+def common_space(spaces: list[SearchSpace]) -> SearchSpace:
+    """The architectures every one of `spaces` (one deployment space pruned differently) holds: per layer the
+    candidates they share. One line when a layer has none in common."""
+    first = spaces[0]
+    layers = []
+    for i, options in enumerate(first.candidates):
+        shared = [op for op in options if all(op in sp.candidates[i] for sp in spaces[1:])]
+        if not shared:
+            raise HnasError(f"the pruned spaces share no candidate in layer {i}: their architectures cannot be common")
+        layers.append(tuple(shared))
+    return first.with_candidates(layers, name=f"{first.name.split('@')[0]}@common")
+
+
+def pick_architectures(
+    run, final: dict, settings: RankSettings, latency=None, within: SearchSpace | None = None
+) -> dict[str, list[dict]]:
     """The architectures to rank per pick, with their one-shot top-1 (cached in RUN/rank/picks.json for these
     settings): `front` along the final Pareto front (accuracies from the final search's archive), `space` drawn
-    uniformly from the final (pruned) space and evaluated on the final supernet with the run's evaluator;
-    `latency` (the run's latency objective, optional) prices the draws; `run`: the `SearchRun`."""
+    uniformly from the final (pruned) space, `band` at evenly spaced latencies across the run's band from the
+    final space or `within` (a part of it several runs share, so that they rank the same architectures), both
+    evaluated on the final supernet with the run's evaluator; `latency` (the run's latency objective, optional for
+    `space`) prices the draws; `run`: the `SearchRun`."""
     file = run.path / "rank" / "picks.json"
     key = {"k": settings.k, "pick": settings.pick, "draw_seed": settings.draw_seed}
+    if "band" in settings.picks and within is not None:
+        key["within"] = hashlib.sha256(json.dumps(within.to_dict()["candidates"]).encode()).hexdigest()[:16]
     if file.is_file():
         saved = read_json(file)
         if isinstance(saved, dict) and saved.get("settings") == key:
@@ -96,6 +137,17 @@ def pick_architectures(run, final: dict, settings: RankSettings, latency=None) -
         picks["space"] = [
             {"arch": str(a), "one_shot": float(v), "latency_ms": None if t is None else float(t), "rank": None}
             for a, v, t in zip(archs, acc, lat)
+        ]
+    if "band" in settings.picks:
+        if latency is None:
+            raise HnasError(f"--pick band prices architectures on the run's table, which is missing: {run.config.lut}")
+        accuracy, space = run.final_accuracy()
+        source = within or space
+        rng = np.random.default_rng(settings.draw_seed)
+        archs, lat = spread_in_band(source, latency.for_space(source).predict, run.search.band, settings.k, rng)
+        acc = accuracy([parse_arch(str(a), space) for a in archs])
+        picks["band"] = [
+            {"arch": str(a), "one_shot": float(v), "latency_ms": t, "rank": None} for a, v, t in zip(archs, acc, lat)
         ]
     atomic_write_json(file, {"settings": key, "picks": picks})
     return picks

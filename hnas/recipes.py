@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from hnas.core.errors import HnasError
-from hnas.settings import ProxySettings, SearchSettings, TrainConfig
+from hnas.settings import ProxySettings, RunConfig, SearchSettings, TrainConfig
 
 EMBEDDED = ("digits", "mnist5k", "mnist5k-translated")
 
@@ -79,6 +79,11 @@ class Recipe:
     search: dict = field(default_factory=dict)
     finetune_lr: float = 0.1
 
+    def changed(self, name: str, **parts: dict) -> Recipe:
+        """This recipe under another name with some values changed (`proxy`, `train`, `search`: name -> value)."""
+        own = {k: {**getattr(self, k), **v} for k, v in parts.items()}
+        return replace(self, name=name, **own)
+
     def proxy_settings(self, **given) -> ProxySettings:
         """The recipe's proxy settings with the options the user gave (None = not given)."""
         return _merged(ProxySettings, self.proxy, given)
@@ -108,6 +113,27 @@ class Recipe:
         f = {x.name: x for x in fields(cls)}[name]
         return f.default_factory() if callable(f.default_factory) else f.default
 
+    def assemble(
+        self, space: dict, data: str, lut: str | None, stages: int, proxy=None, train=None, search=None
+    ) -> tuple[RunConfig, SearchSettings]:
+        """A search's run config and settings from this recipe plus overrides (`proxy`, `train`, `search`: setting
+        name -> value; None is "not given" and dropped, a given 0 is kept and held to its check): the supernet
+        epochs and learning rates per stage are the search's `epochs` / `lrs` when given, else this recipe's
+        schedule for M = `stages`; the first training stage's epochs and lr default to the schedule's first."""
+        search = {k: v for k, v in (search or {}).items() if v is not None}
+        epochs, lrs = self.schedule(stages)
+        epochs, lrs = search.pop("epochs", epochs), search.pop("lrs", lrs)
+        first = {"epochs": epochs[0] if epochs else None, "lr": lrs[0] if lrs else None}
+        train = {**first, **{k: v for k, v in (train or {}).items() if v is not None}}
+        run = RunConfig(
+            space=space,
+            data=data,
+            proxy=self.proxy_settings(**(proxy or {})),
+            train=self.train_config(**train),
+            lut=lut,
+        )
+        return run, self.search_settings(stages=stages, epochs=epochs, lrs=lrs, **search)
+
     def schedule(self, stages: int) -> tuple[list[int], list[float]]:
         """Supernet epochs and learning rates per training stage for M = `stages`: the recipe's M = 4 schedule,
         or for another M its total split in the paper's proportions; the first stage at the training lr, the
@@ -128,21 +154,21 @@ def _merged(cls, recipe: dict, given: dict):
     return replace(cls(), **{**recipe, **chosen})
 
 
+_EMBEDDED = Recipe(
+    "embedded",
+    proxy={"resolution": 16, "width": 0.5, "bn_images": 256, "eval_batch": 512, "val_archs": 2},
+    train={"epochs": 12, "lr": 0.05, "batch_size": 32, "warmup_epochs": 4},
+    search={"epochs": [12, 6, 4], "population": 24, "generations": 10},
+    finetune_lr=0.02,
+)
 RECIPES = {
-    "embedded": Recipe(
-        "embedded",
-        proxy={"resolution": 16, "width": 0.5, "bn_images": 256, "eval_batch": 512, "val_archs": 2},
-        train={"epochs": 12, "lr": 0.05, "batch_size": 32, "warmup_epochs": 4},
-        search={"epochs": [12, 6, 4], "population": 24, "generations": 10},
-        finetune_lr=0.02,
-    ),
+    "embedded": _EMBEDDED,
     # the study's task (benchmarks/README.md, pilot): 32 px so the network must find the digit, batch 128
-    "mnist5k-translated": Recipe(
+    "mnist5k-translated": _EMBEDDED.changed(
         "mnist5k-translated",
-        proxy={"resolution": 32, "width": 0.5, "bn_images": 256, "eval_batch": 512, "val_archs": 2},
+        proxy={"resolution": 32},
         train={"epochs": 8, "lr": 0.1, "batch_size": 128, "warmup_epochs": 2},
-        search={"epochs": [8, 5, 2], "population": 24, "generations": 10},
-        finetune_lr=0.02,
+        search={"epochs": [8, 5, 2]},
     ),
     "cifar10": Recipe("cifar10", proxy={"resolution": 32}, train={"batch_size": 256, "lr": 0.125}, finetune_lr=0.025),
     "imagenet": Recipe("imagenet"),

@@ -13,7 +13,7 @@ import dataclasses
 import math
 import typing
 from dataclasses import asdict, dataclass, field
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from hnas.core.band import Band
 from hnas.core.errors import HnasError
@@ -401,7 +401,7 @@ class SearchSettings:
         return self.lrs[k - 1], last
 
 
-PICKS = ("front", "space", "both")
+PICKS = ("front", "space", "band", "both", "all")
 
 
 @dataclass
@@ -413,7 +413,8 @@ class RankSettings:
     pick: str = setting(
         "front",
         "front: K along the final Pareto front (the paper's choice); space: K drawn uniformly from the final "
-        "(pruned) space; both.",
+        "(pruned) space; band: K of the final space at evenly spaced latencies across the band (`hnas study`: "
+        "the same K for every M); both: front and space; all: the three.",
         check=one_of(*PICKS),
     )
     seeds: int = setting(
@@ -449,7 +450,7 @@ class RankSettings:
     @property
     def picks(self) -> tuple[str, ...]:
         """The picks this setting asks for, in order."""
-        return ("front", "space") if self.pick == "both" else (self.pick,)
+        return {"both": ("front", "space"), "all": ("front", "space", "band")}.get(self.pick, (self.pick,))
 
 
 @dataclass
@@ -474,6 +475,9 @@ class StudyDefaults:
         "stage decays its own --lr to 0, the paper's).",
         check=one_of(*SCHEDULES),
     )
+    # the study ranks K architectures every M's final space holds, spread over the band: one truth for all M,
+    # and one that ranks (benchmarks/README.md, the pilot); `hnas rank` keeps the paper's front picks
+    pick: ClassVar[str] = "band"
     search_seeds: int = setting(3, "Search seeds per M (Table 5: mean and sd over them).", check=at_least(1))
     val_archs: int = setting(
         4,

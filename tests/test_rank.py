@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from hnas.rank import draw_from_space, pick_along_front, plot_study
+from hnas.rank import common_space, draw_from_space, pick_along_front, plot_study, spread_in_band
 from hnas.rankstats import kendall_tau, ranking_stats, spearman_rho
 from hnas.spec.arch import sample
 from tests.harness import kill_and_resume, run_cli, snapshot
@@ -65,6 +65,33 @@ def test_draw_from_space_is_distinct_seeded_and_takes_all_of_a_small_space():
     assert [str(a) for a in five] == [str(a) for a in draw_from_space(space, 5, np.random.default_rng(0))]
     every = draw_from_space(space, 20, np.random.default_rng(0))
     assert len({str(a) for a in every}) == 12 == len(every)
+
+
+def test_band_picks_spread_over_the_band_from_what_every_pruned_space_holds():
+    from hnas.core.band import Band
+    from hnas.core.errors import HnasError
+    from hnas.spec.arch import from_vector
+    from hnas.spec.vectors import ArchCodec
+
+    space = tiny_space()  # 3 layers of 3 candidates (the first without Identity): 12 architectures
+    price = lambda vecs: 1.0 + np.asarray(vecs, dtype=float) @ np.array([1.0, 2.0, 4.0])  # noqa: E731
+    every = {str(from_vector(space, v)): float(price([v])[0]) for v in ArchCodec(space).enumerate()}
+    band = Band(3.0, 10.0)
+    inside = sorted(t for t in every.values() if 3.0 <= t <= 10.0)
+    archs, lat = spread_in_band(space, price, band, 4, np.random.default_rng(0), draws=400)
+    assert len({str(a) for a in archs}) == 4 and lat == sorted(lat)
+    assert [every[str(a)] for a in archs] == lat and all(3.0 <= t <= 10.0 for t in lat)
+    assert lat[0] == inside[0] and lat[-1] == inside[-1]  # from the fastest to the slowest inside the band
+    with pytest.raises(HnasError, match="inside the band"):
+        spread_in_band(space, price, Band(100.0, 200.0), 4, np.random.default_rng(0), draws=50)
+    # what two pruned spaces share, layer by layer; a layer with nothing shared is one line
+    a = space.with_candidates([space.candidates[0][:2], space.candidates[1], space.candidates[2][1:]])
+    b = space.with_candidates([space.candidates[0], space.candidates[1][:1], space.candidates[2]])
+    both = common_space([a, b])
+    assert list(both.candidates) == [space.candidates[0][:2], space.candidates[1][:1], space.candidates[2][1:]]
+    c = space.with_candidates([space.candidates[0], space.candidates[1][1:], space.candidates[2]])
+    with pytest.raises(HnasError, match="layer 1"):
+        common_space([b, c])
 
 
 def test_standalone_training_resumes(tmp_path):
@@ -174,7 +201,7 @@ def study_args(lut, space, study, *extra):
         "--k",
         "3",
         "--pick",
-        "both",
+        "all",
         "--seeds",
         "2",
         "--epochs",
@@ -274,8 +301,9 @@ def test_the_study_resumes_after_a_kill_and_reports_tables_4_and_5_and_fig_6(tin
     ]
     assert {c["run"]["train"]["warmup_epochs"] for c in cfgs} == {0}  # a third of HNAS's 1-epoch first stage
     table = data["table4"]
-    assert [(r["M"], r["pick"]) for r in table] == [(m, p) for m in (2, 3, 4) for p in ("front", "space")]
-    for row, (run, pick) in zip(table, [(r, p) for r in data["runs"] for p in ("front", "space")]):
+    picks = ("front", "space", "band")
+    assert [(r["M"], r["pick"]) for r in table] == [(m, p) for m in (2, 3, 4) for p in picks]
+    for row, (run, pick) in zip(table, [(r, p) for r in data["runs"] for p in picks]):
         p = run["picks"][pick]
         assert row["k"] == p["k"] == 3 and row["seeds"] == 2 and row["initial_size"] == str(tiny_space().size())
         for name in ("kendall_tau", "spearman_rho", "kendall_tau_loss", "kendall_tau_seed", "ceiling_tau"):
@@ -289,6 +317,14 @@ def test_the_study_resumes_after_a_kill_and_reports_tables_4_and_5_and_fig_6(tin
     accuracy, final_space = SearchRun.read(runs[2]).final_accuracy()
     drawn = data["runs"][2]["picks"]["space"]["architectures"]
     assert accuracy([parse_arch(a["arch"], final_space) for a in drawn]).tolist() == [a["one_shot"] for a in drawn]
+    # band picks: the same architectures for every M, from what every final space holds, spread over the band
+    bands = [[a["arch"] for a in r["picks"]["band"]["architectures"]] for r in data["runs"]]
+    assert bands[0] == bands[1] == bands[2] and len(set(bands[0])) == 3
+    finals = [SearchRun.read(r).space_of(m - 1) for r, m in zip(runs[:3], (2, 3, 4))]
+    for final in finals:
+        parse_arch(bands[0][0], final), parse_arch(bands[0][1], final), parse_arch(bands[0][2], final)
+    lat = [a["latency_ms"] for a in data["runs"][0]["picks"]["band"]["architectures"]]
+    assert lat == sorted(lat) and lat[0] < lat[-1]
     # Table 5: each run's most accurate architecture in the band, and SPOS-EA's on the same seed's I-Supernet
     t5 = {r["method"]: r for r in data["table5"]}
     assert list(t5) == ["I-Supernet (M = 2)", "P-Supernet (M = 3)", "HNAS (M = 4)", "SPOS-EA on I-Supernet"]
@@ -346,4 +382,4 @@ def test_the_study_resumes_after_a_kill_and_reports_tables_4_and_5_and_fig_6(tin
 
 def test_rank_settings_are_checked():
     bad = run_cli("rank", "runs/none", "--pick", "nowhere")
-    assert bad.returncode == 2 and "--pick nowhere: must be one of front, space, both" in bad.stderr
+    assert bad.returncode == 2 and "--pick nowhere: must be one of front, space, band, both, all" in bad.stderr

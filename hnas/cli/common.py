@@ -3,9 +3,14 @@ derived from the settings (`hnas.settings`), so each option's default, help and 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import json
 import sys
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 import typer
@@ -13,7 +18,16 @@ from rich.console import Console
 
 from hnas.core.errors import HnasError
 from hnas.recipes import recipe_help
-from hnas.settings import Deployment, ProxySettings, RankSettings, SearchSettings, TrainConfig, flag_of, option
+from hnas.settings import (
+    Deployment,
+    ProxySettings,
+    RankSettings,
+    SearchSettings,
+    StudyDefaults,
+    TrainConfig,
+    flag_of,
+    option,
+)
 
 # wide enough for a large space's candidate lists when the output goes to a file or a pipe
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -164,12 +178,67 @@ def figure_ci(row: dict, name: str) -> str:
     return num(row[name]) + (f" [{num(lo)}, {num(hi)}]" if lo is not None else "")
 
 
-# the parameters of `hnas rank` and `hnas study` that are RankSettings' fields under another name
-RANK_PARAMS = {"lr": "standalone_lr", "batch_size": "standalone_batch"}
+def option_group(into: str, params: dict[str, tuple[object, object]], make: Callable[..., object]):
+    """A decorator for options several commands share, written once: it adds `params` (parameter name ->
+    (annotated type, default)) to a command's options and hands the command `make(**their values)` as its
+    parameter `into`."""
+
+    def wrap(fn):
+        sig = inspect.signature(fn, eval_str=True)
+        own = [p for name, p in sig.parameters.items() if name != into]
+        kind = inspect.Parameter.KEYWORD_ONLY
+        extra = [inspect.Parameter(n, kind, annotation=a, default=d) for n, (a, d) in params.items()]
+
+        @functools.wraps(fn)
+        def command(*args, **kwargs):
+            values = {n: kwargs.pop(n) for n in params}
+            return fn(*args, **kwargs, **{into: make(**values)})
+
+        command.__signature__ = sig.replace(parameters=own + extra)
+        return command
+
+    return wrap
 
 
-def rank_settings(params: dict) -> RankSettings:
-    """The ranking settings from a command's parameters (`hnas rank`, `hnas study`: their `locals()`)."""
-    from dataclasses import fields
+def settings_options(cls, into: str, rename: dict[str, str] | None = None, defaults: dict | None = None):
+    """`option_group` of every field of settings class `cls` (flag, help, check and default from the field, or
+    from `defaults` for a command with its own; `rename`: field -> parameter name), handed to the command as one
+    `cls`."""
+    rename = rename or {}
+    names = {rename.get(f.name, f.name): f.name for f in dataclasses.fields(cls)}
+    defaults = {**{f.name: f.default for f in dataclasses.fields(cls)}, **(defaults or {})}
+    params = {n: (option(cls, f), defaults[f]) for n, f in names.items()}
+    return option_group(into, params, lambda **kw: cls(**{names[n]: v for n, v in kw.items()}))
 
-    return RankSettings(**{f.name: params[RANK_PARAMS.get(f.name, f.name)] for f in fields(RankSettings)})
+
+# `hnas rank` and `hnas study`: the ranking settings (the stand-alone recipe's flags are --standalone-*)
+_RANK_PARAMS = {"lr": "standalone_lr", "batch_size": "standalone_batch"}
+rank_options = settings_options(RankSettings, "rank", _RANK_PARAMS)
+study_rank_options = settings_options(RankSettings, "rank", _RANK_PARAMS, {"pick": StudyDefaults.pick})
+
+
+@dataclass(frozen=True)
+class Given:
+    """The training options a command was given (None: not given, the recipe of --data decides; 0 is a value)."""
+
+    proxy: dict
+    train: dict
+
+
+_PROXY = ("resolution", "width", "per_class")
+_TRAINING = {
+    "batch_size": (BatchOpt, None),
+    "label_smoothing": (LabelSmoothingOpt, TrainConfig.label_smoothing),
+    "resolution": (ResolutionOpt, None),
+    "width": (WidthOpt, None),
+    "per_class": (PerClassOpt, None),
+    "warmup_epochs": (WarmupOpt, None),
+    "workers": (WorkersOpt, TrainConfig.workers),
+    "seed": (SeedOpt, TrainConfig.seed),
+}
+# `hnas search` and `hnas supernet train`: the proxy and training options both take over the recipe
+training_options = option_group(
+    "given",
+    _TRAINING,
+    lambda **kw: Given({k: v for k, v in kw.items() if k in _PROXY}, {k: v for k, v in kw.items() if k not in _PROXY}),
+)

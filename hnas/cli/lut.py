@@ -5,13 +5,23 @@ from __future__ import annotations
 import json
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from hnas.cli.common import DeviceOpt, JsonOpt, PrecisionOpt, console, emit_json, load_arch, precision_arg
+from hnas.cli.common import (
+    DeviceOpt,
+    JsonOpt,
+    PrecisionOpt,
+    console,
+    emit_json,
+    load_arch,
+    option_group,
+    precision_arg,
+)
 from hnas.cli.show import print_diff, print_validation, print_verify
 from hnas.core.errors import HnasError
 from latency import defaults
@@ -37,6 +47,45 @@ SpreadOpt = Annotated[
         "--spread", min=0.0001, help="Repeats agree when their medians differ by at most this (else: measured again)."
     ),
 ]
+
+
+@dataclass(frozen=True)
+class Measuring:
+    """How `hnas lut build` and `hnas profile` measure: the options they share."""
+
+    repeats: int
+    runs: int
+    warmup: int
+    spread: float
+    core: int | None
+    benchmark_binary: str | None
+    cache: str | None
+
+    @property
+    def bench(self):
+        from latency.bench import BenchSettings
+
+        return BenchSettings(warmup_runs=self.warmup, num_runs=self.runs)
+
+    @property
+    def stability(self):
+        from latency.stability import Stability
+
+        return Stability(spread=self.spread)
+
+
+def measuring_options(runs: int):
+    """The measuring options (`Measuring`), `runs` timed runs per repeat by default."""
+    params = {
+        "repeats": (RepeatsOpt, defaults.REPEATS),
+        "runs": (RunsOpt, runs),
+        "warmup": (WarmupRunsOpt, defaults.WARMUP_RUNS),
+        "spread": (SpreadOpt, defaults.SPREAD),
+        "core": (CoreOpt, None),
+        "benchmark_binary": (BinaryOpt, None),
+        "cache": (CacheOpt, None),
+    }
+    return option_group("measuring", params, Measuring)
 
 
 def parse_duration(text: str) -> float:
@@ -82,19 +131,14 @@ def _builds(jobs, items, options, cache, performance: bool = False) -> None:
 
 
 @lut_app.command("build")
+@measuring_options(defaults.RUNS)
 def lut_build(
     device: Annotated[
         list[str], typer.Option("--device", help="`local` or a phone (serial or host:port); repeat for several.")
     ] = None,
     space: Annotated[list[str], typer.Option("--space", help="Preset or space file; repeat for several.")] = None,
     out: Annotated[str | None, typer.Option("--out", help="LUT file (default lut/<device>.json).")] = None,
-    repeats: RepeatsOpt = defaults.REPEATS,
-    runs: RunsOpt = defaults.RUNS,
-    warmup: WarmupRunsOpt = defaults.WARMUP_RUNS,
-    spread: SpreadOpt = defaults.SPREAD,
-    core: CoreOpt = None,
-    benchmark_binary: BinaryOpt = None,
-    cache: CacheOpt = None,
+    measuring: Measuring = None,
     cool: Annotated[
         float, typer.Option("--cool", min=0, help="Phones: seconds of pause after each model.")
     ] = defaults.COOL_S,
@@ -121,11 +165,9 @@ def lut_build(
     """Measure every entry the spaces need on one or more devices; rerun to continue after an interruption."""
     from hnas.spec.space import load_space
     from latency.backends import open_device
-    from latency.bench import BenchSettings
     from latency.build import BuildOptions, default_lut_path
     from latency.items import dedupe, items_for_space
     from latency.precision import build_precision
-    from latency.stability import Stability
 
     specs = device or ["local"]
     if out is not None and len(specs) > 1:
@@ -140,12 +182,12 @@ def lut_build(
         "backoff_s": backoff,
     }
     prec = build_precision(precision_arg(precision), Path(out) if out is not None else None)
-    settings = BenchSettings(warmup_runs=warmup, num_runs=runs)
-    options = BuildOptions(settings, repeats, Stability(spread=spread), precision=prec)
-    devs = [open_device(d, core, benchmark_binary, **({} if d == "local" else phone)) for d in specs]
+    m = measuring
+    options = BuildOptions(m.bench, m.repeats, m.stability, precision=prec)
+    devs = [open_device(d, m.core, m.benchmark_binary, **({} if d == "local" else phone)) for d in specs]
     items = dedupe([it for sp in spaces for it in items_for_space(sp, prec)])
     jobs = [(d, Path(out) if out is not None else default_lut_path(d.describe(), precision=prec)) for d in devs]
-    _builds(jobs, items, options, cache, performance)
+    _builds(jobs, items, options, m.cache, performance)
 
 
 @lut_app.command("refresh")
@@ -353,6 +395,7 @@ def lut_validate(
     print_validation(report)
 
 
+@measuring_options(defaults.PROFILE_RUNS)
 def profile(
     model: Annotated[str | None, typer.Argument(help="A .tflite file to measure.")] = None,
     device: DeviceOpt = "local",
@@ -360,22 +403,14 @@ def profile(
     in_shape: Annotated[str | None, typer.Option("--in", help="Input HxWxC of --op, e.g. 28x28x40.")] = None,
     out_ch: Annotated[int | None, typer.Option("--out-ch", help="Output channels of --op.")] = None,
     stride: Annotated[int, typer.Option("--stride", help="Stride of --op.")] = 1,
-    repeats: RepeatsOpt = defaults.REPEATS,
-    runs: RunsOpt = defaults.PROFILE_RUNS,
-    warmup: WarmupRunsOpt = defaults.WARMUP_RUNS,
-    spread: SpreadOpt = defaults.SPREAD,
-    core: CoreOpt = None,
-    benchmark_binary: BinaryOpt = None,
-    cache: CacheOpt = None,
+    measuring: Measuring = None,
     as_json: JsonOpt = False,
     precision: PrecisionOpt = None,
 ) -> None:
     """One-off measurement of a .tflite model or of one op at one shape (at --precision, default float32),
     printed as a table."""
     from latency.backends import open_device
-    from latency.bench import BenchSettings
     from latency.profile import profile_model
-    from latency.stability import Stability
 
     if (model is None) == (op is None):
         raise HnasError("give either MODEL.tflite or --op OP --in HxWxC --out-ch N [--stride S]")
@@ -396,7 +431,7 @@ def profile(
         from latency.export import require_parts_fit
 
         require_parts_fit([item], "--op")
-        label, path = item.key, _exporter(cache).export_part(item).path
+        label, path = item.key, _exporter(measuring.cache).export_part(item).path
     else:
         from latency.quantize import precision_of
 
@@ -408,9 +443,9 @@ def profile(
                 f"{model} is {precision_of(path)}, not {precision}: drop --precision (a model has its own precision)"
             )
         label = path.name
-    dev = open_device(device, core, benchmark_binary)
-    bench = BenchSettings(warmup_runs=warmup, num_runs=runs)
-    result = profile_model(dev, path, label, bench, repeats, Stability(spread=spread))
+    m = measuring
+    dev = open_device(device, m.core, m.benchmark_binary)
+    result = profile_model(dev, path, label, m.bench, m.repeats, m.stability)
     if as_json:
         emit_json(result)
         return

@@ -7,39 +7,34 @@ from typing import Annotated
 import typer
 
 from hnas.cli.common import (
-    BatchOpt,
     BnImagesOpt,
     DataOpt,
     GenerationsOpt,
-    LabelSmoothingOpt,
+    Given,
     LatOpt,
     LatRelOpt,
     LutOpt,
     OutOpt,
-    PerClassOpt,
     PopulationOpt,
     PrecisionOpt,
     PrescreenOpt,
     RefOpt,
-    ResolutionOpt,
-    SeedOpt,
     SpaceOpt,
-    WarmupOpt,
-    WidthOpt,
-    WorkersOpt,
     console,
     figure_ci,
     load_arch,
     numbers,
     precision_arg,
-    rank_settings,
+    rank_options,
     refuse_changed_settings,
+    training_options,
 )
 from hnas.cli.show import print_results, print_verify
 from hnas.core.errors import HnasError
-from hnas.settings import RankSettings, SearchSettings, TrainConfig, option
+from hnas.settings import RankSettings, SearchSettings, option
 
 
+@training_options
 def search(
     ctx: typer.Context,
     out: OutOpt,
@@ -59,16 +54,9 @@ def search(
     max_rank: option(SearchSettings, "max_rank") = SearchSettings.max_rank,
     max_macs: option(SearchSettings, "max_macs") = None,
     max_params: option(SearchSettings, "max_params") = None,
-    batch_size: BatchOpt = None,
-    resolution: ResolutionOpt = None,
-    width: WidthOpt = None,
-    per_class: PerClassOpt = None,
     bn_images: BnImagesOpt = None,
-    label_smoothing: LabelSmoothingOpt = TrainConfig.label_smoothing,
-    warmup_epochs: WarmupOpt = None,
-    workers: WorkersOpt = 0,
-    seed: SeedOpt = 0,
     precision: PrecisionOpt = None,
+    given: Given = None,
 ) -> None:
     """Run HNAS (Algorithm 1): train, search, prune and fine-tune over M stages under a latency band (at the
     LUT's precision: an int8 table searches for an int8 deployment)."""
@@ -76,10 +64,10 @@ def search(
     from hnas.dist import barrier, is_main
     from hnas.recipes import recipe_for
     from hnas.searchrun import SearchRun
-    from hnas.settings import RunConfig, by_flag
+    from hnas.settings import by_flag
     from hnas.spec.space import SearchSpace, load_space
     from hnas.train import init_distributed
-    from hnas.workflows.search import band_for, latency_of, open_search
+    from hnas.workflows.search import assemble_search, open_search
 
     init_distributed()
     console.quiet = not is_main()  # under torchrun rank 0 prints
@@ -109,50 +97,38 @@ def search(
         if lut is None:
             raise HnasError("--lut is needed: the latency table of the target device (`hnas lut build`)")
         sp = load_space(space)
-        recipe = recipe_for(data)
-        ep, lr = recipe.schedule(stages)
-        given_ep, given_lr = numbers(epochs, "--epochs", int), numbers(lrs, "--lr")
-        ep = ep if given_ep is None else given_ep  # None is "not given": an empty or zero value is checked
-        lr = lr if given_lr is None else given_lr
-        run = RunConfig(
-            space=sp.to_dict(),
-            data=data,
-            proxy=recipe.proxy_settings(resolution=resolution, width=width, per_class=per_class, bn_images=bn_images),
-            train=recipe.train_config(
-                epochs=ep[0],
-                lr=lr[0],
-                batch_size=batch_size,
-                label_smoothing=label_smoothing,
-                seed=seed,
-                workers=workers,
-                warmup_epochs=warmup_epochs,
-            ),
-            lut=lut,
-        )
-        latency = latency_of(run, precision)
-        console.print(f"latency objective: {latency.precision} entries of {lut}")
         ref_arch = load_arch(ref, sp) if ref is not None else None
-        rel = Band.parse(lat_rel, "--lat-rel") if lat_rel is not None else None
-        band = band_for(Band.parse(lat), rel, ref_arch, latency)
-        settings = recipe.search_settings(
-            stages=stages,
-            epochs=ep,
-            lrs=lr,
-            p_th=p_th,
-            max_rank=max_rank,
-            population=population,
-            generations=generations,
-            prescreen=prescreen,
-            band=band,
-            max_macs=max_macs,
-            max_params=max_params,
-            seed=seed,
-            band_rel=rel,
-            ref=str(ref_arch) if ref_arch else None,
+        run, settings, latency = assemble_search(
+            recipe_for(data),
+            sp,
+            data,
+            lut,
+            stages,
+            proxy={**given.proxy, "bn_images": bn_images},
+            train=given.train,
+            search={
+                "epochs": numbers(epochs, "--epochs", int),  # None is "not given": an empty or zero value is checked
+                "lrs": numbers(lrs, "--lr"),
+                "p_th": p_th,
+                "max_rank": max_rank,
+                "population": population,
+                "generations": generations,
+                "prescreen": prescreen,
+                "max_macs": max_macs,
+                "max_params": max_params,
+                "seed": given.train["seed"],
+            },
+            band=Band.parse(lat),
+            band_rel=Band.parse(lat_rel, "--lat-rel") if lat_rel is not None else None,
+            ref=ref_arch,
+            precision=precision,
         )
+        console.print(f"latency objective: {latency.precision} entries of {lut}")
         if ref_arch is not None:
-            console.print(f"reference {ref_arch}: {latency.predict_arch(ref_arch):.3f} ms on {lut} -> band {band} ms")
-        pipe = open_search(out, run, settings, log=console.print, precision=precision)
+            console.print(
+                f"reference {ref_arch}: {latency.predict_arch(ref_arch):.3f} ms on {lut} -> band {settings.band} ms"
+            )
+        pipe = open_search(out, run, settings, log=console.print, precision=precision, latency=latency)
     print_results(pipe.run())
 
 
@@ -168,27 +144,15 @@ def report(
     console.print(f"report: {build_report(run, lut)}")
 
 
-def rank(
-    run: Annotated[str, typer.Argument(help="A finished search run.")],
-    k: option(RankSettings, "k") = RankSettings.k,
-    pick: option(RankSettings, "pick") = RankSettings.pick,
-    seeds: option(RankSettings, "seeds") = RankSettings.seeds,
-    epochs: option(RankSettings, "epochs") = None,
-    standalone_lr: option(RankSettings, "lr") = None,
-    standalone_batch: option(RankSettings, "batch_size") = None,
-    jobs: option(RankSettings, "jobs") = None,
-    bootstrap: option(RankSettings, "bootstrap") = RankSettings.bootstrap,
-    draw_seed: option(RankSettings, "draw_seed") = RankSettings.draw_seed,
-) -> None:
+@rank_options
+def rank(run: Annotated[str, typer.Argument(help="A finished search run.")], rank: RankSettings) -> None:
     """Kendall tau and Spearman rho between one-shot and stand-alone top-1 of a search run, stand-alone repeated
     over seeds, with bootstrap intervals and the noise ceiling (Table 4, Fig. 5). M = 2, 3, 4 compared: `hnas study`."""
-    params = dict(locals())  # the parameters, before anything else is bound here
     from hnas.core.progress import bars
     from hnas.workflows.study import rank_search
 
-    settings = rank_settings(params)
     with bars() as factory:
-        res = rank_search(run, settings, log=console.print, progress=factory)
+        res = rank_search(run, rank, log=console.print, progress=factory)
     for name, p in res["picks"].items():
         console.print(
             f"{run}, {name}: Kendall tau {figure_ci(p, 'kendall_tau')}, Spearman rho {figure_ci(p, 'spearman_rho')} "

@@ -21,11 +21,12 @@ from hnas.cli.common import (
     figure_ci,
     fmt_size,
     load_arch,
-    rank_settings,
+    study_rank_options,
 )
 from hnas.settings import RankSettings, SearchSettings, StudyDefaults, option
 
 
+@study_rank_options
 def study(
     folder: Annotated[str, typer.Argument(help="Study folder (an existing one resumes).")],
     lut: Annotated[str, typer.Option("--lut", help="Latency table the searches use.")],
@@ -44,20 +45,11 @@ def study(
     width: WidthOpt = None,
     bn_images: BnImagesOpt = None,
     val_archs: option(StudyDefaults, "val_archs") = StudyDefaults.val_archs,
-    k: option(RankSettings, "k") = RankSettings.k,
-    pick: option(RankSettings, "pick") = RankSettings.pick,
-    seeds: option(RankSettings, "seeds") = RankSettings.seeds,
-    epochs: option(RankSettings, "epochs") = None,
-    standalone_lr: option(RankSettings, "lr") = None,
-    standalone_batch: option(RankSettings, "batch_size") = None,
-    jobs: option(RankSettings, "jobs") = None,
-    bootstrap: option(RankSettings, "bootstrap") = RankSettings.bootstrap,
-    draw_seed: option(RankSettings, "draw_seed") = RankSettings.draw_seed,
+    rank: RankSettings = None,
 ) -> None:
     """I-Supernet (M = 2), P-Supernet (M = 3) and HNAS (M = 4) with equal supernet epochs over --search-seeds,
     each ranked against stand-alone training repeated over --seeds: Table 4 (tau, rho, noise ceiling), Table 5
     (the best architecture's stand-alone top-1, SPOS-EA on the I-Supernet as baseline), Fig. 6."""
-    params = dict(locals())  # the parameters, before anything else is bound here
     from hnas.core.band import Band
     from hnas.core.progress import bars
     from hnas.recipes import recipe_for
@@ -76,7 +68,6 @@ def study(
     )
     sp = load_space(space)
     recipe = recipe_for(data)
-    rank = rank_settings(params)
     # the recipe's values where an option is not given (None); a given value (0 too) is held to its setting's check
     train = recipe.train_config(lr=lr, batch_size=batch_size)
     search = recipe.search_settings(population=population, generations=generations, schedule=schedule)

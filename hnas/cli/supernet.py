@@ -12,6 +12,7 @@ from hnas.cli.common import (
     BatchOpt,
     DataOpt,
     EpochsOpt,
+    Given,
     JsonOpt,
     LabelSmoothingOpt,
     LrOpt,
@@ -20,13 +21,12 @@ from hnas.cli.common import (
     ResolutionOpt,
     SeedOpt,
     SpaceOpt,
-    WarmupOpt,
-    WidthOpt,
     WorkersOpt,
     console,
     emit_json,
     load_arch,
     refuse_changed_settings,
+    training_options,
 )
 from hnas.settings import TrainConfig
 
@@ -36,6 +36,7 @@ supernet_app = typer.Typer(
 
 
 @supernet_app.command("train")
+@training_options
 def supernet_train(
     ctx: typer.Context,
     out: OutOpt,
@@ -43,11 +44,6 @@ def supernet_train(
     data: DataOpt = "digits",
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
-    batch_size: BatchOpt = None,
-    label_smoothing: LabelSmoothingOpt = TrainConfig.label_smoothing,
-    resolution: ResolutionOpt = None,
-    width: WidthOpt = None,
-    per_class: PerClassOpt = None,
     lut: Annotated[
         list[str] | None,
         typer.Option("--lut", help="LUT for latency-banded path sampling (repeat it with --lat: every band holds)."),
@@ -56,9 +52,7 @@ def supernet_train(
         list[str] | None,
         typer.Option("--lat", help="Sample only paths with latency MIN:MAX ms (the i-th on the i-th --lut)."),
     ] = None,
-    warmup_epochs: WarmupOpt = None,
-    workers: WorkersOpt = 0,
-    seed: SeedOpt = 0,
+    given: Given = None,
 ) -> None:
     """Train a SPOS supernet (uniform single paths); rerun with the same --out to resume."""
     from dataclasses import replace
@@ -96,17 +90,13 @@ def supernet_train(
         cfg = RunConfig(
             space=load_space(space).to_dict(),
             data=data,
-            proxy=recipe.proxy_settings(resolution=resolution, width=width, per_class=per_class),
+            proxy=recipe.proxy_settings(**given.proxy),
             train=recipe.train_config(
                 epochs=epochs,
                 lr=lr,
-                batch_size=batch_size,
-                label_smoothing=label_smoothing,
-                seed=seed,
-                workers=workers,
                 band=bands.lat[0] or Band(),
-                warmup_epochs=warmup_epochs,
                 fleet=[FleetTable(p, b or Band()) for p, b in zip(lut[1:], bands.lat[1:], strict=True)] if lut else [],
+                **given.train,
             ),
             lut=lut[0] if lut else None,
         )

@@ -16,14 +16,13 @@ import numpy as np
 from hnas.core.band import Band
 from hnas.pipeline import Pipeline
 from hnas.recipes import RECIPES
-from hnas.settings import RunConfig, SearchSettings
+from hnas.settings import SearchSettings
 from hnas.spec.arch import parse_arch, sample
 from hnas.spec.space import SearchSpace
-from hnas.workflows.search import REFERENCE, open_search
+from hnas.workflows.search import REFERENCE, assemble_search, open_search
 
 DEMO_RECIPE = RECIPES["embedded"]  # the demo runs on the bundled digits with the embedded data's recipe
 DEMO_PROXY = DEMO_RECIPE.proxy_settings()
-DEMO_TRAIN = DEMO_RECIPE.train_config()
 DEMO_BAND_REL = Band(0.9, 1.1)
 DEMO_OPTIONS = ("--epochs",)  # the training flag `hnas demo` offers (its hints name no other)
 
@@ -68,14 +67,8 @@ def demo_settings(
 ) -> SearchSettings:
     """The demo's search settings: M = 4 at the embedded recipe's values where an option is not given (None; a given
     0 is held to its setting's check); the band is set by `demo_search`. Checked before anything is measured."""
-    schedule, lrs = DEMO_RECIPE.schedule(4)
-    return DEMO_RECIPE.search_settings(
-        stages=4,
-        epochs=schedule if epochs is None else epochs,
-        lrs=lrs,
-        population=population,
-        generations=generations,
-    )
+    given = {"epochs": epochs, "population": population, "generations": generations}
+    return DEMO_RECIPE.assemble({}, "digits", None, 4, search=given)[1]
 
 
 def demo_search(
@@ -88,20 +81,24 @@ def demo_search(
 ) -> Pipeline:
     """The demo's HNAS run in `out` (resumed when it exists): `settings` (default `demo_settings()`) on digits at the
     proxy settings, latency band 0.9-1.1 x the reference's predicted latency on the host table."""
-    from dataclasses import replace
-
-    from hnas.workflows.search import latency_of
-
     if (Path(out) / "config.json").is_file():
         log(f"resuming {out}")
         return open_search(out, log=log, precision=precision, options=DEMO_OPTIONS)
-    run = RunConfig(space=space.to_dict(), data="digits", proxy=DEMO_PROXY, train=DEMO_TRAIN, lut=str(lut_path))
-    ref = reference(space)
-    ref_ms = latency_of(run).predict_arch(ref)
-    band = DEMO_BAND_REL.scaled(ref_ms)
-    log(f"latency band: 0.9-1.1 x the MobileNetV2-like reference ({ref_ms:.2f} ms) = {band} ms on this CPU")
-    search = replace(settings or demo_settings(), band=band, band_rel=DEMO_BAND_REL, ref=str(ref))
-    return open_search(out, run, search, log=log, options=DEMO_OPTIONS)
+    settings = settings or demo_settings()
+    run, search, latency = assemble_search(
+        DEMO_RECIPE,
+        space,
+        "digits",
+        str(lut_path),
+        settings.stages,
+        search={k: getattr(settings, k) for k in ("epochs", "lrs", "population", "generations")},
+        band_rel=DEMO_BAND_REL,
+        ref=reference(space),
+        precision=precision,
+    )
+    ref_ms = latency.predict_arch(reference(space))
+    log(f"latency band: 0.9-1.1 x the MobileNetV2-like reference ({ref_ms:.2f} ms) = {search.band} ms on this CPU")
+    return open_search(out, run, search, log=log, options=DEMO_OPTIONS, latency=latency)
 
 
 def demo_ship(run: str | Path, arch, lut_path: Path, epochs: int, progress=None, log: Callable[[str], None] = print):

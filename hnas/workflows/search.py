@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from hnas.core.band import Band
 from hnas.core.errors import HnasError
 from hnas.pipeline import Pipeline
+from hnas.recipes import Recipe
 from hnas.runs import run_lut
 from hnas.searchrun import SearchRun
 from hnas.settings import RunConfig, SearchSettings
@@ -37,6 +39,32 @@ def band_for(band: Band, band_rel: Band | None, ref: Architecture | None, latenc
     return band
 
 
+def assemble_search(
+    recipe: Recipe,
+    space: SearchSpace,
+    data: str,
+    lut: str | None,
+    stages: int,
+    *,
+    proxy: dict | None = None,
+    train: dict | None = None,
+    search: dict | None = None,
+    band: Band | None = None,
+    band_rel: Band | None = None,
+    ref: Architecture | None = None,
+    precision: str | None = None,
+) -> tuple[RunConfig, SearchSettings, LatencyPredictor]:
+    """The one place a new search is put together (`hnas search`, the demo, the study): `recipe` plus the given
+    overrides (`Recipe.assemble`: None is not given, 0 is a value), checked before the table is read; then the
+    latency objective on `lut` and the absolute band (`band`, or `band_rel` x the reference `ref`'s latency).
+    Returns the run config, the search settings and the objective."""
+    run, settings = recipe.assemble(space.to_dict(), data, lut, stages, proxy, train, search)
+    latency = latency_of(run, precision)
+    absolute = band_for(band or Band(), band_rel, ref, latency)
+    settings = replace(settings, band=absolute, band_rel=band_rel, ref=None if ref is None else str(ref))
+    return run, settings, latency
+
+
 def open_search(
     path: str | Path,
     run: RunConfig | None = None,
@@ -47,18 +75,19 @@ def open_search(
     lut: str | None = None,
     options: tuple[str, ...] = TRAINING_OPTIONS,
     saved: SearchRun | None = None,
+    latency: LatencyPredictor | None = None,
 ) -> Pipeline:
     """The HNAS run in `path`: resumed from its config.json (on the table it started with, checked by sha256; `lut`:
     where that table is now, if it moved), or started with `run` and `search`; its latency objective at its LUT's
     precision (`precision`, when given, must match); `options`: the training flags of the command that runs it (what
     its hints may name); `saved`: the run in `path` when the caller has read it already (its config.json is read
-    once)."""
+    once); `latency`: a new run's objective when `assemble_search` opened it already."""
     saved = saved or SearchRun.read(path)
     if saved is not None:
-        run, search = run_lut(saved.config, path, lut), saved.search
+        run, search, latency = run_lut(saved.config, path, lut), saved.search, None
     elif run is None or search is None:
         raise HnasError(f"{path} is not an HNAS run (no config.json): start one with `hnas search`")
-    latency = latency_of(run, precision)
+    latency = latency or latency_of(run, precision)
     note = latency.doubt_note()  # a search names the unstable entries of the table it searches on
     if note:
         log(note)

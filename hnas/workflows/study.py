@@ -37,6 +37,7 @@ from hnas.core.errors import HnasError
 from hnas.core.io import atomic_write_json, read_json
 from hnas.rank import (
     by_arch,
+    common_space,
     finished_search,
     pick_architectures,
     plot_study,
@@ -45,14 +46,14 @@ from hnas.rank import (
     standalone_config,
     standalone_jobs,
 )
-from hnas.recipes import continuous_lrs, split_epochs
+from hnas.recipes import continuous_lrs, recipe_for, split_epochs
 from hnas.runs import run_lut, sha256_file
 from hnas.searchrun import RESULTS_SCHEMA, TRAINED_SCHEMA, SearchRun, saved_settings
-from hnas.settings import ProxySettings, RankSettings, RunConfig, SearchSettings, StudyDefaults, TrainConfig
+from hnas.settings import ProxySettings, RankSettings, RunConfig, SearchSettings, StudyDefaults
 from hnas.spec.arch import Architecture
 from hnas.spec.space import SearchSpace
 from hnas.standalone import train_jobs
-from hnas.workflows.search import latency_of, open_search
+from hnas.workflows.search import assemble_search, latency_of, open_search
 
 STUDY_OPTIONS = ("--total-epochs", "--lr")  # the training flags of `hnas study` (what its hints name)
 STUDY_STAGES = (2, 3, 4)
@@ -81,8 +82,7 @@ class StudySettings:
 
     def __post_init__(self):
         for M in STUDY_STAGES:  # every setting checked before the folder is written: a value out of range is one line
-            self.search(M, 0, Band())
-        self.run(0)
+            recipe_for(self.data).assemble(self.space.to_dict(), self.data, self.lut, M, **self.overrides(M, 0))
 
     def search_record(self) -> dict:
         """The settings the searches depend on (JSON); more search seeds or other ranking settings may be given
@@ -111,34 +111,39 @@ class StudySettings:
         """The chain-layer warm-up, the same for every M: a third of HNAS's first stage."""
         return split_epochs(self.total_epochs, max(STUDY_STAGES))[0] // 3
 
-    def search(self, stages: int, seed: int, band: Band) -> SearchSettings:
-        """The search settings of M = `stages`: the total epochs split 3:2:1 (or 2:1), the first stage at `lr`;
-        later stages at lr / 5 (restart, the paper's kind) or continuing one curve (continuous)."""
+    def overrides(self, stages: int, seed: int) -> dict:
+        """What the study sets over its data's recipe for M = `stages` and search seed `seed`: the total epochs
+        split 3:2:1 (or 2:1), the first stage at `lr`, later stages at lr / 5 (restart, the paper's kind) or
+        continuing one curve (continuous); the run config (initial weights, data order, warm-up) is the same for
+        every M of a seed."""
         ep = split_epochs(self.total_epochs, stages)
         lrs = continuous_lrs(ep, self.lr) if self.schedule == "continuous" else [self.lr] + [self.lr / 5] * (stages - 2)
-        return SearchSettings(
-            stages=stages,
-            epochs=ep,
-            lrs=lrs,
-            schedule=self.schedule,
-            population=self.population,
-            generations=self.generations,
-            band=band,
-            band_rel=self.band_rel,
-            ref=str(self.ref),
-            seed=seed,
-        )
+        return {
+            "proxy": asdict(self.proxy),
+            "train": {
+                "epochs": split_epochs(self.total_epochs, 2)[0],
+                "lr": self.lr,
+                "batch_size": self.batch_size,
+                "warmup_epochs": self.warmup_epochs,
+                "seed": seed,
+            },
+            "search": {
+                "epochs": ep,
+                "lrs": lrs,
+                "schedule": self.schedule,
+                "population": self.population,
+                "generations": self.generations,
+                "seed": seed,
+            },
+        }
 
-    def run(self, seed: int) -> RunConfig:
-        """The run config of search seed `seed` (its supernet's initial weights, data order and paths)."""
-        train = TrainConfig(
-            epochs=split_epochs(self.total_epochs, 2)[0],
-            lr=self.lr,
-            batch_size=self.batch_size,
-            warmup_epochs=self.warmup_epochs,
-            seed=seed,
+    def assemble(self, stages: int, seed: int) -> tuple[RunConfig, SearchSettings, object]:
+        """The search of M = `stages` and seed `seed` (`assemble_search`: the data's recipe plus `overrides`)."""
+        recipe = recipe_for(self.data)
+        extra = self.overrides(stages, seed)
+        return assemble_search(
+            recipe, self.space, self.data, self.lut, stages, band_rel=self.band_rel, ref=self.ref, **extra
         )
-        return RunConfig(space=self.space.to_dict(), data=self.data, proxy=self.proxy, train=train, lut=self.lut)
 
 
 def _check_folder(folder: Path, s: StudySettings) -> None:
@@ -147,6 +152,9 @@ def _check_folder(folder: Path, s: StudySettings) -> None:
     file = folder / "study_config.json"
     if file.is_file():
         saved = read_json(file)
+        if isinstance(saved, dict) and "lut" in saved and "lut_sha256" not in saved:  # recorded by path before
+            lut = saved.pop("lut")
+            saved["lut_sha256"] = sha256_file(Path(lut)) if isinstance(lut, str) and Path(lut).is_file() else lut
         if saved != record:
             changed = sorted(k for k in set(saved) | set(record) if saved.get(k) != record.get(k))
             raise HnasError(
@@ -262,22 +270,21 @@ def run_study(
 
 
 def _study(folder: Path, s: StudySettings, log, progress, command: str, clock: Sessions) -> dict:
-    latency = latency_of(s.run(0))
-    band = s.band_rel.scaled(latency.predict_arch(s.ref))
     seeds = list(range(s.search_seeds))
     paths = {(seed, M): folder / f"seed{seed}" / f"M{M}" for seed in seeds for M in STUDY_STAGES}
     for (seed, M), path in paths.items():  # every run checked and its config written before any worker starts
         resumed = " (resuming)" if saved_settings(path) is not None else ""
         log(f"search seed {seed}, M = {M}: supernet epochs {split_epochs(s.total_epochs, M)}{resumed}")
-        open_search(path, s.run(seed), s.search(M, seed, band), log=log, progress=False, lut=s.lut)
+        run, search, latency = s.assemble(M, seed)
+        open_search(path, run, search, log=log, progress=False, lut=s.lut, latency=latency)
     run_searches(list(paths.values()), s.rank.jobs, log, baseline={paths[(seed, 2)] for seed in seeds})
 
     # Table 4 on search seed 0: K picks per M; Table 5: every run's best architecture inside the band
     runs = {key: finished_search(path) for key, path in paths.items()}
-    picks = {}
-    for M in STUDY_STAGES:
-        cfg, search, final = runs[(0, M)]
-        picks[M] = pick_architectures(SearchRun(paths[(0, M)], cfg, search), final, s.rank, latency)
+    searched = {M: SearchRun(paths[(0, M)], *runs[(0, M)][:2]) for M in STUDY_STAGES}
+    # band picks: the same K architectures for every M (from what every final space holds), one truth for all
+    within = common_space([searched[M].space_of(M - 1) for M in STUDY_STAGES]) if "band" in s.rank.picks else None
+    picks = {M: pick_architectures(searched[M], runs[(0, M)][2], s.rank, latency, within) for M in STUDY_STAGES}
     best = {key: _best(path) for key, path in paths.items()}
     spos = {seed: read_json(paths[(seed, 2)] / "stage2" / "spos_ea.json")["best"] for seed in seeds}
     archs = list(
