@@ -12,7 +12,7 @@ from hnas.ledger import Archive
 from hnas.spec.space import basic
 from hnas.spos_ea import random_search, spos_ea
 from hnas.train import PathSampler
-from tests.harness import BandedTable, Table, enumerable_space
+from tests.harness import BandedTable, Table, enumerable_space, run_cli
 
 SEARCHES = {
     "ces": lambda sp, acc, lat, cons, pop, gens: ces(sp, acc, lat, cons, pop, gens, seed=3),
@@ -227,3 +227,30 @@ def test_a_fleet_run_keeps_every_table_in_its_results_report_and_verification(ti
     here, there = checked["tables"]
     assert here["reached"] and here["measured_ms"] > 0 and "stable" in here
     assert not there["reached"] and "was measured on" in there["why"] and "machine 0000dead" in there["why"]
+    one = run_cli("search", "--out", str(out), "--lut", str(tiny_lut))  # a resume keeps its table list
+    assert one.returncode == 2 and "was started with 2 latency table(s) and 1 --lut were given" in one.stderr
+    band = run_cli("search", "--out", str(out), "--lat", "0:1000")
+    assert band.returncode == 2 and f"was started with --lat :,:{cap:g} (given 0:1000)" in band.stderr
+
+
+def test_a_fleet_search_is_refused_in_one_line_before_anything_is_written(tiny_lut, space_file, tmp_path):
+    from latency.items import items_for_space
+    from tests.tiny import tiny_space
+
+    twin = tmp_path / "twin.json"
+    twin.write_bytes(tiny_lut.read_bytes())
+    other = _other_device(tiny_lut, tmp_path / "phone.json")
+    key = next(p.key for p in items_for_space(tiny_space()) if p.key)
+    short = _other_device(tiny_lut, tmp_path / "short.json", drop=key)
+    out = tmp_path / "run"
+    base = ["search", "--space", str(space_file), "--out", str(out), "--stages", "2", "--epochs", "1"]
+    lat = ["--lat", "0:1000"]
+    for tables, says in (
+        ([(tiny_lut, lat), (twin, lat)], "a fleet holds one table per device and precision"),
+        ([(tiny_lut, lat), (other, [])], "2 --lut and 1 --lat: the i-th --lat is the i-th table's band"),
+        ([(tiny_lut, lat), (short, ["--lat", ":1"])], f"lacks 1 entries of space 'tiny' ({key})"),
+        ([(tiny_lut, lat), (other, ["--lat", ":0.000001"])], "has a latency inside [-, 0.00] ms on phone"),
+    ):
+        r = run_cli(*base, *[x for path, band in tables for x in ("--lut", str(path), *band)])
+        assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()

@@ -6,7 +6,8 @@ several tables every table is given its band, all of them as `--lat` or all as `
 priced on each table, or one `--ref` per table): a band given once for several tables is refused, since which
 table it was meant for cannot be told. Each table prices at its own precision (`--precision` is the first
 table's); two tables of one device at one precision are refused, and so is a table that does not cover the space
-(naming the missing keys, `LatencyPredictor`). A run records its other tables in `SearchSettings.fleet`.
+(naming the missing keys, `LatencyPredictor`). A run records its other tables in `SearchSettings.fleet`;
+`hnas.workflows.search.assemble_search` puts a new one together.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from hnas.core.band import Band
 from hnas.core.errors import HnasError
-from hnas.settings import FleetTable, SearchSettings
+from hnas.settings import SearchSettings
 from hnas.spec.arch import Architecture
 from hnas.spec.space import SearchSpace
 from latency.predict import LatencyPredictor
@@ -30,16 +31,6 @@ class Bands:
     lat: list[Band | None]
     lat_rel: list[Band | None]
     refs: list[Architecture | None]
-
-    def band(self, i: int, latency: LatencyPredictor) -> Band:
-        """Table i's band in ms: its `--lat`, or its `--lat-rel` times its reference's latency on that table."""
-        from hnas.workflows.search import band_for
-
-        return band_for(self.lat[i] or Band(), self.lat_rel[i], self.refs[i], latency)
-
-    def ref(self, i: int) -> str | None:
-        """Table i's reference as its settings keep it (only beside a relative band)."""
-        return str(self.refs[i]) if self.lat_rel[i] is not None and self.refs[i] is not None else None
 
 
 def pair_bands(
@@ -91,15 +82,6 @@ def open_tables(luts: list[str], space: SearchSpace, precision: str | None = Non
                 )
         tables.append(pred)
     return tables
-
-
-def fleet_of(luts: list[str], tables: list[LatencyPredictor], bands: Bands) -> list[FleetTable]:
-    """The settings of the tables after the first (`SearchSettings.fleet`), each band in ms beside how it was given."""
-    return [
-        FleetTable(lut=lut, band=bands.band(i, table), band_rel=bands.lat_rel[i], ref=bands.ref(i))
-        for i, (lut, table) in enumerate(zip(luts, tables, strict=True))
-        if i > 0
-    ]
 
 
 @dataclass(frozen=True)
