@@ -66,7 +66,8 @@ def print_fleet_verify(rows: list[dict]) -> None:
             t.add_row(r["name"], "-", "not reached", "-", "-", "-")
             continue
         dev = r["device"]
-        err = f"{r['error'] * 100:+.2f} %" if r["error"] is not None else f"unstable (spread {r['spread']})"
+        spread = "1 repeat" if r["spread"] is None else f"repeats spread {r['spread'] * 100:.0f} %"
+        err = f"{r['error'] * 100:+.2f} %" if r["error"] is not None else f"not reported: unstable ({spread})"
         where = f"{dev.get('model')} core {dev.get('core')}"
         t.add_row(r["name"], r["precision"], where, f"{r['predicted_ms']:.3f}", f"{r['measured_ms']:.3f}", err)
     console.print(t)
