@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f"CES {args.population} x {args.generations} with a free accuracy: one table {med['one table']:.2f} s, two "
         f"tables {med['two tables']:.2f} s (median of {args.repeats}; +{med['two tables'] - med['one table']:.2f} s, "
-        f"{(med['two tables'] - med['one table']) / budget * 1000:.1f} ms per evaluation); "
+        f"{(med['two tables'] - med['one table']) / budget * 1000:.2f} ms per evaluation); "
         f"{last.accuracy_calls} of {budget} evaluations, all inside both bands: {bool(ok)}"
     )
     out.update(seconds=med, all_inside=bool(ok), calls=last.accuracy_calls)
