@@ -254,3 +254,26 @@ def test_a_fleet_search_is_refused_in_one_line_before_anything_is_written(tiny_l
         r = run_cli(*base, *[x for path, band in tables for x in ("--lut", str(path), *band)])
         assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_the_study_assembles_a_fleet_each_table_held_to_the_band_at_its_reference(tiny_lut, tmp_path):
+    from hnas.recipes import RECIPES
+    from hnas.spec.arch import parse_arch
+    from hnas.workflows.fleet import open_tables
+    from hnas.workflows.study import StudySettings
+    from tests.tiny import tiny_space
+
+    sp, recipe = tiny_space(), RECIPES["embedded"]
+    other = _other_device(tiny_lut, tmp_path / "phone.json")
+    ref = parse_arch("K3E1|K3E3-ID", sp)
+    s = StudySettings(
+        sp, str(tiny_lut), "digits", 3, 0.05, Band(0.5, 2), ref, 4, 2, 32, recipe.proxy_settings(), others=(str(other),)
+    )
+    run, search, latency = s.assemble(2, 0)
+    a, b = open_tables([str(tiny_lut), str(other)], sp)
+    assert search.band == Band(0.5, 2).scaled(a.predict_arch(ref)) and latency.lut_name == str(tiny_lut)
+    (t,) = search.fleet
+    assert t.lut == str(other) and t.band == Band(0.5, 2).scaled(b.predict_arch(ref)) and t.ref == str(ref)
+    assert len(s.search_record()["others_sha256"]) == 1
+    one = StudySettings(sp, str(tiny_lut), "digits", 3, 0.05, Band(0.5, 2), ref, 4, 2, 32, recipe.proxy_settings())
+    assert "others_sha256" not in one.search_record() and one.assemble(2, 0)[1].fleet == []
