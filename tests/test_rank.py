@@ -383,3 +383,27 @@ def test_the_study_resumes_after_a_kill_and_reports_tables_4_and_5_and_fig_6(tin
 def test_rank_settings_are_checked():
     bad = run_cli("rank", "runs/none", "--pick", "nowhere")
     assert bad.returncode == 2 and "--pick nowhere: must be one of front, space, band, both, all" in bad.stderr
+
+
+def test_the_committed_study_summary_holds_tables_4_and_5_and_fig_6():
+    """benchmarks/results/study-mnist5k-translated.json: the measured study the README quotes."""
+    from pathlib import Path
+
+    d = json.loads((Path(__file__).parents[1] / "benchmarks/results/study-mnist5k-translated.json").read_text())
+    t4 = d["table4"]
+    assert [(r["M"], r["pick"], r["k"], r["seeds"]) for r in t4] == [(m, "band", 11, 3) for m in (2, 3, 4)]
+    for r in t4:
+        for name in ("kendall_tau", "spearman_rho", "ceiling_tau"):
+            lo, hi = r[name + "_ci"]
+            assert lo <= r[name] <= hi
+    assert len({r["ceiling_tau"] for r in t4}) == 1  # one truth for every M
+    assert t4[0]["ceiling_tau"] >= 0.6 and t4[0]["ceiling_tau_ci"][0] > 0  # the truth ranks (issue 24)
+    t5 = d["table5"]
+    assert [r["M"] for r in t5[:3]] == [2, 3, 4] and all(len(r["per_seed"]) == 3 for r in t5)
+    for r in t5:
+        assert r["standalone_mean"] == pytest.approx(np.mean([c["standalone_test"] for c in r["per_seed"]]))
+    for m in ("2", "3", "4"):
+        assert sorted(d["fig6"][m]) == ["0", "1", "2"]
+        assert all(c["epoch"] == list(range(1, 16)) and len(c["val_acc"]) == 15 for c in d["fig6"][m].values())
+    assert not any(w.startswith("/") for x in d["sessions"] for w in x["command"].split())  # no machine paths
+    assert d["wall_s"] == pytest.approx(sum(s["wall_s"] for s in d["sessions"]))
