@@ -277,3 +277,20 @@ def test_the_study_assembles_a_fleet_each_table_held_to_the_band_at_its_referenc
     assert len(s.search_record()["others_sha256"]) == 1
     one = StudySettings(sp, str(tiny_lut), "digits", 3, 0.05, Band(0.5, 2), ref, 4, 2, 32, recipe.proxy_settings())
     assert "others_sha256" not in one.search_record() and one.assemble(2, 0)[1].fleet == []
+
+
+@pytest.mark.slow
+def test_supernet_training_takes_every_table_and_keeps_the_list_on_resume(tiny_lut, space_file, tmp_path):
+    import json
+
+    other = _other_device(tiny_lut, tmp_path / "phone.json")
+    out = tmp_path / "sn"
+    base = ["supernet", "train", "--space", str(space_file), "--out", str(out), "--epochs", "1"]
+    one_band = run_cli(*base, "--lut", str(tiny_lut), "--lat", "0:1000", "--lut", str(other))
+    assert one_band.returncode == 2 and "2 --lut and 1 --lat" in one_band.stderr and not out.exists()
+    r = run_cli(*base, "--lut", str(tiny_lut), "--lat", "0:1000", "--lut", str(other), "--lat", ":1000")
+    assert r.returncode == 0, r.stderr
+    (t,) = json.loads((out / "config.json").read_text())["train"]["fleet"]
+    assert t["lut"] == str(other.resolve()) and t["band"] == {"lo": None, "hi": 1000} and t["lut_sha256"]
+    again = run_cli(*base, "--lut", str(tiny_lut))
+    assert again.returncode == 2 and "was started with 2 latency table(s) and 1 --lut were given" in again.stderr
