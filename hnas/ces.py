@@ -2,7 +2,9 @@
 
 The problem is a pymoo `Problem` over the layer-wise space (variable j indexes layer j's current candidates),
 with objectives (-accuracy, latency) and constraints: latency inside the band (optionally MACs and
-params). Cheap objectives come first: latency (LUT), MACs and params are computed for every candidate, and
+params, and, for a fleet, every other latency table's band: `TableBand`; the first table's latency is the
+objective, the others are constraints only).
+Cheap objectives come first: latency (LUT), MACs and params are computed for every candidate, and
 accuracy — the expensive one — only for candidates that satisfy every constraint. Crossover and mutation
 offspring that break a constraint are discarded and regenerated (bounded retries), the initial population is
 feasible, duplicates are eliminated, and every evaluated architecture stays in an archive that is ranked by
@@ -48,13 +50,26 @@ def latency_parts(latency) -> tuple[LatencyFn, LatencyDistribution | None]:
     return latency.predict, dist
 
 
+@dataclass(frozen=True)
+class TableBand:
+    """Another latency table's band: a constraint beside the objective's band, never an objective (one network for
+    a fleet of devices or precisions). `latency`: as the objective's (`latency_parts`); `name`: how lines call it."""
+
+    name: str
+    latency: object
+    band: Band
+
+
 @dataclass
 class Constraints:
-    """Latency band (ms) and optional MACs / params caps."""
+    """Latency band (ms) and optional MACs / params caps; `more`: the bands of a fleet's other latency tables
+    (`name`: how lines call the objective's table when there are several)."""
 
     band: Band = field(default_factory=Band)
     max_macs: float | None = None
     max_params: float | None = None
+    more: tuple[TableBand, ...] = ()
+    name: str = "the latency table"
 
 
 class CostTable:
@@ -81,8 +96,11 @@ class ArchProblem(Problem):
         self.accuracy = accuracy  # None: a problem of the cheap figures only (nothing is evaluated)
         self.latency_fn, self.distribution = latency_parts(latency)
         self.cons = constraints
+        self.more = [latency_parts(t.latency) for t in constraints.more]  # (function, distribution) per table
         self.costs = CostTable(space)
-        n_constr = 2 + (constraints.max_macs is not None) + (constraints.max_params is not None)
+        caps = (constraints.max_macs is not None) + (constraints.max_params is not None)
+        n_constr = 2 + caps + 2 * len(constraints.more)
+        self._band_cols = [0, 1, *range(2 + caps, n_constr)]  # G's latency-band columns, every table's
         super().__init__(
             n_var=space.num_layers,
             n_obj=2,
@@ -105,15 +123,41 @@ class ArchProblem(Problem):
             cols.append((macs - c.max_macs) / 1e6)
         if c.max_params is not None:
             cols.append((params - c.max_params) / 1e6)
+        for t, other in zip(c.more, self.more_latency(vecs).T, strict=True):  # after the caps: one table is as ever
+            cols.append((t.band.lo - other) if t.band.lo is not None else np.full(len(lat), -1.0))
+            cols.append((other - t.band.hi) if t.band.hi is not None else np.full(len(lat), -1.0))
         return np.column_stack(cols), lat, macs, params
+
+    def more_latency(self, vecs: np.ndarray) -> np.ndarray:
+        """[n, other tables] latency (ms) of each row on each of the fleet's other tables (cheap)."""
+        vecs = np.atleast_2d(vecs)
+        return np.column_stack([np.asarray(fn(vecs), dtype=float) for fn, _ in self.more] or [np.zeros((len(vecs), 0))])
 
     def feasible(self, vecs: np.ndarray) -> np.ndarray:
         """Boolean mask of rows inside every constraint."""
         return (self.violations(np.atleast_2d(vecs))[0] <= 0).all(axis=1)
 
     def feasible_band(self, vecs: np.ndarray) -> np.ndarray:
-        """Boolean mask of rows inside the latency band (the first two constraints)."""
-        return (self.violations(np.atleast_2d(vecs))[0][:, :2] <= 0).all(axis=1)
+        """Boolean mask of rows inside every table's latency band."""
+        return (self.violations(np.atleast_2d(vecs))[0][:, self._band_cols] <= 0).all(axis=1)
+
+    def banded(self) -> list[tuple[str, LatencyDistribution, Band]]:
+        """(name, distribution, band) of every table with an additive model and a band that is not open, the
+        objective's first."""
+        tables = [(self.cons.name, self.distribution, self.cons.band)]
+        tables += [(t.name, d, t.band) for t, (_, d) in zip(self.cons.more, self.more, strict=True)]
+        return [(n, d, b) for n, d, b in tables if d is not None and not b.is_open]
+
+    @property
+    def draw_from(self) -> tuple[LatencyDistribution, Band] | None:
+        """The distribution and band that in-band draws come from: the table whose band holds the smallest share of
+        the space (the only one with a single table; the others' bands are then checked on what is drawn)."""
+        if not hasattr(self, "_draw_from"):
+            banded = self.banded()
+            if len(banded) > 1:
+                banded = sorted(banded, key=lambda t: t[1].share(t[2])[1])
+            self._draw_from = (banded[0][1], banded[0][2]) if banded else None
+        return self._draw_from
 
     @property
     def n_feasible(self) -> int | None:
@@ -126,7 +170,8 @@ class ArchProblem(Problem):
     def _evaluate(self, X, out, *args, **kwargs):
         vecs = np.asarray(X).astype(np.int64)  # rows repaired to candidate indices (`IndexRepair`)
         G, lat, macs, params = self.violations(vecs)
-        acc = self.accuracy(vecs, (G <= 0).all(axis=1), lat, macs, params)
+        more = {"more": self.more_latency(vecs)} if self.more else {}  # a fleet's archive keeps every table's
+        acc = self.accuracy(vecs, (G <= 0).all(axis=1), lat, macs, params, **more)
         out["F"] = np.column_stack([-acc, lat])
         out["G"] = G
 
@@ -179,43 +224,89 @@ def require_feasible(space: SearchSpace, latency, constraints: Constraints, draw
     With an additive latency model (a LUT predictor) the span is exact and the band's share is bounded by dynamic
     programming (`hnas.core.additive`); the MACs and params caps are checked exactly against the space's fewest MACs and
     params, then jointly on `draws` architectures drawn uniformly from those inside the band. Any other model is
-    checked on `draws` random architectures."""
+    checked on `draws` random architectures. A fleet (`constraints.more`) has each table's band checked alone the same
+    way, then all bands together on `draws` architectures drawn uniformly from inside the rarest band (the joint
+    share is that band's share times the drawn share inside every band: an estimate)."""
     problem = ArchProblem(space, latency, constraints)
     band, dist = constraints.band, problem.distribution
+    fleet = bool(constraints.more)
     line = ""
     if dist is not None:
-        line = _require_band(space, problem, dist, band)
+        line = _require_band(space, problem.latency_fn, dist, band, constraints.name if fleet else None)
+    lines = [f"{constraints.name}: {line}" if fleet and line else line]
+    for t, (fn, d) in zip(constraints.more, problem.more, strict=True):
+        if d is not None:
+            lines.append(f"{t.name}: {_require_band(space, fn, d, t.band, t.name)}")
     _require_caps(space, problem.costs, constraints)
     rng = np.random.default_rng(0)
     fresh = FreshFeasible(problem, Ledger(space, _unpriced), rng)
     vecs = fresh.random(draws)
     G, lat, macs, params = problem.violations(vecs) if len(vecs) else (np.zeros((0, 1)),) * 4
+    inside = problem.feasible_band(vecs) if len(vecs) else np.zeros(0, dtype=bool)
+    if fleet:
+        shares = _fleet_shares(problem, fresh, inside, draws)
+        if not inside.any():
+            raise HnasError(
+                f"no architecture of space {space.name!r} meets all bands: {shares}; widen or move a --lat (or drop a "
+                "--lut)"
+            )
+        lines.append(shares)
     if len(vecs) and (G <= 0).all(axis=1).any():
-        return line
+        return "; ".join(x for x in lines if x)
     caps = constraints.max_macs is not None or constraints.max_params is not None
-    if dist is None:
+    if dist is None and not fleet:
         what = " and the MACs/params caps" if caps else ""
         raise HnasError(
             f"no architecture of space {space.name!r} meets the latency band {band} ms{what}: {draws:,} random "
             f"architectures span {lat.min():.2f}-{lat.max():.2f} ms on this latency table; widen --lat"
         )
-    inside = problem.feasible_band(vecs) if len(vecs) else np.zeros(0, dtype=bool)
     if not inside.any():
         raise HnasError(
             f"no architecture of space {space.name!r} was found inside the latency band {band} ms in {draws:,} draws "
             f"from the architectures within the grid's slack of it ({line}): widen --lat"
         )
+    where = "every latency band" if fleet else f"the latency band {band} ms"
     raise HnasError(
-        f"none of {int(inside.sum()):,} architectures drawn uniformly from those inside the latency band {band} ms "
+        f"none of {int(inside.sum()):,} architectures drawn uniformly from those inside {where} "
         f"meets the MACs/params caps (in the band they need at least {macs[inside].min():.4g} MACs and "
         f"{params[inside].min():.4g} params): raise --max-macs / --max-params or move --lat"
     )
 
 
-def _require_band(space: SearchSpace, problem: ArchProblem, dist: LatencyDistribution, band: Band) -> str:
-    """One line on `band` against the space's exact latency span; an error when no architecture can lie in it."""
+def _fleet_shares(problem: ArchProblem, fresh: FreshFeasible, inside: np.ndarray, draws: int) -> str:
+    """`A alone admits about N %, B alone M %, both about J %`: each table's share of the space inside its band
+    (exact bounds for an additive model, else from `draws` uniform draws) and the joint share, estimated from the
+    draws `inside` every band among those drawn from inside the rarest band (`ArchProblem.draw_from`)."""
+    c = problem.cons
+    tables = [(c.name, problem.latency_fn, problem.distribution, c.band)]
+    tables += [(t.name, fn, d, t.band) for t, (fn, d) in zip(c.more, problem.more, strict=True)]
+    uniform = None
+    parts = []
+    for i, (name, fn, d, band) in enumerate(tables):
+        if d is not None:
+            share = fmt_share(*d.share(band))
+        else:
+            if uniform is None:
+                uniform = problem.codec.sample(np.random.default_rng(1), draws)
+            share = fmt_share(*(float(band.contains(fn(uniform)).mean()),) * 2) + f" of {draws:,} random draws"
+        parts.append(f"{name} alone admits about {share}" if i == 0 else f"{name} alone {share}")
+    found = problem.draw_from
+    every = "both" if len(tables) == 2 else f"all {len(tables)}"
+    if not inside.any():
+        source = "random architectures" if found is None else "architectures drawn from inside the rarest band"
+        return ", ".join(parts) + f", {every} none (in {draws:,} {source})"
+    base = 1.0 if found is None else found[0].share(found[1])[1]
+    joint = base * float(inside.mean())
+    return ", ".join(parts) + f", {every} about {fmt_share(joint, joint)} (estimated from {len(inside):,} draws)"
+
+
+def _require_band(
+    space: SearchSpace, latency_fn, dist: LatencyDistribution, band: Band, name: str | None = None
+) -> str:
+    """One line on `band` against the space's exact latency span; an error when no architecture can lie in it
+    (`name`: the table's, in a fleet)."""
     fast, slow = dist.model.extremes()
-    lo, hi = (float(x) for x in problem.latency_fn(np.stack([fast, slow])))
+    lo, hi = (float(x) for x in latency_fn(np.stack([fast, slow])))
     lower, upper = dist.share(band)
     span = f"the space's architectures span {lo:.2f}-{hi:.2f} ms exactly"
     if band.is_open:
@@ -223,8 +314,9 @@ def _require_band(space: SearchSpace, problem: ArchProblem, dist: LatencyDistrib
     outside = (band.hi is not None and band.hi < lo) or (band.lo is not None and band.lo > hi)
     if outside or upper <= 0:
         q1, q50 = dist.quantile(0.01), dist.quantile(0.5)
+        table = "this latency table" if name is None else name
         raise HnasError(
-            f"no architecture of space {space.name!r} has a latency inside {band} ms on this latency table: {span} "
+            f"no architecture of space {space.name!r} has a latency inside {band} ms on {table}: {span} "
             f"(1 % of them are faster than {q1:.2f} ms, half faster than {q50:.2f} ms; {METHOD}); widen or move --lat"
         )
     return f"{span}; {fmt_share(lower, upper)} of them lie inside {band} ms ({METHOD})"
@@ -308,9 +400,10 @@ class FreshFeasible:
     def random(self, n: int) -> np.ndarray:
         """`n` architectures drawn uniformly per layer; under a latency band and an additive latency model, drawn
         uniformly from the architectures inside the band (`LatencyDistribution.sample`: a narrow band of a huge
-        space is reached at once, not by luck)."""
-        band, dist = self.problem.cons.band, self.problem.distribution
-        if dist is not None and not band.is_open:
+        space is reached at once, not by luck; for a fleet, inside the rarest table's band, `ArchProblem.draw_from`)."""
+        found = self.problem.draw_from
+        if found is not None:
+            dist, band = found
             return dist.sample(band, n, self.rng)
         return self.codec.sample(self.rng, n)
 

@@ -31,9 +31,10 @@ class Archive:
     macs: list[float] = field(default_factory=list)
     params: list[float] = field(default_factory=list)
     generation: list[int] = field(default_factory=list)
+    more: list[list[float]] = field(default_factory=list)  # a fleet's other tables' latency (ms), one list per row
     ranks: np.ndarray | None = None
 
-    def add(self, vecs, acc, lat, macs, params, gen: int) -> None:
+    def add(self, vecs, acc, lat, macs, params, gen: int, more=None) -> None:
         for i in range(len(vecs)):
             self.vectors.append(np.asarray(vecs[i], dtype=np.int64))
             self.accuracy.append(float(acc[i]))
@@ -41,6 +42,8 @@ class Archive:
             self.macs.append(float(macs[i]))
             self.params.append(float(params[i]))
             self.generation.append(gen)
+            if more is not None:
+                self.more.append([float(x) for x in more[i]])
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -58,8 +61,10 @@ class Archive:
         return np.array([self.vectors[i] for i in order])
 
     def to_json(self, space: SearchSpace) -> list[dict]:
+        """The rows as a run folder keeps them; a fleet's rows add `latencies_ms`: every table's latency, the
+        objective's first."""
         ranks = self.ranks if self.ranks is not None else self.rank()
-        return [
+        rows = [
             {
                 "arch": str(from_vector(space, v)),
                 "vector": v.tolist(),
@@ -74,12 +79,16 @@ class Archive:
                 self.vectors, self.accuracy, self.latency, self.macs, self.params, ranks, self.generation
             )
         ]
+        for row, more in zip(rows, self.more, strict=False):
+            row["latencies_ms"] = [row["latency_ms"], *more]
+        return rows
 
     @classmethod
     def from_json(cls, rows: list[dict]) -> Archive:
         a = cls()
         for r in rows:
-            a.add([r["vector"]], [r["accuracy"]], [r["latency_ms"]], [r["macs"]], [r["params"]], r["generation"])
+            more = [r["latencies_ms"][1:]] if "latencies_ms" in r else None
+            a.add([r["vector"]], [r["accuracy"]], [r["latency_ms"]], [r["macs"]], [r["params"]], r["generation"], more)
         a.ranks = np.array([r["rank"] for r in rows]) if rows else np.zeros(0, dtype=int)
         return a
 
@@ -116,10 +125,10 @@ class Ledger:
         self.generation = 0  # how many batches were priced
         self.exhausted: str | None = None
 
-    def accuracy(self, vecs: np.ndarray, feasible: np.ndarray, lat, macs, params) -> np.ndarray:
+    def accuracy(self, vecs: np.ndarray, feasible: np.ndarray, lat, macs, params, more=None) -> np.ndarray:
         """The accuracy of each feasible row of `vecs` (0 for the others), paying only for architectures not seen
         before (once each, however often a batch holds them); what is paid for joins the archive with its
-        cheap figures (`lat`, `macs`, `params`, one per row)."""
+        cheap figures (`lat`, `macs`, `params`, one per row; `more`: [rows, tables] a fleet's other latencies)."""
         acc = np.zeros(len(vecs))
         keys = [key(v) for v in vecs]
         new = [i for i in np.flatnonzero(feasible) if keys[i] not in self.seen]
@@ -127,7 +136,8 @@ class Ledger:
         if new:
             scores = self.accuracy_fn([from_vector(self.space, vecs[i]) for i in new])
             self.calls += len(new)
-            self.archive.add(vecs[new], scores, lat[new], macs[new], params[new], self.generation)
+            extra = None if more is None else np.asarray(more)[new]
+            self.archive.add(vecs[new], scores, lat[new], macs[new], params[new], self.generation, extra)
             self.seen.update((keys[i], float(a)) for i, a in zip(new, scores))
         for i in np.flatnonzero(feasible):
             acc[i] = self.seen[keys[i]]

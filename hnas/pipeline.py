@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hnas.ces import Constraints, ces, require_feasible
+from hnas.ces import Constraints, TableBand, ces, require_feasible
 from hnas.core.io import atomic_write_json, read_json
 from hnas.core.progress import bars, phase, standalone
 from hnas.dist import exists, is_main, shared, write_on_main
 from hnas.prune import estimate, prune, select_by_rank
-from hnas.runs import pin_lut
+from hnas.runs import pin_fleet, pin_lut
 from hnas.searchrun import SEARCH_SCHEMA, SearchRun
 from hnas.settings import FIXED_ARCHS_SEED, RunConfig, SearchSettings, TrainConfig
 from hnas.spec.modules import zero_init_residuals
@@ -48,7 +48,8 @@ AccuracyFactory = Callable[[Supernet, int], Callable]
 class Pipeline:
     """An HNAS run in a folder. It is handed its latency objective (`latency`: a model with `predict(vectors)` and
     `for_space(space)`, e.g. a LUT predictor of the deployment space) and, optionally, an accuracy factory; it
-    opens no latency table itself."""
+    opens no latency table itself. A fleet search is also handed its other tables (`more`: one model each, with a
+    name, in the order of `search.fleet`, whose bands they are held to) and the first table's `name`."""
 
     def __init__(
         self,
@@ -60,7 +61,12 @@ class Pipeline:
         log: Callable[[str], None] = print,
         progress: bool = True,
         options: tuple[str, ...] = TRAINING_OPTIONS,
+        more: tuple[tuple[str, object], ...] = (),
+        name: str = "the latency table",
     ):
+        if len(more) != len(search.fleet):
+            raise ValueError(f"{len(search.fleet)} other tables in the settings, {len(more)} latency models given")
+        self.more, self.name = tuple(more), name
         self.path = Path(path)
         self.options = options  # the flags of the command running this search: hints name only those
         cfg_file = self.path / "config.json"
@@ -68,6 +74,7 @@ class Pipeline:
         self.latency = latency
         if not exists(cfg_file):
             run = pin_lut(run)  # a new run records its LUT as an absolute path with its sha256
+            search = self.search = pin_fleet(search)  # and its other tables so
         self.folder = SearchRun(self.path, run, search)  # what this pipeline writes, read back
         self.sn = self.folder.supernets  # its config lives inside this run's config.json
         self.accuracy_factory = accuracy_factory
@@ -75,11 +82,10 @@ class Pipeline:
         self.progress = progress and is_main()
         if not exists(cfg_file):  # every input is checked before anything is written
             self.sn.require_memory()
-            constraints = Constraints(search.band, search.max_macs, search.max_params)
-            line = require_feasible(self.sn.deploy_space, latency, constraints)
+            line = require_feasible(self.sn.deploy_space, latency, self.constraints(self.sn.deploy_space))
             self.sn.data()
             if line:
-                self.log(f"latency band {search.band} ms: {line}")
+                self.log(f"latency band{'s' if self.more else ''} {self.bands_text()}: {line}")
             write_on_main(lambda: atomic_write_json(cfg_file, {"run": run.to_dict(), "search": asdict(search)}))
 
     # --- helpers ----------------------------------------------------------------------------------
@@ -93,6 +99,22 @@ class Pipeline:
     def predictor(self, space: SearchSpace):
         """The latency objective on `space` (a pruned one, in later stages)."""
         return self.latency.for_space(space)
+
+    def constraints(self, space: SearchSpace) -> Constraints:
+        """The search's constraints on `space`: its band and caps, and every other table's band priced on `space`."""
+        s = self.search
+        more = tuple(
+            TableBand(name, model.for_space(space), t.band) for (name, model), t in zip(self.more, s.fleet, strict=True)
+        )
+        return Constraints(s.band, s.max_macs, s.max_params, more, self.name)
+
+    def bands_text(self) -> str:
+        """`[7.00, 9.00] ms`, or for a fleet `[7.00, 9.00] ms on A, [-, 5.00] ms on B`: the bands as lines quote."""
+        if not self.more:
+            return f"{self.search.band} ms"
+        names = [self.name, *(n for n, _ in self.more)]
+        bands = [self.search.band, *(t.band for t in self.search.fleet)]
+        return ", ".join(f"{b} ms on {n}" for b, n in zip(bands, names, strict=True))
 
     # --- steps ------------------------------------------------------------------------------------
 
@@ -156,7 +178,7 @@ class Pipeline:
         s = self.search
         self.log(
             f"stage {k}: CES over {space.size():.3g} architectures, population {s.population}, "
-            f"{s.generations} generations, latency {s.band} ms"
+            f"{s.generations} generations, latency {self.bands_text()}"
         )
         with phase(standalone if self.progress else None, f"stage {k} search", s.generations) as advance:
 
@@ -169,7 +191,7 @@ class Pipeline:
                 space,
                 acc_fn,
                 pred,
-                Constraints(s.band, s.max_macs, s.max_params),
+                self.constraints(space),
                 s.population,
                 s.generations,
                 s.seed + k,
@@ -265,6 +287,14 @@ class Pipeline:
             "latency_band_ms": [self.search.band.lo, self.search.band.hi],
             "lut": self.sn.config.lut,
         }
+        if self.more:  # a fleet: every table, the objective's first (each row's `latencies_ms` follows this order)
+            luts = [self.sn.config.lut, *(t.lut for t in self.search.fleet)]
+            bands = [self.search.band, *(t.band for t in self.search.fleet)]
+            models = [self.latency, *(m for _, m in self.more)]
+            results["tables"] = [
+                {"name": n, "lut": lut, "precision": str(getattr(m, "precision", None)), "band_ms": [b.lo, b.hi]}
+                for n, lut, m, b in zip([self.name, *(n for n, _ in self.more)], luts, models, bands, strict=True)
+            ]
         write_on_main(lambda: atomic_write_json(self.path / "results.json", results))
         return results
 

@@ -56,27 +56,37 @@ def _read(path: Path, spec, what: str):
     return read_json(path, spec, what) if path.is_file() else None
 
 
-def pareto_plot(searches: dict[int, dict], band: Band, max_rank: int):
+def pareto_plot(searches: dict[int, dict], band: Band, max_rank: int, more: list[tuple[str, Band]] = ()):
+    """One panel per searched stage: every evaluated architecture, those of rank < `max_rank` and the Pareto front
+    against the objective's latency, the band drawn. A fleet (`more`: each other table's name and band, in the order
+    of the rows' `latencies_ms` after the first) gains a row of panels per other table: the same architectures
+    against that table's latency, the front marked and that table's band drawn."""
     plt = _plt()
     n = len(searches)
-    fig, axes = plt.subplots(1, n, figsize=(4.4 * n, 3.8), squeeze=False, constrained_layout=True)
-    for ax, (k, rec) in zip(axes[0], sorted(searches.items())):
+    rows_n = 1 + len(more)
+    fig, axes = plt.subplots(rows_n, n, figsize=(4.4 * n, 3.8 * rows_n), squeeze=False, constrained_layout=True)
+    for col, (k, rec) in enumerate(sorted(searches.items())):
         rows = rec["archive"]
-        lat = np.array([r["latency_ms"] for r in rows])
         acc = np.array([r["accuracy"] for r in rows])
         rank = np.array([r["rank"] for r in rows])
-        ax.scatter(lat, acc, s=8, c="0.7", label=f"evaluated ({len(rows)})")
-        sel = rank < max_rank
-        ax.scatter(lat[sel], acc[sel], s=10, c="tab:blue", label=f"rank < {max_rank}")
-        front = np.argsort(lat[rank == 1])
-        ax.plot(lat[rank == 1][front], acc[rank == 1][front], "o-", c="tab:red", ms=4, label="Pareto front")
-        for b in (band.lo, band.hi):
-            if b is not None:
-                ax.axvline(b, c="k", ls="--", lw=0.8)
-        ax.set_title(f"stage {k}: search on stage {k - 1} supernet")
-        ax.set_xlabel("predicted latency (ms)")
-        ax.set_ylabel("one-shot top-1")
-        ax.legend(fontsize=7, loc="lower right")
+        tables = [("", band, np.array([r["latency_ms"] for r in rows]))]
+        for i, (name, b) in enumerate(more, start=1):
+            tables.append((name, b, np.array([r["latencies_ms"][i] for r in rows]) if rows else np.zeros(0)))
+        for row, (name, b, lat) in enumerate(tables):
+            ax = axes[row][col]
+            ax.scatter(lat, acc, s=8, c="0.7", label=f"evaluated ({len(rows)})")
+            sel = rank < max_rank
+            ax.scatter(lat[sel], acc[sel], s=10, c="tab:blue", label=f"rank < {max_rank}")
+            front = np.argsort(lat[rank == 1])
+            what = "Pareto front" if not row else "Pareto front (of the objective)"
+            ax.plot(lat[rank == 1][front], acc[rank == 1][front], "o-", c="tab:red", ms=4, label=what)
+            for edge in (b.lo, b.hi):
+                if edge is not None:
+                    ax.axvline(edge, c="k", ls="--", lw=0.8)
+            ax.set_title(f"stage {k}: search on stage {k - 1} supernet" + (f"\non {name}" if row else ""))
+            ax.set_xlabel("predicted latency (ms)" + (f", {name}" if row else ""))
+            ax.set_ylabel("one-shot top-1")
+            ax.legend(fontsize=7, loc="lower right")
     return fig
 
 
@@ -211,6 +221,8 @@ def build_report(run: str | Path, lut: str | None = None) -> Path:
         (f"stage {k}", int(r["pruned_size"])) for k, r in sorted(searches.items()) if k < stages
     ]
     band = Band(*results["latency_band_ms"])
+    tables = results.get("tables", [])  # a fleet's tables, the objective's first
+    more = [(t["name"], Band(*t["band_ms"])) for t in tables[1:]]
     max_rank, p_th = search.max_rank, search.p_th
     sections = []
     stage_rows = [
@@ -246,8 +258,8 @@ def build_report(run: str | Path, lut: str | None = None) -> Path:
     if searches:
         sections.append(
             (
-                "Pareto front per stage",
-                _figure(pareto_plot(searches, band, max_rank), out / "pareto.png"),
+                "Pareto front per stage" + (", on every latency table" if more else ""),
+                _figure(pareto_plot(searches, band, max_rank, more), out / "pareto.png"),
                 _table(
                     ["stage", "evaluated", f"rank < {max_rank}", "Pareto set"],
                     [
@@ -361,7 +373,7 @@ def build_report(run: str | Path, lut: str | None = None) -> Path:
     best_rows = [
         [
             f"{r['accuracy']:.3f}",
-            f"{r['latency_ms']:.2f}",
+            " / ".join(f"{x:.2f}" for x in r.get("latencies_ms", [r["latency_ms"]])),
             f"{r['macs'] / 1e6:.0f}",
             f"{r['params'] / 1e6:.2f}",
             r["arch"],
@@ -372,9 +384,26 @@ def build_report(run: str | Path, lut: str | None = None) -> Path:
         (
             "Best architectures inside the latency band",
             None,
-            _table(["one-shot top-1", "latency ms", "MMACs", "M params", "architecture"], best_rows),
+            _table(
+                ["one-shot top-1", "latency ms" + (" (" + " / ".join(t["name"] for t in tables) + ")" if more else "")]
+                + ["MMACs", "M params", "architecture"],
+                best_rows,
+            ),
         )
     )
+    if more:
+        sections.insert(
+            0,
+            (
+                "Latency tables (one network for every device)",
+                None,
+                _table(
+                    ["table", "precision", "band ms", "file"],
+                    [[t["name"], t["precision"], str(Band(*t["band_ms"])), t["lut"]] for t in tables],
+                ),
+            ),
+        )
+    fleet_note = html.escape("".join(f", {b} ms on {name}" for name, b in more))
     body = "".join(
         f"<section><h2>{html.escape(title)}</h2><div class='row'>"
         + (f"<img src='{img}' alt='{html.escape(title)}'>" if img else "")
@@ -387,7 +416,7 @@ flex-wrap:wrap}} img{{max-width:900px}} table{{border-collapse:collapse;font-siz
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} h2{{border-bottom:1px solid #888}}</style></head>
 <body><h1>HNAS run {html.escape(run.name)}</h1>
 <p>space {html.escape(space.name)} ({space.size():.3e} architectures), data {html.escape(cfg.data)},
-LUT {html.escape(str(cfg.lut))}, latency band {band} ms, M = {stages}.</p>{body}</body></html>"""
+LUT {html.escape(str(cfg.lut))}, latency band {band} ms{fleet_note}, M = {stages}.</p>{body}</body></html>"""
     atomic_write_text(out / "index.html", page)
     return out / "index.html"
 

@@ -24,7 +24,7 @@ from hnas.data import DataBundle, load_data
 from hnas.dist import exists, is_main, shared, write_on_main
 from hnas.evalimages import EvalFormat, EvalImages
 from hnas.evaluate import OneShotEvaluator
-from hnas.settings import FIXED_ARCHS_SEED, RunConfig, TrainConfig
+from hnas.settings import FIXED_ARCHS_SEED, RunConfig, SearchSettings, TrainConfig
 from hnas.spec.arch import sample
 from hnas.spec.modules import zero_init_residuals
 from hnas.spec.space import SearchSpace
@@ -39,6 +39,48 @@ def pin_lut(config: RunConfig) -> RunConfig:
         return config
     path = Path(config.lut).resolve()
     return replace(config, lut=str(path), lut_sha256=sha256_file(path))
+
+
+def pin_fleet(search: SearchSettings | TrainConfig) -> SearchSettings | TrainConfig:
+    """New settings' fleet (the other tables: `SearchSettings.fleet`, `TrainConfig.fleet`) as absolute paths with their
+    sha256 (`pin_lut`)."""
+    fleet = [
+        replace(t, lut=str(Path(t.lut).resolve()), lut_sha256=sha256_file(t.lut)) if Path(t.lut).is_file() else t
+        for t in search.fleet
+    ]
+    return replace(search, fleet=fleet)
+
+
+def run_fleet(search: SearchSettings | TrainConfig, run: str | Path, given: list[str] | None = None):
+    """The settings (search or training) of the run in `run` with its fleet's other tables where they are now: each
+    recorded file when its sha256 is the recorded one, or the one `given` in its place (the table moved; `given`: the
+    other tables' paths in order, as `--lut` named them after the first). A changed table list, or a missing or
+    changed table, is one line naming the fix."""
+    fleet = search.fleet
+    if given is not None and len(given) != len(fleet):
+        had = ", ".join(t.lut for t in fleet) or "none"
+        raise HnasError(
+            f"{run} was started with {len(fleet) + 1} latency table(s) and {len(given) + 1} --lut were given: a run "
+            f"keeps its table list (the others: {had}); resume without --lut, or with every table in the same order, "
+            "or start a new run with --out"
+        )
+    moved = []
+    for i, t in enumerate(fleet):
+        path = Path(given[i]) if given is not None else Path(t.lut)
+        where = f"--lut {given[i]}" if given is not None else f"the latency table {t.lut}"
+        if not path.is_file():
+            raise HnasError(
+                f"{run} was started with the latency table {t.lut}, and {where} is not there: pass every --lut again, "
+                "naming where each table is now (accepted only if its sha256 is the same)"
+            )
+        sha = sha256_file(path)
+        if t.lut_sha256 is not None and sha != t.lut_sha256:
+            raise HnasError(
+                f"{where} (sha256 {sha[:16]}) is not the table {run} was started with ({t.lut}, sha256 "
+                f"{t.lut_sha256[:16]}): give that table (a moved copy is accepted), or start a new run with --out"
+            )
+        moved.append(replace(t, lut=str(path.resolve()), lut_sha256=sha))
+    return replace(search, fleet=moved)
 
 
 def run_lut(config: RunConfig, run: str | Path, given: str | None = None, missing_ok: bool = False) -> RunConfig:
@@ -97,13 +139,15 @@ def _record_lut(cfg_file: Path, config: RunConfig, path: Path, sha: str) -> RunC
 
 class SupernetRun:
     """A supernet training run in a folder. `latency` (a latency model with `for_space(space)`, e.g. a LUT
-    predictor) is needed only when the training samples paths inside a latency band."""
+    predictor) is needed only when the training samples paths inside a latency band; `more`: the models of the
+    training's other tables (`TrainConfig.fleet`, in order), whose bands every path must also lie in."""
 
-    def __init__(self, path: str | Path, config: RunConfig, latency=None):
+    def __init__(self, path: str | Path, config: RunConfig, latency=None, more: tuple = ()):
         """A run of `config` in `path` (nothing is read or written; see `open`)."""
         self.path = Path(path)
         self.config = config
         self.latency = latency
+        self.more = tuple(more)
         self.deploy_space = SearchSpace.from_dict(config.space)
         self._data: DataBundle | None = None
         self._fits = False  # require_memory passed in this process
@@ -117,23 +161,27 @@ class SupernetRun:
         return RunConfig.from_dict(read_json(cfg_path), str(cfg_path)) if cfg_path.is_file() else None
 
     @classmethod
-    def open(cls, path: str | Path, config: RunConfig | None = None, latency=None) -> SupernetRun:
+    def open(cls, path: str | Path, config: RunConfig | None = None, latency=None, more: tuple = ()) -> SupernetRun:
         """The run in `path` (its config.json wins), or a new one of `config`, whose config.json is written once
-        the data spec has loaded."""
+        the data spec has loaded (`more`: the models of its other tables, `TrainConfig.fleet`)."""
         cfg_path = Path(path) / "config.json"
         if exists(cfg_path):  # rank 0's answer under torchrun: every rank takes the same branch
-            return cls(path, cls.saved_config(path), latency)
+            return cls(path, cls.saved_config(path), latency, more)
         if config is None:
             raise HnasError(f"{path} is not a supernet run (no config.json): train one with `hnas supernet train`")
-        run = cls(path, pin_lut(config), latency)
+        pinned = pin_lut(config)
+        run = cls(path, replace(pinned, train=pin_fleet(pinned.train)), latency, more)
         run.require_memory()
-        band = config.train.band
-        if not band.is_open:  # a band no path lies in is refused before anything is written
+        band, fleet = config.train.band, config.train.fleet
+        if not band.is_open or fleet:  # a band no path lies in is refused before anything is written
             if latency is None:
                 raise HnasError("a latency band for sampling (--lat) needs the LUT that prices it (--lut)")
-            from hnas.ces import Constraints, require_feasible
+            from hnas.ces import Constraints, TableBand, require_feasible
+            from hnas.settings import table_names
 
-            require_feasible(run.deploy_space, latency, Constraints(band))
+            names = table_names([config.lut, *(t.lut for t in fleet)])
+            others = tuple(TableBand(n, m, t.band) for n, m, t in zip(names[1:], more, fleet, strict=True))
+            require_feasible(run.deploy_space, latency, Constraints(band, more=others, name=names[0]))
         run.data()  # a bad data spec fails before anything is written
         write_on_main(lambda: atomic_write_json(cfg_path, run.config.to_dict()))
         return run
@@ -244,11 +292,12 @@ class SupernetRun:
         deploy = deploy_space or self.deploy_space
         supernet = supernet or zero_init_residuals(Supernet(self.proxy(deploy)))
         pred = None
-        if not cfg.band.is_open:
+        if not cfg.band.is_open or cfg.fleet:
             if self.latency is None:
                 raise HnasError("a latency band for sampling needs a LUT (--lut)")
             pred = self.latency.for_space(deploy)
-        sampler = PathSampler(supernet.space, cfg.seed, pred, cfg.band, cfg.max_reject)
+        more = tuple((m.for_space(deploy), t.band) for m, t in zip(self.more, cfg.fleet, strict=True))
+        sampler = PathSampler(supernet.space, cfg.seed, pred, cfg.band, cfg.max_reject, more)
         fixed = sample(deploy, self.config.proxy.val_archs, np.random.default_rng(FIXED_ARCHS_SEED))
 
         def on_epoch(stats):

@@ -37,7 +37,9 @@ _ROW = Obj(
         "params": Num(at_least=0),
         "rank": Int(1),
         "generation": Int(0),
-    }
+        "latencies_ms": ListOf(POSITIVE_MS, 2),  # a fleet's: every table's latency, the objective's first
+    },
+    optional=frozenset({"latencies_ms"}),
 )
 SEARCH_SCHEMA = Obj(
     {
@@ -75,7 +77,19 @@ RESULTS_SCHEMA = Obj(
         "pareto": ListOf(_ROW),
         "latency_band_ms": ListOf(Opt(Num(at_least=0)), 2, 2),
         "lut": Opt(Str()),
-    }
+        "tables": ListOf(  # a fleet's tables, the objective's first
+            Obj(
+                {
+                    "name": Str(nonempty=True),
+                    "lut": Opt(Str()),
+                    "precision": Str(),
+                    "band_ms": ListOf(Opt(Num(at_least=0)), 2, 2),
+                }
+            ),
+            2,
+        ),
+    },
+    optional=frozenset({"tables"}),
 )
 
 

@@ -206,6 +206,35 @@ class Deployment:
 
 
 @dataclass
+class FleetTable:
+    """One more latency table of a fleet search (`--lut A.json --lat 60:70 --lut B.json --lat :120`: this is B): its
+    band is a constraint beside the first table's, whose latency stays the objective; it prices at its own precision.
+    `band` is in ms; when it came from `--lat-rel`, that and the reference are kept beside it (`band_rel`, `ref`). A
+    run folder records the table as an absolute path with its sha256 (`hnas.runs.pin_lut`, as the first table's)."""
+
+    lut: str
+    band: Band = field(default_factory=Band)
+    band_rel: Band | None = None
+    ref: str | None = None
+    lut_sha256: str | None = None
+
+    def __post_init__(self):
+        if isinstance(self.band, dict):
+            self.band = Band(**self.band)
+        if isinstance(self.band_rel, dict):
+            self.band_rel = Band(**self.band_rel)
+
+
+def table_names(paths) -> list[str]:
+    """How lines, results and figures name a fleet's tables: each file's stem (`local-amd-epyc-ce862bd4-int8`), or
+    its path as given where two stems are the same."""
+    from pathlib import Path
+
+    stems = [Path(p).stem for p in paths]
+    return [stem if stems.count(stem) == 1 else str(p) for stem, p in zip(stems, paths, strict=True)]
+
+
+@dataclass
 class TrainConfig:
     """Optimisation settings (the paper's where it gives them): each field's default, help and check, once."""
 
@@ -220,6 +249,11 @@ class TrainConfig:
     amp: bool = setting(True, "Mixed precision on CUDA.")
     band: Band = setting(None, "Sample only paths whose LUT latency lies in MIN:MAX ms.", flag="--lat", factory=Band)
     max_reject: int = setting(1000, "Draws per path before a latency band is given up on.", check=at_least(1))
+    fleet: list[FleetTable] = setting(
+        None,
+        "The other latency tables whose bands every sampled path must also lie in (--lut A --lat 7:9 --lut B --lat :5)",
+        factory=list,
+    )
     warmup_epochs: int = setting(
         0,
         "First epochs with each stage-first layer held at its smallest op, then all candidates start from it "
@@ -231,6 +265,7 @@ class TrainConfig:
     def __post_init__(self):
         if isinstance(self.band, dict):
             self.band = Band(**self.band)
+        self.fleet = [FleetTable(**t) if isinstance(t, dict) else t for t in self.fleet]
         check(self)
         if self.warmup_epochs and not 0 < self.warmup_epochs < self.epochs:
             raise HnasError(f"--warmup-epochs must be 0 or fewer than the {self.epochs} epochs of training")
@@ -340,12 +375,19 @@ class SearchSettings:
     seed: int = setting(0, "Seed.", check=SEED)
     band_rel: Band | None = setting(None, "Band relative to --ref, e.g. 0.98:1.15.", flag="--lat-rel")
     ref: str | None = setting(None, "Reference architecture for --lat-rel.")
+    fleet: list[FleetTable] = setting(
+        None,
+        "The other latency tables of a fleet search, each with its band (a constraint; the first --lut's latency is "
+        "the objective): --lut A.json --lat 60:70 --lut B.json --lat :120.",
+        factory=list,
+    )
 
     def __post_init__(self):
         if isinstance(self.band, dict):
             self.band = Band(**self.band)
         if isinstance(self.band_rel, dict):
             self.band_rel = Band(**self.band_rel)
+        self.fleet = [FleetTable(**t) if isinstance(t, dict) else t for t in self.fleet]
         check(self)
         if len(self.epochs) != self.stages - 1 or len(self.lrs) != self.stages - 1:
             raise HnasError(

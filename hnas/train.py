@@ -82,21 +82,32 @@ def default_device() -> torch.device:
 class PathSampler:
     """Uniform single-path sampling over a layer-wise space, optionally inside a latency band: drawn uniformly from
     the paths inside it when the predictor is additive (a LUT predictor's `distribution()`,
-    `hnas.core.additive`), else by rejection."""
+    `hnas.core.additive`), else by rejection. `more`: a fleet's other (predictor, band) pairs, each band checked on
+    every path drawn (inside the first band) by rejection."""
 
-    def __init__(self, space: SearchSpace, seed: int, predictor=None, band: Band | None = None, max_reject=1000):
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int,
+        predictor=None,
+        band: Band | None = None,
+        max_reject=1000,
+        more: tuple = (),
+    ):
         self.space = space
         self.rng = np.random.default_rng(seed)
         self.codec = ArchCodec(space)
         self.predictor, self.band, self.max_reject = predictor, band or Band(), max_reject
-        if predictor is None and not self.band.is_open:
+        self.more = tuple(more)
+        if predictor is None and (not self.band.is_open or self.more):
             raise HnasError("a latency band for sampling needs a LUT (--lut)")
         self._banded: dict[tuple, tuple] = {}  # held layers -> (in-band distribution, original indices)
 
     def _feasible(self, vec: np.ndarray) -> bool:
         if self.predictor is None:
             return True
-        return bool(self.band.contains(float(self.predictor.predict(vec)[0])))
+        pairs = ((self.predictor, self.band), *self.more)
+        return all(bool(b.contains(float(p.predict(vec)[0]))) for p, b in pairs)
 
     def _draw(self, hold: dict[int, int]) -> np.ndarray:
         """One path: in-band when the predictor's distribution is known, else uniform per layer."""
@@ -124,7 +135,8 @@ class PathSampler:
             vec = self._draw(hold or {})
             if self._feasible(vec):
                 return from_vector(self.space, vec)
-        raise HnasError(f"no path inside latency {self.band} ms in {self.max_reject} draws: widen --lat")
+        bands = " and ".join(str(b) for b in (self.band, *(b for _, b in self.more)))
+        raise HnasError(f"no path inside latency {bands} ms in {self.max_reject} draws: widen --lat")
 
 
 # --- checkpoints ----------------------------------------------------------------------------------

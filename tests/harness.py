@@ -170,6 +170,23 @@ class Table:
         return self.lat[self.rows, np.atleast_2d(vecs)].sum(1)
 
 
+class BandedTable(Table):
+    """A table whose latency is additive and says so (`distribution`): searches draw inside the band exactly."""
+
+    def __init__(self, space, seed=0):
+        super().__init__(space, seed)
+        self.space = space
+
+    def predict(self, vecs):
+        return self.latency(vecs)
+
+    def distribution(self):
+        from hnas.core.additive import AdditiveLatency, LatencyDistribution
+
+        rows = tuple(self.lat[j, : len(c)].copy() for j, c in enumerate(self.space.candidates))
+        return LatencyDistribution(AdditiveLatency(rows, 0.0))
+
+
 # the kernels an int8 network of the space holds (no QUANTIZE / DEQUANTIZE: int8 in and out)
 INT8_KERNELS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "FULLY_CONNECTED", "PAD"}
 

@@ -8,27 +8,14 @@ import numpy as np
 import pytest
 
 from hnas.ces import Constraints, ces
-from hnas.core.additive import AdditiveLatency, LatencyDistribution
 from hnas.core.band import Band
 from hnas.spec.space import basic
 from hnas.spos_ea import random_search, spos_ea
-from tests.harness import Table, enumerable_space
-
-
-class BandedTable(Table):
-    """A table whose latency is additive and says so (`distribution`): searches draw inside the band exactly."""
-
-    def predict(self, vecs):
-        return self.latency(vecs)
-
-    def distribution(self):
-        rows = tuple(self.lat[j, : len(c)].copy() for j, c in enumerate(self.space.candidates))
-        return LatencyDistribution(AdditiveLatency(rows, 0.0))
+from tests.harness import BandedTable, Table, enumerable_space
 
 
 def _table(space, banded: bool):
     t = (BandedTable if banded else Table)(space)
-    t.space = space
     return t, (t if banded else t.latency)
 
 

@@ -38,7 +38,14 @@ DataOpt = Annotated[
     str, typer.Option("--data", help="digits, mnist5k, mnist5k-translated, cifar10:PATH, imagenet:PATH.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-LutOpt = Annotated[str | None, typer.Option("--lut", help="Latency table (LUT file) of the target device.")]
+LutOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--lut",
+        help="Latency table (LUT file) of the target device; repeat it for a fleet (one network for every table: the "
+        "first table's latency is the objective, every table's band a constraint).",
+    ),
+]
 OutOpt = Annotated[str, typer.Option("--out", help="Run folder; an existing run resumes.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="`local` (this CPU) or a phone (serial or host:port).")]
 
@@ -70,9 +77,18 @@ PopulationOpt = recipe_option(SearchSettings, "population")
 GenerationsOpt = recipe_option(SearchSettings, "generations")
 PrescreenOpt = option(SearchSettings, "prescreen")
 PrecisionOpt = option(Deployment, "precision")
-LatOpt = Annotated[str | None, typer.Option("--lat", help="Latency band MIN:MAX in ms.")]
-LatRelOpt = Annotated[str | None, typer.Option("--lat-rel", help="Band relative to --ref, e.g. 0.98:1.15.")]
-RefOpt = Annotated[str | None, typer.Option("--ref", help="Reference architecture for --lat-rel.")]
+LatOpt = Annotated[
+    list[str] | None,
+    typer.Option("--lat", help="Latency band MIN:MAX in ms (with several --lut: one per table, in order)."),
+]
+LatRelOpt = Annotated[
+    list[str] | None,
+    typer.Option("--lat-rel", help="Band relative to --ref, e.g. 0.98:1.15 (with several --lut: one per table)."),
+]
+RefOpt = Annotated[
+    list[str] | None,
+    typer.Option("--ref", help="Reference architecture for --lat-rel (with several --lut: one, or one per table)."),
+]
 
 
 def precision_arg(precision: str | None) -> str | None:

@@ -67,6 +67,7 @@ def search(
     from hnas.settings import by_flag
     from hnas.spec.space import SearchSpace, load_space
     from hnas.train import init_distributed
+    from hnas.workflows.fleet import pair_bands
     from hnas.workflows.search import assemble_search, open_search
 
     init_distributed()
@@ -77,32 +78,40 @@ def search(
     if saved is not None:
         run_cfg, s = saved.config, saved.search
         deploy = SearchSpace.from_dict(run_cfg.space)
+        n = 1 + len(s.fleet)
         flags = {**by_flag(run_cfg.proxy, run_cfg.train, s), "--space": run_cfg.space, "--data": run_cfg.data}
-        refuse_changed_settings(  # --lut may name where the run's table moved: open_search checks its sha256
+        flags.update(  # every table's, in order (the first's as ever)
+            {
+                "--lat": [s.band, *(t.band for t in s.fleet)],
+                "--lat-rel": [s.band_rel, *(t.band_rel for t in s.fleet)],
+                "--ref": [s.ref, *(t.ref for t in s.fleet)],
+            }
+        )
+        refuse_changed_settings(  # --lut may name where the run's tables moved: open_search checks their sha256
             ctx,
             flags,
             out,
             {
                 "--space": lambda t: load_space(t).to_dict(),
-                "--lat": Band.parse,
-                "--lat-rel": lambda t: Band.parse(t, "--lat-rel"),
+                "--lat": lambda ts: [Band.parse(t) for t in ts],
+                "--lat-rel": lambda ts: [Band.parse(t, "--lat-rel") for t in ts],
                 "--epochs": lambda t: numbers(t, "--epochs", int),
                 "--lr": lambda t: numbers(t, "--lr"),
-                "--ref": lambda t: str(load_arch(t, deploy)),
+                "--ref": lambda ts: [str(load_arch(t, deploy)) for t in ts] * (n if len(ts) == 1 else 1),
             },
         )
         console.print(f"resuming {out} with the settings in its config.json")
         pipe = open_search(out, log=console.print, precision=precision, lut=lut, saved=saved)
     else:
-        if lut is None:
+        if not lut:
             raise HnasError("--lut is needed: the latency table of the target device (`hnas lut build`)")
         sp = load_space(space)
-        ref_arch = load_arch(ref, sp) if ref is not None else None
+        bands = pair_bands(len(lut), lat, lat_rel, [load_arch(r, sp) for r in ref or []])
         run, settings, latency = assemble_search(
             recipe_for(data),
             sp,
             data,
-            lut,
+            lut[0],
             stages,
             proxy={**given.proxy, "bn_images": bn_images},
             train=given.train,
@@ -118,15 +127,17 @@ def search(
                 "max_params": max_params,
                 "seed": given.train["seed"],
             },
-            band=Band.parse(lat),
-            band_rel=Band.parse(lat_rel, "--lat-rel") if lat_rel is not None else None,
-            ref=ref_arch,
+            band=bands.lat[0],
+            band_rel=bands.lat_rel[0],
+            ref=bands.refs[0],
             precision=precision,
+            others=[(lut[i], bands.lat[i], bands.lat_rel[i], bands.refs[i]) for i in range(1, len(lut))],
         )
-        console.print(f"latency objective: {latency.precision} entries of {lut}")
+        console.print(f"latency objective: {latency.precision} entries of {lut[0]}")
+        ref_arch = bands.refs[0]
         if ref_arch is not None:
             console.print(
-                f"reference {ref_arch}: {latency.predict_arch(ref_arch):.3f} ms on {lut} -> band {settings.band} ms"
+                f"reference {ref_arch}: {latency.predict_arch(ref_arch):.3f} ms on {lut[0]} -> band {settings.band} ms"
             )
         pipe = open_search(out, run, settings, log=console.print, precision=precision, latency=latency)
     print_results(pipe.run())
@@ -166,7 +177,14 @@ def demo(
     ctx: typer.Context,
     out: Annotated[str, typer.Option("--out", help="Run folder (an existing one resumes).")] = "runs/demo",
     space: SpaceOpt = "basic",
-    lut: Annotated[str | None, typer.Option("--lut", help="Host LUT (default lut/local-<cpu>-<machine>.json).")] = None,
+    lut: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--lut",
+            help="Host LUT (default lut/local-<cpu>-<machine>.json); repeat it to add a fleet's other tables, each "
+            "held to 0.9-1.1 x the reference on it.",
+        ),
+    ] = None,
     epochs: Annotated[
         str | None, typer.Option("--epochs", help="Supernet epochs per training stage (default: the recipe's 12,6,4).")
     ] = None,
@@ -209,20 +227,21 @@ def demo(
     if saved is not None:  # a run searches on the table it started with: checked, never re-measured under it
         from hnas.runs import run_lut
 
-        lut_path = Path(run_lut(saved[0], out, lut).lut)
+        lut_path = Path(run_lut(saved[0], out, lut[0] if lut else None).lut)
         console.print(f"resuming {out} on its table {lut_path} (unchanged since the run started)")
     else:
         with bars() as factory:
-            lut_path, built = host_lut(sp, lut, factory, precision_arg(precision))
+            lut_path, built = host_lut(sp, lut[0] if lut else None, factory, precision_arg(precision))
         console.print(report_line(built))
     console.rule("2/5 HNAS: supernet, search, pruning (M = 4)")
-    pipe = demo_search(out, sp, lut_path, settings, console.print, precision_arg(precision))
+    pipe = demo_search(out, sp, lut_path, settings, console.print, precision_arg(precision), (lut or [])[1:])
     results = pipe.run()
     print_results(results)
     console.rule("3/5 end-to-end latency of the found network on this CPU")
     if results["best"]:
         with bars() as factory:
-            result = verify_run(out, str(lut_path), "local", op_profile=True, progress=factory)
+            fleet = bool(pipe.search.fleet)  # a fleet's run: measured on every device this machine reaches
+            result = verify_run(out, None if fleet else str(lut_path), "local", op_profile=True, progress=factory)
         print_verify(result)
     else:
         console.print("no architecture inside the latency band: nothing to verify")

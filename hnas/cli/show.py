@@ -33,13 +33,47 @@ def print_results(results: dict) -> None:
             console.print(f"stage {s['stage']}: {s['evaluated']} of {s['budget']} evaluations: {s['exhausted']}")
     band = Band(*results["latency_band_ms"])
     console.print(f"latency band {band} ms on {results['lut']}")
+    tables = results.get("tables", [])  # a fleet: every row's latency on every table, the objective's first
+    for t in tables[1:]:
+        console.print(f"and latency band {Band(*t['band_ms'])} ms on {t['lut']} ({t['precision']})")
+    if tables:
+        console.print("latency ms: " + " / ".join(f"{t['name']} ({t['precision']})" for t in tables))
     for title, rows in (
         (f"the {len(results['best'])} most accurate architectures inside the band", results["best"]),
         (f"the final Pareto set ({len(results['pareto'])} architectures, by latency)", results["pareto"]),
     ):
         console.print(f"{title}:")
         for r in rows:
-            console.print(f"  {r['accuracy']:.3f}  {r['latency_ms']:.2f} ms  {r['macs'] / 1e6:.0f} MMACs  {r['arch']}")
+            ms = " / ".join(f"{x:.2f}" for x in r.get("latencies_ms", [r["latency_ms"]]))
+            console.print(f"  {r['accuracy']:.3f}  {ms} ms  {r['macs'] / 1e6:.0f} MMACs  {r['arch']}")
+
+
+def print_fleet_verify(rows: list[dict]) -> None:
+    """A fleet's verification: one row per table (measured on its device, the stability rule's verdict), then the
+    devices that could not be reached and why."""
+    t = Table(title="every latency table of the run: the same network on each device")
+    for col, just in (
+        ("table", "left"),
+        ("precision", "left"),
+        ("device", "left"),
+        ("predicted ms", "right"),
+        ("measured ms", "right"),
+        ("error", "right"),
+    ):
+        t.add_column(col, justify=just)
+    for r in rows:
+        if not r["reached"]:
+            t.add_row(r["name"], "-", "not reached", "-", "-", "-")
+            continue
+        dev = r["device"]
+        spread = "1 repeat" if r["spread"] is None else f"repeats spread {r['spread'] * 100:.0f} %"
+        err = f"{r['error'] * 100:+.2f} %" if r["error"] is not None else f"not reported: unstable ({spread})"
+        where = f"{dev.get('model')} core {dev.get('core')}"
+        t.add_row(r["name"], r["precision"], where, f"{r['predicted_ms']:.3f}", f"{r['measured_ms']:.3f}", err)
+    console.print(t)
+    for r in rows:
+        if not r["reached"]:
+            console.print(f"could not reach the device of {r['name']}: {r['why']}")
 
 
 def print_verify(result: dict) -> None:
@@ -67,6 +101,8 @@ def print_verify(result: dict) -> None:
             f"unstable ({medians} ms): {why_unstable(result['repeat_medians_ms'], result['spread'])}; no error is "
             "reported. Rerun on a quiet machine."
         )
+    if result.get("tables"):
+        print_fleet_verify(result["tables"])
     if result.get("doubtful_note"):
         console.print(result["doubtful_note"])
     if result.get("host_busy"):

@@ -76,23 +76,33 @@ def space_sample(
 def arch_info(
     arch: Annotated[str, typer.Argument(help="Architecture string (e.g. from `hnas space sample`) or a JSON file.")],
     space: Annotated[str, typer.Option("--space", help="Preset name or space file.")] = "basic",
-    lut: Annotated[str | None, typer.Option("--lut", help="Also predict latency from this LUT.")] = None,
+    lut: Annotated[
+        list[str] | None,
+        typer.Option("--lut", help="Also predict latency from this LUT (repeat it: every table's, at its precision)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """MACs and parameters (and, with --lut, predicted latency) at the space's deployment resolution."""
+    """MACs and parameters (and, with --lut, predicted latency on each table) at the space's deployment resolution."""
     from hnas.spec.cost import arch_cost
     from hnas.spec.space import load_space
 
     sp = load_space(space)
     a = load_arch(arch, sp)
     cost = arch_cost(a)
-    latency_ms, note, extra = None, None, {}
-    if lut is not None:
+    rows, notes, extra = [], [], {}
+    if lut:
+        from hnas.settings import table_names
         from latency.predict import LatencyPredictor
 
-        pred = LatencyPredictor.from_file(lut, sp)
-        latency_ms, note = pred.predict_arch(a), pred.doubt_note(a)
-        extra = {"latency_ms": latency_ms, "lut": lut, "unstable_entries": pred.doubtful(a)[0]}
+        for name, path in zip(table_names(lut), lut, strict=True):
+            pred = LatencyPredictor.from_file(path, sp)  # each table at its own precision
+            rows.append((name, path, str(pred.precision), pred.predict_arch(a), pred.doubtful(a)[0]))
+            notes.append(pred.doubt_note(a))
+        name, path, _, ms, doubtful = rows[0]
+        extra = {"latency_ms": ms, "lut": path, "unstable_entries": doubtful}
+        if len(rows) > 1:
+            keys = ("name", "lut", "precision", "latency_ms", "unstable_entries")
+            extra["tables"] = [dict(zip(keys, r, strict=True)) for r in rows]
     if as_json:
         emit_json({**a.to_dict(), "macs": cost.macs, "params": cost.params, **extra})
         return
@@ -103,9 +113,12 @@ def arch_info(
     table.add_row("space", sp.name)
     table.add_row("MACs", f"{cost.macs / 1e6:.1f} M")
     table.add_row("params", f"{cost.params / 1e6:.3f} M")
-    if latency_ms is not None:
-        table.add_row("predicted latency", f"{latency_ms:.3f} ms")
-        table.add_row("LUT", lut)
+    for name, path, precision, ms, _ in rows:
+        on = "" if len(rows) == 1 else f" on {name} ({precision})"
+        table.add_row(f"predicted latency{on}", f"{ms:.3f} ms")
+        if len(rows) == 1:
+            table.add_row("LUT", path)
     console.print(table)
-    if note:
-        console.print(note, soft_wrap=True)
+    for note in notes:
+        if note:
+            console.print(note, soft_wrap=True)

@@ -29,7 +29,14 @@ from hnas.settings import RankSettings, SearchSettings, StudyDefaults, option
 @study_rank_options
 def study(
     folder: Annotated[str, typer.Argument(help="Study folder (an existing one resumes).")],
-    lut: Annotated[str, typer.Option("--lut", help="Latency table the searches use.")],
+    lut: Annotated[
+        list[str],
+        typer.Option(
+            "--lut",
+            help="Latency table the searches use; repeat it for a fleet (each other table held to --lat-rel x --ref on "
+            "it, a constraint beside the first table's band).",
+        ),
+    ],
     space: SpaceOpt = "basic",
     data: option(StudyDefaults, "data") = StudyDefaults.data,
     total_epochs: option(StudyDefaults, "total_epochs") = None,
@@ -73,7 +80,8 @@ def study(
     search = recipe.search_settings(population=population, generations=generations, schedule=schedule)
     settings = StudySettings(
         space=sp,
-        lut=lut,
+        lut=lut[0],
+        others=tuple(lut[1:]),
         data=data,
         total_epochs=sum(recipe.value(SearchSettings, "epochs")) if total_epochs is None else total_epochs,
         lr=train.lr,

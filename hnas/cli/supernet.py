@@ -44,14 +44,23 @@ def supernet_train(
     data: DataOpt = "digits",
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
-    lut: Annotated[str | None, typer.Option("--lut", help="LUT for latency-banded path sampling.")] = None,
-    lat: Annotated[str | None, typer.Option("--lat", help="Sample only paths with latency MIN:MAX ms.")] = None,
+    lut: Annotated[
+        list[str] | None,
+        typer.Option("--lut", help="LUT for latency-banded path sampling (repeat it with --lat: every band holds)."),
+    ] = None,
+    lat: Annotated[
+        list[str] | None,
+        typer.Option("--lat", help="Sample only paths with latency MIN:MAX ms (the i-th on the i-th --lut)."),
+    ] = None,
     given: Given = None,
 ) -> None:
     """Train a SPOS supernet (uniform single paths); rerun with the same --out to resume."""
+    from dataclasses import replace
+
     from hnas.core.band import Band
+    from hnas.core.errors import HnasError
     from hnas.dist import barrier, is_main
-    from hnas.runs import SupernetRun, run_lut
+    from hnas.runs import SupernetRun, run_fleet, run_lut
     from hnas.settings import RunConfig, by_flag
     from hnas.spec.space import load_space
     from hnas.train import chance_hint, init_distributed
@@ -61,28 +70,43 @@ def supernet_train(
     saved = SupernetRun.saved_config(out)
     barrier()  # every rank has read the folder before rank 0 writes to it
     if saved is not None:
+        fleet = saved.train.fleet
         flags = {**by_flag(saved.proxy, saved.train), "--space": saved.space, "--data": saved.data}
-        refuse_changed_settings(ctx, flags, out, {"--space": lambda t: load_space(t).to_dict(), "--lat": Band.parse})
+        flags["--lat"] = [saved.train.band, *(t.band for t in fleet)]
+        lats = {"--space": lambda t: load_space(t).to_dict(), "--lat": lambda ts: [Band.parse(t) for t in ts]}
+        refuse_changed_settings(ctx, flags, out, lats)
         console.print(f"resuming {out} with the settings in its config.json")
-        cfg = run_lut(saved, out, lut)  # its table, checked by sha256 (--lut: where it moved)
+        cfg = run_lut(saved, out, lut[0] if lut else None)  # its table, checked by sha256 (--lut: where it moved)
+        cfg = replace(cfg, train=run_fleet(cfg.train, out, lut[1:] if lut else None))  # and its other tables
     else:
         from hnas.recipes import recipe_for
+        from hnas.settings import FleetTable
+        from hnas.workflows.fleet import pair_bands
 
+        if lat and not lut:
+            raise HnasError("a latency band for sampling (--lat) needs the LUT that prices it (--lut)")
+        bands = pair_bands(len(lut or []), lat, None)
         recipe = recipe_for(data)
         cfg = RunConfig(
             space=load_space(space).to_dict(),
             data=data,
             proxy=recipe.proxy_settings(**given.proxy),
-            train=recipe.train_config(epochs=epochs, lr=lr, band=Band.parse(lat), **given.train),
-            lut=lut,
+            train=recipe.train_config(
+                epochs=epochs,
+                lr=lr,
+                band=bands.lat[0] or Band(),
+                fleet=[FleetTable(p, b or Band()) for p, b in zip(lut[1:], bands.lat[1:], strict=True)] if lut else [],
+                **given.train,
+            ),
+            lut=lut[0] if lut else None,
         )
-    latency = None
+    latency, more = None, ()
     if cfg.lut:
         from hnas.spec.space import SearchSpace
-        from latency.predict import LatencyPredictor
+        from hnas.workflows.fleet import open_tables
 
-        latency = LatencyPredictor.from_file(cfg.lut, SearchSpace.from_dict(cfg.space))
-    run = SupernetRun.open(out, cfg, latency)
+        latency, *more = open_tables([cfg.lut, *(t.lut for t in cfg.train.fleet)], SearchSpace.from_dict(cfg.space))
+    run = SupernetRun.open(out, cfg, latency, tuple(more))
     history = run.train()
     for h in history:
         acc = "-" if h.val_acc is None else f"{h.val_acc:.3f}"

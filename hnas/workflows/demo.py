@@ -8,7 +8,7 @@ and prints between them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -78,9 +78,11 @@ def demo_search(
     settings: SearchSettings | None = None,
     log: Callable[[str], None] = print,
     precision: str | None = None,
+    others: Sequence[str] = (),
 ) -> Pipeline:
     """The demo's HNAS run in `out` (resumed when it exists): `settings` (default `demo_settings()`) on digits at the
-    proxy settings, latency band 0.9-1.1 x the reference's predicted latency on the host table."""
+    proxy settings, latency band 0.9-1.1 x the reference's predicted latency on the host table (`others`: a fleet's
+    other tables, each held to 0.9-1.1 x the reference's latency on it)."""
     if (Path(out) / "config.json").is_file():
         log(f"resuming {out}")
         return open_search(out, log=log, precision=precision, options=DEMO_OPTIONS)
@@ -95,6 +97,7 @@ def demo_search(
         band_rel=DEMO_BAND_REL,
         ref=reference(space),
         precision=precision,
+        others=[(path, None, DEMO_BAND_REL, reference(space)) for path in others],
     )
     ref_ms = latency.predict_arch(reference(space))
     log(f"latency band: 0.9-1.1 x the MobileNetV2-like reference ({ref_ms:.2f} ms) = {search.band} ms on this CPU")

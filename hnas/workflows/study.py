@@ -79,6 +79,7 @@ class StudySettings:
     schedule: str = StudyDefaults.schedule
     search_seeds: int = StudyDefaults.search_seeds
     rank: RankSettings = field(default_factory=RankSettings)
+    others: tuple[str, ...] = ()  # a fleet's other tables: each held to band_rel x the reference on it
 
     def __post_init__(self):
         for M in STUDY_STAGES:  # every setting checked before the folder is written: a value out of range is one line
@@ -102,6 +103,12 @@ class StudySettings:
                     "generations": self.generations,
                     "batch_size": self.batch_size,
                     "proxy": asdict(self.proxy),
+                    # a fleet's other tables (absent for one table: a study folder of one table reads as before)
+                    **(
+                        {"others_sha256": [sha256_file(Path(p)) if Path(p).is_file() else p for p in self.others]}
+                        if self.others
+                        else {}
+                    ),
                 }
             )
         )
@@ -141,8 +148,17 @@ class StudySettings:
         """The search of M = `stages` and seed `seed` (`assemble_search`: the data's recipe plus `overrides`)."""
         recipe = recipe_for(self.data)
         extra = self.overrides(stages, seed)
+        others = [(path, None, self.band_rel, self.ref) for path in self.others]
         return assemble_search(
-            recipe, self.space, self.data, self.lut, stages, band_rel=self.band_rel, ref=self.ref, **extra
+            recipe,
+            self.space,
+            self.data,
+            self.lut,
+            stages,
+            band_rel=self.band_rel,
+            ref=self.ref,
+            others=others,
+            **extra,
         )
 
 
@@ -212,7 +228,7 @@ def _search(path: str, baseline: bool, log: Callable[[str], None]) -> None:
     pipe = open_search(path, log=lambda m: log(f"{label}: {m}"), progress=False, options=STUDY_OPTIONS)
     pipe.run()
     if baseline:
-        spos_baseline(pipe.folder, pipe.latency, log=lambda m: log(f"{label}: {m}"))
+        spos_baseline(pipe.folder, pipe.latency, log=lambda m: log(f"{label}: {m}"), constraints=pipe.constraints)
 
 
 def _search_in_worker(path: str, baseline: bool) -> str | None:
@@ -223,10 +239,12 @@ def _search_in_worker(path: str, baseline: bool) -> str | None:
         return str(exc)
 
 
-def spos_baseline(run: SearchRun, latency, log: Callable[[str], None] = print) -> dict:
+def spos_baseline(run: SearchRun, latency, log: Callable[[str], None] = print, constraints=None) -> dict:
     """SPOS's evolutionary search on the run's final supernet (for M = 2: the I-Supernet) with the band and the
     budget of its final CES (`population x generations`), its one-shot accuracies shared with the run's
-    evaluator; cached in RUN/stageM/spos_ea.json. Returns the record (archive rows, best inside the band)."""
+    evaluator; cached in RUN/stageM/spos_ea.json. Returns the record (archive rows, best inside the band).
+    `constraints`: the run's constraints on a space (`Pipeline.constraints`: a fleet's bands too); default: the
+    run's band and caps."""
     from hnas.ces import Constraints
     from hnas.core.io import atomic_write_json
     from hnas.spos_ea import spos_ea
@@ -241,7 +259,7 @@ def spos_baseline(run: SearchRun, latency, log: Callable[[str], None] = print) -
         space,
         accuracy,
         latency.for_space(space).predict,
-        Constraints(s.band, s.max_macs, s.max_params),
+        constraints(space) if constraints is not None else Constraints(s.band, s.max_macs, s.max_params),
         s.population,
         s.generations,
         seed=s.seed + 1000,
@@ -276,7 +294,7 @@ def _study(folder: Path, s: StudySettings, log, progress, command: str, clock: S
         resumed = " (resuming)" if saved_settings(path) is not None else ""
         log(f"search seed {seed}, M = {M}: supernet epochs {split_epochs(s.total_epochs, M)}{resumed}")
         run, search, latency = s.assemble(M, seed)
-        open_search(path, run, search, log=log, progress=False, lut=s.lut, latency=latency)
+        open_search(path, run, search, log=log, progress=False, lut=[s.lut, *s.others], latency=latency)
     run_searches(list(paths.values()), s.rank.jobs, log, baseline={paths[(seed, 2)] for seed in seeds})
 
     # Table 4 on search seed 0: K picks per M; Table 5: every run's best architecture inside the band

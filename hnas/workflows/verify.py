@@ -154,21 +154,78 @@ def verify_run(
     stability=None,
 ) -> dict:
     """Verify the best architecture of a search run on its LUT (or `lut`) and write RUN/verify.json; an int8
-    verification also reports the int8 network's top-1 against the float network's (`int8_accuracy`)."""
+    verification also reports the int8 network's top-1 against the float network's (`int8_accuracy`). A fleet run
+    verified on its own tables is measured on each table's device that can be reached (`verify_fleet`)."""
     from hnas.core.io import atomic_write_json
     from hnas.workflows.search import finished_run
     from latency.verify import verify_arch
 
     folder = finished_run(run)  # config.json, read once for every step below
     arch = folder.best_architecture()
-    if lut is None:  # the run's own table, checked against the sha256 it recorded (another table: pass it)
-        from hnas.runs import run_lut
+    if lut is None and folder.search.fleet:
+        result = verify_fleet(folder, arch, op_profile, benchmark_binary, progress, exporter, stability)
+    else:
+        if lut is None:  # the run's own table, checked against the sha256 it recorded (another table: pass it)
+            from hnas.runs import run_lut
 
-        lut = run_lut(folder.config, run).lut
-    result = verify_arch(
-        arch, lut, device, op_profile, benchmark_binary, progress, exporter, stability=stability, precision=precision
-    )
+            lut = run_lut(folder.config, run).lut
+        result = verify_arch(
+            arch,
+            lut,
+            device,
+            op_profile,
+            benchmark_binary,
+            progress,
+            exporter,
+            stability=stability,
+            precision=precision,
+        )
     if result["precision"] == INT8:
         result["int8_accuracy"] = int8_accuracy(folder, arch, exporter)
     atomic_write_json(Path(run) / "verify.json", result)
     return result
+
+
+def verify_fleet(
+    folder: SearchRun,
+    arch: Architecture,
+    op_profile: bool = False,
+    benchmark_binary: str | None = None,
+    progress=None,
+    exporter=None,
+    stability=None,
+) -> dict:
+    """`arch` measured on the device of each of a fleet run's tables (checked by sha256) that can be reached: the
+    first reached table's full result, with `tables` holding one row per table (predicted, measured, the stability
+    rule's verdict, error) or, for a device that could not be reached (not attached, another machine's host, a
+    published table), why. None reached is one line naming each table and why."""
+    from hnas.runs import run_fleet, run_lut
+    from hnas.settings import table_names
+    from latency.lut import Lut
+    from latency.verify import verify_arch
+
+    luts = [run_lut(folder.config, folder.path).lut, *(t.lut for t in run_fleet(folder.search, folder.path).fleet)]
+    names = table_names(luts)
+    first, rows = None, []
+    for name, path in zip(names, luts, strict=True):
+        device = Lut.load(path).device
+        try:
+            if device.get("kind") == "published":
+                raise HnasError(f"{path} is a published table: there is no device here to measure it against")
+            profile = op_profile and first is None  # the op profile of the first device reached
+            r = verify_arch(
+                arch, path, device.get("id", "local"), profile, benchmark_binary, progress, exporter, stability
+            )
+        except HnasError as exc:
+            rows.append({"name": name, "lut": path, "reached": False, "why": str(exc)})
+            continue
+        if first is None:
+            first = r
+        keep = ("precision", "device", "predicted_ms", "measured_ms", "repeat_medians_ms", "stable", "spread", "error")
+        rows.append({"name": name, "lut": path, "reached": True, **{k: r[k] for k in keep}})
+    if first is None:
+        raise HnasError(
+            "no device of this run's latency tables could be reached: "
+            + "; ".join(f"{r['name']}: {r['why']}" for r in rows)
+        )
+    return {**first, "tables": rows}
