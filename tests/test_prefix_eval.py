@@ -92,3 +92,21 @@ def test_a_converged_generation_runs_fewer_modules():
     alone = sum(len(net.path_modules(a)) for a in archs)
     assert tree.runs < alone
     assert tree.depth == len(net.space.slots) - 1
+
+
+def test_a_search_keeps_the_same_archive_together_and_one_at_a_time():
+    from hnas.ces import Constraints, ces
+    from hnas.core.band import Band
+    from tests.harness import Table
+
+    train_set, val_set = _data(96, 1), _data(64, 2)
+    runs = []
+    for together in (True, False):
+        net = _supernet()
+        ev = OneShotEvaluator(net, val_set, train_set, bn_images=32, batch_size=16, together=together)
+        t = Table(net.space)
+        res = ces(net.space, ev, t.latency, Constraints(Band(3.0, 9.0)), pop_size=8, generations=3, seed=0)
+        runs.append((res.archive.to_json(net.space), ev.evaluated))
+    (together, n_t), (alone, n_a) = runs
+    assert together == alone and n_t == n_a == len(together) > 8
+    assert len({r["accuracy"] for r in together}) > 1
