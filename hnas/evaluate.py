@@ -280,6 +280,24 @@ class PrefixTree:
                 for bn in _batchnorms([m]):
                     self.kept[id(bn)] = (bn, [getattr(bn, name).clone() for name in _BN_STATS])
 
+    def _branches(self, d: int, members: list[int]) -> list[list[int]]:
+        """`members` (sharing their first d modules) grouped by their module at position d, in order."""
+        groups: dict[int, list[int]] = {}
+        for i in members:
+            groups.setdefault(id(self.paths[i][d]), []).append(i)
+        return list(groups.values())
+
+    def planned_runs(self) -> int:
+        """How many module runs `evaluate` makes (one per distinct prefix, then the rest of each path alone
+        below `depth`), counted without running any; one at a time makes `sum(len(path))`."""
+
+        def walk(d: int, members: list[int]) -> int:
+            if d == self.depth:
+                return sum(len(self.paths[i]) - d for i in members)
+            return sum(1 + walk(d + 1, group) for group in self._branches(d, members))
+
+        return walk(0, list(range(len(self.paths))))
+
     def _visit(self, d: int, members: list[int], calib: list, val: list) -> None:
         if d == self.depth:
             for i in members:
@@ -289,10 +307,7 @@ class PrefixTree:
                 self.runs += len(rest.chain)
                 self._keep(rest.chain, [i])
             return
-        groups: dict[int, list[int]] = {}
-        for i in members:
-            groups.setdefault(id(self.paths[i][d]), []).append(i)
-        for group in groups.values():
+        for group in self._branches(d, members):
             module = self.paths[group[0]][d]
             with _exact_statistics([module]):
                 module.train()
