@@ -6,6 +6,9 @@ against one architecture at a time (`OneShotEvaluator(together=False)`), at the 
 (b) converged: mutants of a few parents (`ArchCodec.mutate`, each child with `--strength` layers moved), and a
     sweep over the strength: how the saving grows with convergence. `shared` is the share of module runs the
     tree saves over one at a time (1 - tree runs / one-at-a-time runs, counted, not timed).
+(d) demo: with `--run RUNS/demo` (a finished `hnas demo`), the populations its CES stages really evaluated
+    (each stage's `search.json`: its searched space, pruned by the stages before, and the architectures of its
+    first and last generations), on a fresh proxy supernet of that space.
 (c) search: a CES run at the demo's population (`--generations` generations, MACs as the cheap objective, open
     band) with each generation evaluated together, then one at a time: wall time, evaluations per minute and
     whether the archives are identical.
@@ -14,7 +17,7 @@ Both ways run round robin on the same supernet and images (decoded once, shared)
 load hits both alike; each ratio is measured in this run; the load average is printed. Accuracies are checked
 identical on every population.
 
-    .venv/bin/python benchmarks/bench_prefix.py [--quick] [--data digits] [--space basic] [--repeats 3]
+    .venv/bin/python benchmarks/bench_prefix.py [--quick] [--data digits] [--space basic] [--repeats 3] [--run DIR]
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_eval import machine  # noqa: E402
 
 from hnas.ces import Constraints, CostTable, ces  # noqa: E402
+from hnas.core.io import read_json  # noqa: E402
 from hnas.data import load_data  # noqa: E402
 from hnas.evalimages import EvalFormat, EvalImages  # noqa: E402
 from hnas.evaluate import OneShotEvaluator, PrefixTree  # noqa: E402
 from hnas.spec.arch import from_vector  # noqa: E402
 from hnas.spec.modules import zero_init_residuals  # noqa: E402
-from hnas.spec.space import load_space  # noqa: E402
+from hnas.spec.space import SearchSpace, load_space  # noqa: E402
 from hnas.spec.vectors import ArchCodec  # noqa: E402
 from hnas.supernet import Supernet, proxy_space  # noqa: E402
 from hnas.workflows.demo import DEMO_PROXY, demo_settings  # noqa: E402
@@ -60,18 +64,21 @@ def mutants(codec: ArchCodec, parents: int, n: int, strength: int, rng: np.rando
 class Bench:
     """The demo's proxy supernet and evaluation images, and the two ways to evaluate a population."""
 
-    def __init__(self, a):
+    def __init__(self, a, space: SearchSpace | None = None):
         p = DEMO_PROXY
         self.device = torch.device("cpu")
         data = load_data(a.data, p.resolution, 0, p.per_class)
         torch.manual_seed(0)
-        space = proxy_space(load_space(a.space), p.resolution, p.width, data.num_classes)
+        space = proxy_space(space or load_space(a.space), p.resolution, p.width, data.num_classes)
         self.net = zero_init_residuals(Supernet(space)).to(self.device)
         self.data = data
         self.images = EvalImages(data.train, data.val, p.bn_images, p.eval_batch, EvalFormat.for_device(self.device))
         self.codec = ArchCodec(space)
+        warm = [from_vector(space, v) for v in self.codec.sample(np.random.default_rng(99), 4)]
+        for together in (False, True):  # the first passes set up the kernels: untimed
+            self.evaluator(together)(warm)
         print(
-            f"proxy: {a.data}, {a.space} space at {p.resolution} px, width {p.width}, {self.images.calib_size} BN "
+            f"proxy: {a.data}, {space.name} space at {p.resolution} px, width {p.width}, {self.images.calib_size} BN "
             f"images, {self.images.val_size} val images, eval batch {p.eval_batch}"
         )
 
@@ -126,6 +133,36 @@ class Bench:
         )
 
 
+def demo_stages(a, repeats: int) -> None:
+    """(d): the first and last generation of every CES stage of the demo run `a.run`."""
+    for found in sorted(a.run.glob("stage*/search.json")):
+        record = read_json(found)
+        space = SearchSpace.from_dict(record["searched_space"])
+        bench = Bench(a, space)
+        rows = record["archive"]
+        last = max(r["generation"] for r in rows)
+        print(f"(d) demo {found.parent.name}: {space.name}, {float(record['searched_size']):.3g} architectures")
+        for gen in (0, last):
+            vecs = np.array([r["vector"] for r in rows if r["generation"] == gen])
+            bench.compare(f"generation {gen}", vecs, repeats)
+
+
+def synthetic(a, repeats: int) -> None:
+    """(a), (b) and (c) on the deployment space `a.space`, as `a.parts` asks."""
+    bench = Bench(a)
+    n = demo_settings().population
+    rng = np.random.default_rng(0)
+    if "a" in a.parts:
+        print(f"(a) random population ({n}, the demo's), median of {repeats}")
+        bench.compare("random", bench.codec.sample(rng, n), repeats)
+    if "b" in a.parts:
+        print(f"(b) converged: mutants of {a.parents} parents, median of {repeats}")
+        for strength in sorted({a.strength, *((4, 2) if a.quick else (12, 8, 4, 2))}):
+            bench.compare(f"{strength} layers moved", mutants(bench.codec, a.parents, n, strength, rng), repeats)
+    if "c" in a.parts:
+        bench.search(n, 2 if a.quick else a.generations)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="two repeats, a shorter sweep and search")
@@ -135,24 +172,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--parents", type=int, default=3, help="parents of a converged population")
     p.add_argument("--strength", type=int, default=1, help="layers moved in a converged population's mutants")
     p.add_argument("--generations", type=int, default=4, help="CES generations in (c)")
+    p.add_argument("--run", type=Path, default=None, help="a finished `hnas demo` run folder for (d)")
+    p.add_argument("--parts", default="abc", help="which of (a), (b), (c) to run, e.g. 'b' ((d) runs with --run)")
     a = p.parse_args(argv)
     repeats = 2 if a.quick else a.repeats
     print(machine(torch.device("cpu")))
-    bench = Bench(a)
-    n = demo_settings().population
-    rng = np.random.default_rng(0)
-    warm = [from_vector(bench.net.space, v) for v in bench.codec.sample(np.random.default_rng(99), 4)]
-    for together in (False, True):  # the first passes set up the kernels: untimed
-        bench.evaluator(together)(warm)
-    print(f"(a) random population ({n}, the demo's), median of {repeats}")
-    bench.compare("random", bench.codec.sample(rng, n), repeats)
-    print(f"(b) converged: mutants of {a.parents} parents, median of {repeats}")
-    target = bench.compare(f"{a.strength} layers moved", mutants(bench.codec, a.parents, n, a.strength, rng), repeats)
-    sweep = (4, 2) if a.quick else (12, 8, 4, 2)
-    for strength in sweep:
-        bench.compare(f"{strength} layers moved", mutants(bench.codec, a.parents, n, strength, rng), repeats)
-    bench.search(n, 2 if a.quick else a.generations)
-    print(f"converged ({a.strength} layers moved): {target:.2f}x (target >= 2x)")
+    if "a" in a.parts or "b" in a.parts or "c" in a.parts:
+        synthetic(a, repeats)
+    if a.run is not None:
+        demo_stages(a, repeats)
     print(machine(torch.device("cpu")))
 
 
