@@ -53,7 +53,9 @@ def mutants(codec: ArchCodec, parents: int, n: int, strength: int, rng: np.rando
     """`n` distinct vectors: `parents` random ones and mutants of them with `strength` layers moved."""
     base = codec.sample(rng, parents)
     out, seen = list(base), {v.tobytes() for v in base}
-    while len(out) < n:
+    for _ in range(100 * n):  # a small space may hold fewer mutants
+        if len(out) >= n:
+            break
         child = codec.mutate(rng, base[rng.integers(parents)][None, :], strength)[0]
         if child.tobytes() not in seen:
             seen.add(child.tobytes())

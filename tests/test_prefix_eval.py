@@ -11,8 +11,10 @@ from torch.utils.data import TensorDataset
 
 from hnas.evaluate import OneShotEvaluator, PrefixTree
 from hnas.spec.arch import Architecture, sample
+from hnas.spec.vectors import ArchCodec
 from hnas.supernet import Supernet
 from tests.harness import enumerable_space
+from tests.tiny import tiny_space
 
 
 def _data(n: int, seed: int) -> TensorDataset:
@@ -111,3 +113,22 @@ def test_a_search_keeps_the_same_archive_together_and_one_at_a_time():
     (together, n_t), (alone, n_a) = runs
     assert together == alone and n_t == n_a == len(together) > 8
     assert len({r["accuracy"] for r in together}) > 1
+
+
+def test_bench_prefix_at_tiny_settings(tmp_path, capsys):
+    import sys
+
+    from tests.harness import ROOT
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_prefix
+
+    space_file = tmp_path / "enum.json"
+    enumerable_space().save(space_file)
+    bench_prefix.main(["--space", str(space_file), "--parts", "a", "--repeats", "1"])
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if "ratio" in line]
+    assert len(lines) == 1 and "accuracies identical: True" in lines[0] and "load average" in out
+    codec = ArchCodec(tiny_space())  # 18 architectures: asking for more mutants gives those there are
+    vecs = bench_prefix.mutants(codec, 2, 40, 1, np.random.default_rng(0))
+    assert len({v.tobytes() for v in vecs}) == len(vecs) <= codec.size
