@@ -324,9 +324,7 @@ class SupernetRun:
 class _DeployEvaluator(OneShotEvaluator):
     """Evaluates deployment-space architectures on the proxy supernet (same candidates, other widths)."""
 
-    def accuracy(self, arch):
+    def own(self, arch):
         from hnas.spec.arch import Architecture
 
-        if arch.space is not self.supernet.space:
-            arch = Architecture(self.supernet.space, arch.ops)
-        return super().accuracy(arch)
+        return arch if arch.space is self.supernet.space else Architecture(self.supernet.space, arch.ops)

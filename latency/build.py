@@ -5,15 +5,24 @@ drift of the machine (heat, other load) spreads over all entries instead of bias
 is the median of its repeat medians; entries whose repeat medians disagree get extra repeats after a pause
 (`latency.stability`), and are marked unstable when they keep disagreeing. Every repeat is written to the
 table's `pending` section at once (atomically), so a killed build reruns only what is missing.
+
+Converting overlaps measuring (`BuildOptions.overlap`) when the device takes its models as they come (the host,
+`Device.streams`) and this machine has a CPU besides the measuring core: worker processes pinned to the other CPUs
+convert the entries in order (`Ahead`) while the first round measures each as soon as it is ready; the rounds,
+their order and the rules above are those of a serial build. Otherwise everything is converted first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import multiprocessing
+import os
 import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +33,7 @@ from hnas.spec.parts import Part
 from latency import defaults
 from latency.bench import BenchSettings
 from latency.devices import Device
-from latency.export import Exporter
+from latency.export import Exported, Exporter
 from latency.lut import Lut, aggregate, check_repeat, now_iso, settings_id
 from latency.precision import check_build_target
 from latency.stability import Stability
@@ -42,6 +51,7 @@ class BuildOptions:
     max_throttled: int = 5
     precision: str = FLOAT32
     unstable: bool = False  # also re-measure entries marked unstable or measured once (`lut refresh --unstable`)
+    overlap: bool = True  # convert in worker processes while the device measures, where it can (`Ahead`)
 
     def __post_init__(self):
         Precision.parse(self.precision)
@@ -116,6 +126,60 @@ def open_lut(path: Path, device: Device, settings: dict) -> Lut:
     return lut
 
 
+def _pin_worker(cpus: list[int]) -> None:
+    """A conversion worker: on `cpus` only, one thread, quiet, ended with the build that started it (Linux)."""
+    os.sched_setaffinity(0, cpus)
+    os.environ.update(OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the build
+
+
+@functools.cache
+def _worker_exporter(cache_dir: str) -> Exporter:
+    return Exporter(cache_dir)  # one per worker process: TensorFlow is imported once there
+
+
+def _export_in_worker(cache_dir: str, part: Part) -> Exported:
+    return _worker_exporter(cache_dir).export_part(part)
+
+
+def conversion_cpus(devices: list[Device]) -> list[int]:
+    """The host CPUs conversion may use while `devices` measure: every CPU of this process but the measuring
+    cores of the host devices (none on a 1-CPU host)."""
+    from latency.devices import _host_cpus
+
+    busy = {d.core for d in devices if getattr(d, "core", None) is not None and d.streams}
+    return [c for c in _host_cpus() if c not in busy]
+
+
+class Ahead:
+    """Every item exported (`Exporter.export_part`) in worker processes pinned to `cpus`, in order, from the start:
+    `result(key)` waits for one. The workers end with `close` (or with this process)."""
+
+    def __init__(self, items: list[Part], exporter: Exporter, cpus: list[int]):
+        workers = min(len(cpus), defaults.CONVERT_WORKERS, len(items)) or 1
+        self.pool = ProcessPoolExecutor(
+            workers, multiprocessing.get_context("spawn"), initializer=_pin_worker, initargs=(cpus,)
+        )
+        cache = str(exporter.cache_dir)
+        self.futures: dict[str, Future] = {it.key: self.pool.submit(_export_in_worker, cache, it) for it in items}
+
+    def result(self, key: str) -> Exported:
+        """The export of the item `key`, once converted (a conversion's error is raised here)."""
+        return self.futures[key].result()
+
+    def counts(self) -> tuple[int, int]:
+        """(models converted, models found in the cache), once every item is done."""
+        done = [f.result() for f in self.futures.values()]
+        return sum(not ex.cached for ex in done), sum(ex.cached for ex in done)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def build(
     device: Device,
     items: list[Part],
@@ -123,8 +187,10 @@ def build(
     options: BuildOptions,
     exporter: Exporter | None = None,
     progress: Callable | None = None,
+    ahead: Ahead | None = None,
 ) -> BuildReport:
-    """Measure every item of `items` that is missing or stale in the table at `path`; returns a report."""
+    """Measure every item of `items` that is missing or stale in the table at `path`; returns a report. With
+    `ahead` (converting `items` meanwhile) the first round measures each model as soon as it is converted."""
     path = Path(path)
     exporter = exporter or Exporter()
     settings = {**options.settings.to_dict(), "repeats": options.repeats, "core": device.describe().get("core")}
@@ -137,33 +203,42 @@ def build(
     if any(it.precision != options.precision for it in items):
         raise HnasError(f"LUT items of another precision than the table's ({options.precision}) given")
 
-    # 1. plan: export (cached) every item and decide which need measuring
+    # 1. plan: export (cached) every item, or only derive its cache key when `ahead` converts it, and decide
+    # which need measuring
     report = BuildReport(path, {}, [], [], 0)
-    exported = {}
-    with phase(progress, "check", len(items)) as advance:
-        for it in items:
-            ex = exporter.export_part(it)
-            exported[it.key] = ex
+    exported: dict[str, Exported] = {}
+    cache_keys: dict[str, str] = {}
+
+    def converted(key: str) -> Exported:
+        """The item's export (waiting for `ahead` to convert it), counted in the report once."""
+        if key not in exported:
+            ex = exported[key] = ahead.result(key) if ahead is not None else exporter.export_part(by_key[key])
             report.export_s += ex.export_s
             report.convert_s += ex.convert_s
             report.cached += ex.cached
             report.exported += not ex.cached
-            why = lut.stale_reason(it.key, ex.cache_key, options.max_age_s, options.unstable)
+        return exported[key]
+
+    with phase(progress, "check", len(items)) as advance:
+        for it in items:
+            key = cache_keys[it.key] = exporter.part_key(it) if ahead is not None else converted(it.key).cache_key
+            why = lut.stale_reason(it.key, key, options.max_age_s, options.unstable)
             if why is not None:
                 report.planned[it.key] = why
             else:
                 report.skipped_fresh += 1
             advance()
     for key, p in list(lut.pending.items()):
-        if key in report.planned and p.get("export_key") != exported[key].cache_key:
+        if key in report.planned and p.get("export_key") != cache_keys[key]:
             del lut.pending[key]
     lut.save()
     if not report.planned:
         return report
 
-    # 2. push the models the device needs
+    # 2. push the models the device needs (a streaming device reads them where they will be)
     keys = list(report.planned)
-    remote = dict(zip(keys, device.push_many([exported[k].path for k in keys])))
+    files = [exporter.path_for(cache_keys[k]) if ahead is not None else converted(k).path for k in keys]
+    remote = dict(zip(keys, device.push_many(files)))
     key_of = {r: k for k, r in remote.items()}
     target = dict.fromkeys(report.planned, options.repeats)
     throttle_count: dict[str, int] = {}
@@ -184,7 +259,7 @@ def build(
                 report.remeasured.append(key)
             return False
         verdict = options.stability.verdict(medians)
-        _finish(lut, by_key[key], reps, exported[key], sid, max(0, extra), verdict)
+        _finish(lut, by_key[key], reps, converted(key), sid, max(0, extra), verdict)
         report.measured.append(key)
         if not verdict["stable"]:
             report.unstable.append(key)
@@ -206,7 +281,8 @@ def build(
             if rounds >= options.repeats:  # only entries whose repeats disagree are left: let a disturbance pass
                 options.stability.pause()
             rounds += 1
-            for m in device.measure([remote[k] for k in todo], options.settings):
+            models = [remote[k] for k in todo] if ahead is None else (remote[k] for k in todo if converted(k))
+            for m in device.measure(models, options.settings):
                 key = key_of.get(m.model)
                 if key is None:
                     raise HnasError(f"the device reported a model it was not asked to run: {m.model}")
@@ -228,9 +304,7 @@ def build(
                 if m.conditions:
                     rep["conditions"] = m.conditions
                 check_repeat(rep, key)  # what is stored must load: the writer asks the reader's schema first
-                entry = lut.pending.setdefault(
-                    key, {"repeats": [], "settings_id": sid, "export_key": exported[key].cache_key}
-                )
+                entry = lut.pending.setdefault(key, {"repeats": [], "settings_id": sid, "export_key": cache_keys[key]})
                 entry["repeats"].append(rep)
                 before = target[key]
                 settle(key)
@@ -284,11 +358,13 @@ def build_many(
 ) -> dict[str, BuildReport]:
     """Build one LUT per (device, path) job; several phones measure in parallel threads (one bar each).
 
-    Every model is converted first, once, in this thread (conversion is not thread-safe; the cache serves every
-    device); each report counts those conversions. A device's error is raised after the others finish, named
-    after the device when there are several; an interrupt is raised as KeyboardInterrupt. Before anything is
-    converted: each device is reached, a table of another device refused, the parts' memory checked and each
-    table locked (a second build of the same table is refused, naming the first one's process)."""
+    Every model is converted once (the cache serves every device): in worker processes on the CPUs the devices do
+    not measure on while the first round measures (`Ahead`) when `options.overlap`, every device streams and such
+    a CPU exists; else first, in this thread (conversion is not thread-safe). Each report counts those
+    conversions. A device's error is raised after the others finish, named after the device when there are
+    several; an interrupt is raised as KeyboardInterrupt. Before anything is converted: each device is reached, a
+    table of another device refused, the parts' memory checked and each table locked (a second build of the same
+    table is refused, naming the first one's process)."""
 
     from hnas.core.io import exclusive
     from latency.export import require_parts_fit
@@ -301,13 +377,19 @@ def build_many(
     with contextlib.ExitStack() as held:
         for _, path in sorted(jobs, key=lambda job: str(job[1])):  # one build per table at a time
             held.enter_context(exclusive(path, "a latency table being built"))
+        devices = [dev for dev, _ in jobs]
+        cpus = conversion_cpus(devices) if options.overlap and all(d.streams for d in devices) else []
+        ahead = Ahead(items, exporter, cpus) if cpus else None
+        if ahead is not None:
+            held.callback(ahead.close)
         converted = cached = 0
-        with phase(progress, "export", len(items)) as advance:
-            for it in items:
-                ex = exporter.export_part(it)
-                converted += not ex.cached
-                cached += ex.cached
-                advance()
+        if ahead is None:
+            with phase(progress, "export", len(items)) as advance:
+                for it in items:
+                    ex = exporter.export_part(it)
+                    converted += not ex.cached
+                    cached += ex.cached
+                    advance()
         reports: dict[str, BuildReport] = {}
         errors: dict[str, BaseException] = {}
 
@@ -317,8 +399,8 @@ def build_many(
                     with dev.performance() if performance else contextlib.nullcontext():
                         prefix = f"{dev.name} " if len(jobs) > 1 and progress else ""
                         bar = (lambda label, total: progress(prefix + label, total)) if progress else None
-                        report = build(dev, items, path, options, exporter, bar)
-                        report.exported, report.cached = converted, cached
+                        report = build(dev, items, path, options, exporter, bar, ahead)
+                        report.exported, report.cached = (converted, cached) if ahead is None else ahead.counts()
                         reports[dev.name] = report
                 finally:
                     dev.close()

@@ -6,6 +6,7 @@ RUNS = 20  # timed runs per repeat (benchmark_model --num_runs) of a table's ent
 PROFILE_RUNS = 50  # timed runs per repeat of `hnas profile` (a one-off model or op)
 WARMUP_RUNS = 5  # warm-up runs per repeat (benchmark_model --warmup_runs)
 SPREAD = 0.10  # repeat medians agree when they differ by at most this fraction (else: measured again)
+CONVERT_WORKERS = 4  # conversion processes of a build at most, on the CPUs besides the measuring core (each imports TF)
 
 # phones
 COOL_S = 0.0  # pause after each model

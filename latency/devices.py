@@ -97,6 +97,7 @@ class Device(ABC):
     parser is everyone's (`measure`)."""
 
     name: str
+    streams = False  # `benchmark_batch` takes models as they come (an iterator), so converting can overlap measuring
 
     @classmethod
     @abstractmethod
@@ -118,7 +119,8 @@ class Device(ABC):
     @abstractmethod
     def benchmark_batch(self, models: list[str], settings: BenchSettings) -> Iterator[BenchOutput]:
         """Benchmark device-side model paths in order, yielding each raw output (and the backend's throttle
-        verdict) as soon as it is complete."""
+        verdict) as soon as it is complete (`models` may be an iterator that waits for each model when the device
+        `streams`)."""
 
     def measure(self, models: list[str], settings: BenchSettings) -> Iterator[Measurement]:
         """Benchmark device-side model paths in order, yielding each one's parsed figures as soon as it is
@@ -161,6 +163,7 @@ class LocalDevice(Device):
     """The host CPU, one pinned core, measured by the project's runner or a real `benchmark_model`."""
 
     name = "local"
+    streams = True
 
     def __init__(self, core: int | None = None, benchmark_binary: str | Path | None = None):
         cpus = _host_cpus()
@@ -248,18 +251,15 @@ class LocalDevice(Device):
                 yield BenchOutput(model, proc.returncode, proc.stdout + proc.stderr)
             self._busy = window.verdict()
             return
-        import tempfile
-
-        with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="hnas-batch-", delete=False) as fh:
-            fh.write("\n".join(models) + "\n")
-            listing = fh.name
-        # the installed package's runner (`latency` is importable wherever this module is): no PYTHONPATH
-        runner = [sys.executable, "-m", "latency.runner", f"--graph_list={listing}", f"--core={self.core}"]
+        # the installed package's runner (`latency` is importable wherever this module is): no PYTHONPATH; it reads
+        # the models from stdin one at a time, so a model converted meanwhile joins the batch when it is ready
+        runner = [sys.executable, "-m", "latency.runner", "--graph_list=-", f"--core={self.core}"]
         argv = [*runner, *benchmark_flags(settings)]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
         # pinned from exec, so that its start-up (Python, NumPy) runs on the core it is counted against
         proc = subprocess.Popen(
             argv,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -267,8 +267,21 @@ class LocalDevice(Device):
             preexec_fn=lambda: os.sched_setaffinity(0, {self.core}),
         )
         try:
-            for out in split_batch(proc.stdout):
+            outputs = split_batch(proc.stdout)
+            for model in models:
+                try:
+                    proc.stdin.write(model + "\n")
+                    proc.stdin.flush()
+                except BrokenPipeError:  # the runner died: what it printed is the failure
+                    break
+                out = next(outputs, None)
+                if out is None:  # the runner died: what it printed is the failure
+                    break
                 window.sample({proc.pid})
+                yield out
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+            for out in outputs:
                 yield out
             proc.wait()
             self._busy = window.verdict()
@@ -276,4 +289,3 @@ class LocalDevice(Device):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-            os.unlink(listing)

@@ -168,15 +168,7 @@ class Exporter:
         with `calibration`, default `CalibrationRecipe()`, with int8 or float input and output: `io`); converted
         only if not cached. An int8 conversion also caches the float32 model of the same conversion. With
         `keep_onnx` the ONNX file the conversion passed through is cached beside the model (`Exported.onnx`)."""
-        Precision.parse(precision)
-        if precision == FLOAT32:
-            key = cache_key(module, input_shape, label)
-        else:
-            from latency.quantize import CalibrationRecipe, check_io
-
-            check_io(io)
-            calibration = calibration or CalibrationRecipe()
-            key = cache_key(module, input_shape, label, precision, calibration.identity(), io)
+        key, calibration = self._key(module, input_shape, label, precision, calibration, io)
         path = self.path_for(key)
         onnx_kept = path.with_suffix(".onnx") if keep_onnx else None
         if path.is_file() and (onnx_kept is None or onnx_kept.is_file()):
@@ -228,6 +220,18 @@ class Exporter:
             onnx=onnx_kept,
         )
 
+    @staticmethod
+    def _key(module, input_shape, label, precision, calibration, io):
+        """(the cache key of an export, the calibration it uses: `CalibrationRecipe()` when int8 and none given)."""
+        Precision.parse(precision)
+        if precision == FLOAT32:
+            return cache_key(module, input_shape, label), calibration
+        from latency.quantize import CalibrationRecipe, check_io
+
+        check_io(io)
+        calibration = calibration or CalibrationRecipe()
+        return cache_key(module, input_shape, label, precision, calibration.identity(), io), calibration
+
     def _convert(self, onnx_path: Path, workdir: Path) -> Path:
         """The float32 .tflite of an ONNX file (in `workdir`)."""
         flat = _tflite(float32_tflite, self._keras(onnx_path, workdir), onnx_path)
@@ -267,6 +271,12 @@ class Exporter:
         from hnas.spec.modules import canonical
 
         return self.export(canonical(part.build), part.input_shape, precision=part.precision)
+
+    def part_key(self, part) -> str:
+        """The cache key `export_part(part)` has, without converting anything."""
+        from hnas.spec.modules import canonical
+
+        return self._key(canonical(part.build), part.input_shape, "", part.precision, None, "int8")[0]
 
     def export_pair(
         self,

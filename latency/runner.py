@@ -33,7 +33,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """benchmark_model-style `--flag=value` arguments."""
     p = argparse.ArgumentParser(prog="python -m latency.runner", description=__doc__.splitlines()[0])
     p.add_argument("--graph")
-    p.add_argument("--graph_list", help="file with one .tflite path per line (batch mode)")
+    p.add_argument(
+        "--graph_list", help="file with one .tflite path per line (batch mode); '-': read them from stdin as they come"
+    )
     p.add_argument("--num_threads", type=int, default=1)
     p.add_argument("--warmup_runs", type=int, default=1)
     p.add_argument("--warmup_min_secs", type=float, default=0.5)
@@ -157,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.graph_list is None:
         return benchmark(args.graph, args, out)
     rc_all = 0
-    for graph in Path(args.graph_list).read_text().split():
+    listing = sys.stdin if args.graph_list == "-" else Path(args.graph_list).read_text().splitlines()
+    for graph in (line.strip() for line in listing):
+        if not graph:
+            continue
         out.write(f"{BEGIN} {graph}\n")
         rc = benchmark(graph, args, out)
         out.write(f"{END} {graph} rc={rc}\n")

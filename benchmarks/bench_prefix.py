@@ -1,0 +1,190 @@
+"""One-shot evaluations per minute of a generation evaluated together over a prefix tree (`hnas.evaluate.PrefixTree`)
+against one architecture at a time (`OneShotEvaluator(together=False)`), at the demo's proxy settings.
+
+(a) random: the demo's population size of architectures drawn uniformly (a first generation, nothing shared but
+    the stem and the first layer's few candidates).
+(b) converged: mutants of a few parents (`ArchCodec.mutate`, each child with `--strength` layers moved), and a
+    sweep over the strength: how the saving grows with convergence. `shared` is the share of module runs the
+    tree saves over one at a time (1 - tree runs / one-at-a-time runs, counted, not timed).
+(d) demo: with `--run RUNS/demo` (a finished `hnas demo`), the populations its CES stages really evaluated
+    (each stage's `search.json`: its searched space, pruned by the stages before, and the architectures of its
+    first and last generations), on a fresh proxy supernet of that space.
+(c) search: a CES run at the demo's population (`--generations` generations, MACs as the cheap objective, open
+    band) with each generation evaluated together, then one at a time: wall time, evaluations per minute and
+    whether the archives are identical.
+
+Both ways run round robin on the same supernet and images (decoded once, shared), so a change in the machine's
+load hits both alike; each ratio is measured in this run; the load average is printed. Accuracies are checked
+identical on every population.
+
+    .venv/bin/python benchmarks/bench_prefix.py [--quick] [--data digits] [--space basic] [--repeats 3] [--run DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_eval import machine  # noqa: E402
+
+from hnas.ces import Constraints, CostTable, ces  # noqa: E402
+from hnas.core.io import read_json  # noqa: E402
+from hnas.data import load_data  # noqa: E402
+from hnas.evalimages import EvalFormat, EvalImages  # noqa: E402
+from hnas.evaluate import OneShotEvaluator, PrefixTree  # noqa: E402
+from hnas.spec.arch import from_vector  # noqa: E402
+from hnas.spec.modules import zero_init_residuals  # noqa: E402
+from hnas.spec.space import SearchSpace, load_space  # noqa: E402
+from hnas.spec.vectors import ArchCodec  # noqa: E402
+from hnas.supernet import Supernet, proxy_space  # noqa: E402
+from hnas.workflows.demo import DEMO_PROXY, demo_settings  # noqa: E402
+
+
+def mutants(codec: ArchCodec, parents: int, n: int, strength: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` distinct vectors: `parents` random ones and mutants of them with `strength` layers moved."""
+    base = codec.sample(rng, parents)
+    out, seen = list(base), {v.tobytes() for v in base}
+    for _ in range(100 * n):  # a small space may hold fewer mutants
+        if len(out) >= n:
+            break
+        child = codec.mutate(rng, base[rng.integers(parents)][None, :], strength)[0]
+        if child.tobytes() not in seen:
+            seen.add(child.tobytes())
+            out.append(child)
+    return np.array(out)
+
+
+class Bench:
+    """The demo's proxy supernet and evaluation images, and the two ways to evaluate a population."""
+
+    def __init__(self, a, space: SearchSpace | None = None):
+        p = DEMO_PROXY
+        self.device = torch.device("cpu")
+        data = load_data(a.data, p.resolution, 0, p.per_class)
+        torch.manual_seed(0)
+        space = proxy_space(space or load_space(a.space), p.resolution, p.width, data.num_classes)
+        self.net = zero_init_residuals(Supernet(space)).to(self.device)
+        self.data = data
+        self.images = EvalImages(data.train, data.val, p.bn_images, p.eval_batch, EvalFormat.for_device(self.device))
+        self.codec = ArchCodec(space)
+        warm = [from_vector(space, v) for v in self.codec.sample(np.random.default_rng(99), 4)]
+        for together in (False, True):  # the first passes set up the kernels: untimed
+            self.evaluator(together)(warm)
+        print(
+            f"proxy: {a.data}, {space.name} space at {p.resolution} px, width {p.width}, {self.images.calib_size} BN "
+            f"images, {self.images.val_size} val images, eval batch {p.eval_batch}"
+        )
+
+    def evaluator(self, together: bool) -> OneShotEvaluator:
+        p = DEMO_PROXY
+        return OneShotEvaluator(
+            self.net, self.data.val, self.data.train, p.bn_images, p.eval_batch, images=self.images, together=together
+        )
+
+    def shared(self, vecs: np.ndarray) -> float:
+        """Share of module runs the tree saves on `vecs` (counted on the cheap side: no image is run)."""
+        archs = [from_vector(self.net.space, v) for v in vecs]
+        tree = PrefixTree(self.net, archs, 2**62, self.images.calib_size + self.images.val_size)
+        alone = sum(len(self.net.path_modules(x)) for x in archs)
+        return 1.0 - tree.planned_runs() / alone
+
+    def compare(self, name: str, vecs: np.ndarray, repeats: int) -> float:
+        """Print evaluations per minute one at a time and together on `vecs`; return the ratio."""
+        archs = [from_vector(self.net.space, v) for v in vecs]
+        seconds = {True: [], False: []}
+        accs = {}
+        for _ in range(repeats):
+            for together in (False, True):
+                ev = self.evaluator(together)
+                t0 = time.perf_counter()
+                accs[together] = ev(archs)
+                seconds[together].append(time.perf_counter() - t0)
+        serial, batched = (60.0 * len(archs) / statistics.median(seconds[k]) for k in (False, True))
+        same = np.array_equal(accs[True], accs[False])
+        print(
+            f"    {name:34s} {len(archs):3d} archs, shared {self.shared(vecs):5.1%}: one at a time "
+            f"{serial:6.0f}/min, together {batched:6.0f}/min, ratio {batched / serial:5.2f}x; accuracies identical: "
+            f"{same}"
+        )
+        return batched / serial
+
+    def search(self, population: int, generations: int) -> None:
+        """(c): a CES run evaluated together, then one at a time."""
+        costs = CostTable(self.net.space)
+        res = {}
+        for together in (True, False):
+            ev = self.evaluator(together)
+            t0 = time.perf_counter()
+            out = ces(self.net.space, ev, lambda v: costs(v)[0] / 1e6, Constraints(), population, generations, seed=0)
+            wall = time.perf_counter() - t0
+            res[together] = (out.archive.to_json(self.net.space), wall, ev.evaluated)
+        (arch_t, wall_t, n), (arch_s, wall_s, _) = res[True], res[False]
+        print(
+            f"(c) CES, population {population} x {generations} generations ({n} evaluations): one at a time "
+            f"{wall_s:.1f} s ({60 * n / wall_s:.0f}/min), together {wall_t:.1f} s ({60 * n / wall_t:.0f}/min), "
+            f"ratio {wall_s / wall_t:.2f}x; archives identical: {arch_t == arch_s}"
+        )
+
+
+def demo_stages(a, repeats: int) -> None:
+    """(d): the first and last generation of every CES stage of the demo run `a.run`."""
+    for found in sorted(a.run.glob("stage*/search.json")):
+        record = read_json(found)
+        space = SearchSpace.from_dict(record["searched_space"])
+        bench = Bench(a, space)
+        rows = record["archive"]
+        last = max(r["generation"] for r in rows)
+        print(f"(d) demo {found.parent.name}: {space.name}, {float(record['searched_size']):.3g} architectures")
+        for gen in (0, last):
+            vecs = np.array([r["vector"] for r in rows if r["generation"] == gen])
+            bench.compare(f"generation {gen}", vecs, repeats)
+
+
+def synthetic(a, repeats: int) -> None:
+    """(a), (b) and (c) on the deployment space `a.space`, as `a.parts` asks."""
+    bench = Bench(a)
+    n = demo_settings().population
+    rng = np.random.default_rng(0)
+    if "a" in a.parts:
+        print(f"(a) random population ({n}, the demo's), median of {repeats}")
+        bench.compare("random", bench.codec.sample(rng, n), repeats)
+    if "b" in a.parts:
+        print(f"(b) converged: mutants of {a.parents} parents, median of {repeats}")
+        for strength in sorted({a.strength, *((4, 2) if a.quick else (12, 8, 4, 2))}):
+            bench.compare(f"{strength} layers moved", mutants(bench.codec, a.parents, n, strength, rng), repeats)
+    if "c" in a.parts:
+        bench.search(n, 2 if a.quick else a.generations)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="two repeats, a shorter sweep and search")
+    p.add_argument("--data", default="digits", help="digits (the demo's) or mnist5k")
+    p.add_argument("--space", default="basic")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--parents", type=int, default=3, help="parents of a converged population")
+    p.add_argument("--strength", type=int, default=1, help="layers moved in a converged population's mutants")
+    p.add_argument("--generations", type=int, default=4, help="CES generations in (c)")
+    p.add_argument("--run", type=Path, default=None, help="a finished `hnas demo` run folder for (d)")
+    p.add_argument("--parts", default="abc", help="which of (a), (b), (c) to run, e.g. 'b' ((d) runs with --run)")
+    a = p.parse_args(argv)
+    repeats = 2 if a.quick else a.repeats
+    print(machine(torch.device("cpu")))
+    if "a" in a.parts or "b" in a.parts or "c" in a.parts:
+        synthetic(a, repeats)
+    if a.run is not None:
+        demo_stages(a, repeats)
+    print(machine(torch.device("cpu")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""A LUT build that converts in worker processes (on the CPUs besides the measuring core) while the first round
+measures: the same entries and metadata as a serial build, resumed after a kill, serial where it cannot overlap."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+import latency.build as build_module
+import latency.devices as devices_module
+from latency.build import build_many, conversion_cpus
+from latency.export import Exporter
+from latency.items import items_for_space
+from latency.lut import Lut
+from latency.stability import Stability
+from tests.harness import FAST, CountingDevice, kill_and_resume
+from tests.tiny import tiny_space
+
+PROVENANCE = ("spec", "export_key", "model_sha256", "settings_id", "source", "runs", "repeats")
+AGREEING = replace(FAST, stability=Stability(spread=1e9))  # no extra repeats: the same repeats in both builds
+
+
+def test_an_overlapped_cold_build_has_the_serial_builds_entries_and_metadata(tmp_path):
+    items = items_for_space(tiny_space())
+    tables, runs = {}, {}
+    for overlap in (True, False):
+        dev, path = CountingDevice(), tmp_path / f"{overlap}.json"
+        exporter = Exporter(tmp_path / f"cache-{overlap}")  # cold: every model is converted
+        (report,) = build_many([(dev, path)], items, replace(AGREEING, overlap=overlap), exporter).values()
+        assert report.exported == 9 and report.cached == 0 and len(report.measured) == 9
+        tables[overlap], runs[overlap] = Lut.load(path), [m.rsplit("/", 1)[1] for m in dev.runs]
+    a, b = tables[True], tables[False]
+    assert a.entries.keys() == b.entries.keys() and len(a.entries) == 9 and not a.pending
+    assert (a.device, a.data["settings"], a.data["runtime"]) == (b.device, b.data["settings"], b.data["runtime"])
+    for key in a.entries:
+        assert {f: a.entries[key][f] for f in PROVENANCE} == {f: b.entries[key][f] for f in PROVENANCE}
+    assert runs[True][:9] == runs[False][:9]  # the first round measures the same models in the same order
+
+
+def test_no_cpu_besides_the_measuring_core_or_a_device_that_does_not_stream_builds_serially(
+    tmp_path, exporter, monkeypatch
+):
+    def refuse(*_a, **_k):
+        raise AssertionError("nothing may convert in a worker here")
+
+    monkeypatch.setattr(build_module, "Ahead", refuse)
+    items = items_for_space(tiny_space())
+    monkeypatch.setattr(devices_module, "_host_cpus", lambda: [0])
+    assert conversion_cpus([CountingDevice()]) == []
+    (one_cpu,) = build_many([(CountingDevice(), tmp_path / "one.json")], items, FAST, exporter).values()
+    monkeypatch.undo()
+    monkeypatch.setattr(build_module, "Ahead", refuse)
+
+    class Phone(CountingDevice):
+        streams = False
+
+    (phone,) = build_many([(Phone(), tmp_path / "phone.json")], items, FAST, exporter).values()
+    assert len(one_cpu.measured) == len(phone.measured) == 9
+
+
+@pytest.mark.slow
+def test_an_overlapped_build_killed_midway_resumes(tmp_path):
+    if not {0, 1} <= set(devices_module._host_cpus()):
+        pytest.skip("needs CPUs 0 and 1: one measures, the other converts")
+    space_file = tmp_path / "tiny.json"
+    tiny_space().save(space_file)
+    out = tmp_path / "lut.json"
+    args = ["lut", "build", "--device", "local", "--space", str(space_file), "--out", str(out)]
+    args += ["--repeats", "3", "--runs", "1500", "--warmup", "1", "--core", "0"]
+
+    def entries():
+        try:
+            return json.loads(out.read_text())["entries"]
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    env = {"HNAS_CACHE": str(tmp_path / "cache")}  # cold: the first run converts in its workers
+    r = kill_and_resume(args, lambda: len(entries()) >= 1, lambda: 1 <= len(entries()) < 9, note=lambda: [out], env=env)
+    killed, final = json.loads(r.noted[out]), json.loads(out.read_text())
+    assert len(final["entries"]) == 9 and not final["pending"]
+    for key, entry in killed["entries"].items():
+        assert final["entries"][key] == entry
+    assert f"measured {9 - len(killed['entries'])} entries" in r.again.stdout

@@ -1,0 +1,134 @@
+"""A generation evaluated together over a prefix tree: the same accuracies (and the same BatchNorm statistics left
+in the supernet) as one architecture at a time, for random and for converged populations, within any memory
+budget; a search keeps the same archive."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from hnas.evaluate import OneShotEvaluator, PrefixTree
+from hnas.spec.arch import Architecture, sample
+from hnas.spec.vectors import ArchCodec
+from hnas.supernet import Supernet
+from tests.harness import enumerable_space
+from tests.tiny import tiny_space
+
+
+def _data(n: int, seed: int) -> TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    return TensorDataset(torch.randn(n, 3, 16, 16, generator=g), torch.randint(0, 10, (n,), generator=g))
+
+
+def _supernet(space=None) -> Supernet:
+    torch.manual_seed(0)
+    net = Supernet(space or enumerable_space().with_skeleton(resolution=16))
+    with torch.no_grad():  # BN statistics that matter: perturb the affine weights
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    return net
+
+
+def _converged(space, parents: int, n: int, seed: int) -> list[Architecture]:
+    """Mutations of a few parents: one layer changed at a time, deep layers more often (a converged generation)."""
+    rng = np.random.default_rng(seed)
+    base = sample(space, parents, rng)
+    out = list(base)
+    while len(out) < n:
+        ops = list(base[rng.integers(parents)].ops)
+        j = int(rng.integers(space.num_layers // 2, space.num_layers))
+        ops[j] = space.candidates[j][rng.integers(len(space.candidates[j]))]
+        arch = Architecture(space, tuple(ops))
+        if str(arch) not in {str(a) for a in out}:
+            out.append(arch)
+    return out
+
+
+def _both(net, archs, train_set, val_set, **kw):
+    """(accuracies together, state after; accuracies one at a time, state after), from the same start."""
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    together = OneShotEvaluator(net, val_set, train_set, bn_images=32, batch_size=16, **kw)
+    a = together(archs)
+    state_a = {k: v.clone() for k, v in net.state_dict().items()}
+    net.load_state_dict(start)
+    alone = OneShotEvaluator(net, val_set, train_set, bn_images=32, batch_size=16, together=False)
+    b = alone(archs)
+    return a, state_a, b, net.state_dict(), together.evaluated, alone.evaluated
+
+
+@pytest.mark.parametrize("population", ["random", "converged"])
+def test_together_equals_one_at_a_time_bit_for_bit(population):
+    net = _supernet()
+    space = net.space
+    archs = sample(space, 12, np.random.default_rng(3)) if population == "random" else _converged(space, 2, 10, 4)
+    archs = archs + archs[:2]  # a repeated architecture is paid for once
+    a, state_a, b, state_b, n_a, n_b = _both(net, archs, _data(96, 1), _data(64, 2))
+    assert a.tolist() == b.tolist() and len(set(a.tolist())) > 1
+    assert n_a == n_b == len(archs) - 2
+    assert state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    assert not net.training  # left in eval mode, as one at a time leaves it
+
+
+@pytest.mark.parametrize("budget", [0, 3 * 16 * 16 * 4 * 96 + 1, 10**5 * 4 * 96])
+def test_a_small_memory_budget_shares_fewer_layers_with_the_same_figures(budget):
+    net = _supernet()
+    archs = _converged(net.space, 2, 8, 5)
+    a, state_a, b, state_b, *_ = _both(net, archs, _data(96, 1), _data(64, 2), tree_bytes=budget)
+    assert a.tolist() == b.tolist()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    tree = PrefixTree(net, archs, budget, images=32 + 64)
+    assert tree.depth == {0: -1, 3 * 16 * 16 * 4 * 96 + 1: 0}.get(budget, len(net.space.slots) - 1)
+
+
+def test_a_converged_generation_runs_fewer_modules():
+    net = _supernet()
+    archs = _converged(net.space, 2, 10, 6)
+    calib = [torch.randn(16, 3, 16, 16) for _ in range(2)]
+    val = [(torch.randn(16, 3, 16, 16), torch.randint(0, 10, (16,)))]
+    tree = PrefixTree(net, archs, 2**30, images=48)
+    planned = tree.planned_runs()
+    tree.evaluate(calib, val, torch.device("cpu"))
+    alone = sum(len(net.path_modules(a)) for a in archs)
+    assert tree.runs == planned < alone
+    assert tree.depth == len(net.space.slots) - 1
+
+
+def test_a_search_keeps_the_same_archive_together_and_one_at_a_time():
+    from hnas.ces import Constraints, ces
+    from hnas.core.band import Band
+    from tests.harness import Table
+
+    train_set, val_set = _data(96, 1), _data(64, 2)
+    runs = []
+    for together in (True, False):
+        net = _supernet()
+        ev = OneShotEvaluator(net, val_set, train_set, bn_images=32, batch_size=16, together=together)
+        t = Table(net.space)
+        res = ces(net.space, ev, t.latency, Constraints(Band(3.0, 9.0)), pop_size=8, generations=3, seed=0)
+        runs.append((res.archive.to_json(net.space), ev.evaluated))
+    (together, n_t), (alone, n_a) = runs
+    assert together == alone and n_t == n_a == len(together) > 8
+    assert len({r["accuracy"] for r in together}) > 1
+
+
+def test_bench_prefix_at_tiny_settings(tmp_path, capsys):
+    import sys
+
+    from tests.harness import ROOT
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_prefix
+
+    space_file = tmp_path / "enum.json"
+    enumerable_space().save(space_file)
+    bench_prefix.main(["--space", str(space_file), "--parts", "a", "--repeats", "1"])
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if "ratio" in line]
+    assert len(lines) == 1 and "accuracies identical: True" in lines[0] and "load average" in out
+    codec = ArchCodec(tiny_space())  # 18 architectures: asking for more mutants gives those there are
+    vecs = bench_prefix.mutants(codec, 2, 40, 1, np.random.default_rng(0))
+    assert len({v.tobytes() for v in vecs}) == len(vecs) <= codec.size
