@@ -231,6 +231,10 @@ def test_a_fleet_run_keeps_every_table_in_its_results_report_and_verification(ti
     assert one.returncode == 2 and "was started with 2 latency table(s) and 1 --lut were given" in one.stderr
     band = run_cli("search", "--out", str(out), "--lat", "0:1000")
     assert band.returncode == 2 and f"was started with --lat :,:{cap:g} (given 0:1000)" in band.stderr
+    other.rename(tmp_path / "elsewhere.json")  # an other table gone: its device is not reached, the others are
+    gone = verify_run(out)["tables"]
+    assert gone[0]["reached"] and gone[0]["measured_ms"] > 0
+    assert not gone[1]["reached"] and gone[1]["name"] == "phone" and "is not there" in gone[1]["why"]
 
 
 def test_a_fleet_search_is_refused_in_one_line_before_anything_is_written(tiny_lut, space_file, tmp_path):

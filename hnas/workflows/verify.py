@@ -12,7 +12,7 @@ float32 and the int8 model, the int8 one calibrated on real training images. Bot
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -204,12 +204,22 @@ def verify_fleet(
     from latency.lut import Lut
     from latency.verify import verify_arch
 
-    luts = [run_lut(folder.config, folder.path).lut, *(t.lut for t in run_fleet(folder.search, folder.path).fleet)]
-    names = table_names(luts)
-    first, rows = None, []
-    for name, path in zip(names, luts, strict=True):
-        device = Lut.load(path).device
+    def where(table) -> str | HnasError:
+        """An other table's file now, or why it cannot be used (missing, or not the table the run recorded)."""
         try:
+            return run_fleet(replace(folder.search, fleet=[table]), folder.path).fleet[0].lut
+        except HnasError as exc:
+            return exc
+
+    luts = [run_lut(folder.config, folder.path).lut, *(where(t) for t in folder.search.fleet)]
+    recorded_luts = [folder.config.lut, *(t.lut for t in folder.search.fleet)]
+    names = table_names(recorded_luts)  # as the run's results name them
+    first, rows = None, []
+    for name, path, recorded in zip(names, luts, recorded_luts, strict=True):
+        try:
+            if isinstance(path, HnasError):
+                raise path
+            device = Lut.load(path).device
             if device.get("kind") == "published":
                 raise HnasError(f"{path} is a published table: there is no device here to measure it against")
             profile = op_profile and first is None  # the op profile of the first device reached
@@ -217,7 +227,8 @@ def verify_fleet(
                 arch, path, device.get("id", "local"), profile, benchmark_binary, progress, exporter, stability
             )
         except HnasError as exc:
-            rows.append({"name": name, "lut": path, "reached": False, "why": str(exc)})
+            lut = recorded if isinstance(path, HnasError) else path
+            rows.append({"name": name, "lut": lut, "reached": False, "why": str(exc)})
             continue
         if first is None:
             first = r
