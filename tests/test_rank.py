@@ -385,6 +385,18 @@ def test_rank_settings_are_checked():
     assert bad.returncode == 2 and "--pick nowhere: must be one of front, space, band, both, all" in bad.stderr
 
 
+def test_a_study_refused_for_its_table_or_band_writes_nothing(tiny_lut, tmp_path):
+    study = tmp_path / "study"
+    missing = run_cli("study", str(study), "--lut", str(tmp_path / "nope.json"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr and not study.exists()
+    tiny_space().save(tmp_path / "tiny.json")
+    args = study_args(tiny_lut, tmp_path / "tiny.json", study)
+    args[args.index("--lat-rel") + 1] = "100:200"  # a band no architecture of the space reaches
+    nowhere = run_cli(*args)
+    assert nowhere.returncode == 2, nowhere.stderr
+    assert "no architecture" in nowhere.stderr and not study.exists()
+
+
 def test_the_committed_study_summary_holds_tables_4_and_5_and_fig_6():
     """benchmarks/results/study-mnist5k-translated.json: the measured study the README quotes."""
     from pathlib import Path

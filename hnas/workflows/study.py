@@ -163,7 +163,8 @@ class StudySettings:
 
 
 def _check_folder(folder: Path, s: StudySettings) -> None:
-    """Record the searches' settings on the first run; a rerun with other ones is an error, not a mixture."""
+    """A rerun with other search settings than the folder recorded is an error, not a mixture (`_study` records
+    them once every search has been checked)."""
     record = s.search_record()
     file = folder / "study_config.json"
     if file.is_file():
@@ -178,9 +179,6 @@ def _check_folder(folder: Path, s: StudySettings) -> None:
                 "with those, or give a new study folder (--search-seeds and the ranking options --k, --pick, "
                 "--seeds, --epochs, --standalone-lr, --standalone-batch-size, --bootstrap, --draw-seed may change)"
             )
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(file, record)
 
 
 # --- the searches, several at once -------------------------------------------------------------------------
@@ -280,21 +278,25 @@ def run_study(
     summary.json in FOLDER and returns the study."""
     folder = Path(folder)
     _check_folder(folder, s)
+    seeds = list(range(s.search_seeds))
+    paths = {(seed, M): folder / f"seed{seed}" / f"M{M}" for seed in seeds for M in STUDY_STAGES}
+    for (seed, M), path in paths.items():  # every run checked (its table, band, memory, data), then its config
+        resumed = " (resuming)" if saved_settings(path) is not None else ""  # written, before any worker starts
+        log(f"search seed {seed}, M = {M}: supernet epochs {split_epochs(s.total_epochs, M)}{resumed}")
+        run, search, latency = s.assemble(M, seed)
+        open_search(path, run, search, log=log, progress=False, lut=[s.lut, *s.others], latency=latency)
+    if not (folder / "study_config.json").is_file():
+        atomic_write_json(folder / "study_config.json", s.search_record())
     clock = Sessions(folder, command)
     try:
-        return _study(folder, s, log, progress, command, clock)
+        return _study(folder, s, paths, latency, log, progress, command, clock)
     finally:
         clock.close()
 
 
-def _study(folder: Path, s: StudySettings, log, progress, command: str, clock: Sessions) -> dict:
+def _study(folder: Path, s: StudySettings, paths: dict, latency, log, progress, command: str, clock: Sessions) -> dict:
+    """The study on its checked searches (`paths`; `latency`: their objective, which prices the band picks)."""
     seeds = list(range(s.search_seeds))
-    paths = {(seed, M): folder / f"seed{seed}" / f"M{M}" for seed in seeds for M in STUDY_STAGES}
-    for (seed, M), path in paths.items():  # every run checked and its config written before any worker starts
-        resumed = " (resuming)" if saved_settings(path) is not None else ""
-        log(f"search seed {seed}, M = {M}: supernet epochs {split_epochs(s.total_epochs, M)}{resumed}")
-        run, search, latency = s.assemble(M, seed)
-        open_search(path, run, search, log=log, progress=False, lut=[s.lut, *s.others], latency=latency)
     run_searches(list(paths.values()), s.rank.jobs, log, baseline={paths[(seed, 2)] for seed in seeds})
 
     # Table 4 on search seed 0: K picks per M; Table 5: every run's best architecture inside the band
