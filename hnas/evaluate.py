@@ -244,8 +244,8 @@ class PrefixTree:
         self.supernet = supernet
         self.paths = [supernet.path_modules(a) for a in archs]
         slots = supernet.space.slots
-        r = supernet.space.skeleton.resolution
-        held = 4 * 3 * r * r * images
+        sk = supernet.space.skeleton
+        held = 4 * sk.in_channels * sk.resolution**2 * images  # the input images, float32
         self.depth = -1  # the input does not fit: nothing can be held
         for d, s in enumerate(slots):
             if held > budget_bytes:
@@ -317,6 +317,7 @@ class PrefixTree:
             self.runs += 1
             self._keep([module], group)
             self._visit(d + 1, group, calib_out, val_out)
+            del calib_out, val_out  # one level's outputs alive at a time: the budget is the bound
 
 
 _BN_STATS = ("running_mean", "running_var", "num_batches_tracked")

@@ -109,19 +109,35 @@ class PathSampler:
         pairs = ((self.predictor, self.band), *self.more)
         return all(bool(b.contains(float(p.predict(vec)[0]))) for p, b in pairs)
 
+    def _source(self) -> tuple | None:
+        """(predictor, band) that in-band draws come from: of the tables with a known distribution and a band, the one
+        whose band holds the smallest share of the space, as CES draws (`hnas.ces.ArchProblem.draw_from`; the only
+        one with one table); the other bands are checked on what is drawn."""
+        if not hasattr(self, "_src"):
+            pairs = [
+                (p, b)
+                for p, b in ((self.predictor, self.band), *self.more)
+                if p is not None and not b.is_open and hasattr(p, "distribution")
+            ]
+            self._src = min(pairs, key=lambda pb: pb[0].distribution().share(pb[1])[1]) if len(pairs) > 1 else None
+            self._src = self._src or (pairs[0] if pairs else None)
+        return self._src
+
     def _draw(self, hold: dict[int, int]) -> np.ndarray:
-        """One path: in-band when the predictor's distribution is known, else uniform per layer."""
-        if self.predictor is not None and not self.band.is_open and hasattr(self.predictor, "distribution"):
+        """One path: in-band when a table's distribution is known (`_source`), else uniform per layer."""
+        source = self._source()
+        if source is not None:
+            predictor, band = source
             key = tuple(sorted(hold.items()))
             if key not in self._banded:
                 from hnas.core.additive import LatencyDistribution
 
-                model, keep = self.predictor.distribution().model.restricted(dict(hold))
+                model, keep = predictor.distribution().model.restricted(dict(hold))
                 self._banded[key] = (LatencyDistribution(model), keep)
             dist, keep = self._banded[key]
-            rows = dist.sample(self.band, 1, self.rng)
+            rows = dist.sample(band, 1, self.rng)
             if not len(rows):
-                raise HnasError(f"no path of the space lies inside latency {self.band} ms: widen --lat")
+                raise HnasError(f"no path of the space lies inside latency {band} ms: widen --lat")
             return np.array([k[i] for k, i in zip(keep, rows[0], strict=True)], dtype=np.int64)
         vec = self.codec.sample(self.rng, 1)[0]
         for j, i in hold.items():

@@ -128,11 +128,13 @@ def open_lut(path: Path, device: Device, settings: dict) -> Lut:
 
 def _pin_worker(cpus: list[int]) -> None:
     """A conversion worker: on `cpus` only, one thread, quiet, ended with the build that started it (Linux)."""
+    import signal
+
     os.sched_setaffinity(0, cpus)
     os.environ.update(OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the build's to report, in one line
     with contextlib.suppress(OSError, AttributeError):
         import ctypes
-        import signal
 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the build
 
@@ -379,6 +381,8 @@ def build_many(
             held.enter_context(exclusive(path, "a latency table being built"))
         devices = [dev for dev, _ in jobs]
         cpus = conversion_cpus(devices) if options.overlap and all(d.streams for d in devices) else []
+        if cpus and all(exporter.path_for(exporter.part_key(it)).is_file() for it in items):
+            cpus = []  # everything converted before: no workers to start (a refresh, a demo rerun)
         ahead = Ahead(items, exporter, cpus) if cpus else None
         if ahead is not None:
             held.callback(ahead.close)

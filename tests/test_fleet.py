@@ -10,6 +10,7 @@ from hnas.core.band import Band
 from hnas.core.errors import HnasError
 from hnas.ledger import Archive
 from hnas.spec.space import basic
+from hnas.spec.vectors import ArchCodec
 from hnas.spos_ea import random_search, spos_ea
 from hnas.train import PathSampler
 from tests.harness import BandedTable, Table, enumerable_space, run_cli
@@ -86,6 +87,11 @@ def test_the_supernet_samples_paths_inside_every_band():
     sampler = PathSampler(sp, 0, a, cons.band, more=((b, cons.more[0].band),))
     vecs = np.array([sampler.sample().to_vector() for _ in range(200)])
     assert cons.band.contains(a.latency(vecs)).all() and cons.more[0].band.contains(b.latency(vecs)).all()
+    # the first table's band open, the other's narrow: draws come from the narrow one, as CES draws
+    rare = Band(hi=float(b.latency(ArchCodec(sp).sample(np.random.default_rng(0), 2000)).min()))  # ~1 in 2,000
+    only = PathSampler(sp, 0, a, Band(), more=((b, rare),), max_reject=3)
+    vecs = np.array([only.sample().to_vector() for _ in range(50)])
+    assert rare.contains(b.latency(vecs)).all()
 
 
 def test_the_pareto_plot_gains_a_panel_per_other_table_with_its_band():

@@ -73,7 +73,7 @@ def assemble_search(
     latency, *more = open_tables([require_lut(run), *(o[0] for o in others)], space, precision)
     absolute = band_for(band or Band(), band_rel, ref, latency)
     fleet = [
-        FleetTable(path, band_for(b or Band(), rel, r, table), rel, None if r is None or rel is None else str(r))
+        FleetTable(path, band_for(b or Band(), rel, r, table), rel, None if r is None else str(r))
         for (path, b, rel, r), table in zip(others, more, strict=True)
     ]
     settings = replace(settings, band=absolute, band_rel=band_rel, ref=None if ref is None else str(ref), fleet=fleet)
