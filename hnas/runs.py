@@ -64,23 +64,41 @@ def run_fleet(search: SearchSettings | TrainConfig, run: str | Path, given: list
             f"keeps its table list (the others: {had}); resume without --lut, or with every table in the same order, "
             "or start a new run with --out"
         )
-    moved = []
-    for i, t in enumerate(fleet):
-        path = Path(given[i]) if given is not None else Path(t.lut)
-        where = f"--lut {given[i]}" if given is not None else f"the latency table {t.lut}"
-        if not path.is_file():
-            raise HnasError(
-                f"{run} was started with the latency table {t.lut}, and {where} is not there: pass every --lut again, "
-                "naming where each table is now (accepted only if its sha256 is the same)"
-            )
-        sha = sha256_file(path)
-        if t.lut_sha256 is not None and sha != t.lut_sha256:
-            raise HnasError(
-                f"{where} (sha256 {sha[:16]}) is not the table {run} was started with ({t.lut}, sha256 "
-                f"{t.lut_sha256[:16]}): give that table (a moved copy is accepted), or start a new run with --out"
-            )
-        moved.append(replace(t, lut=str(path.resolve()), lut_sha256=sha))
+    moved = [locate_table(t, run, given[i] if given is not None else None) for i, t in enumerate(fleet)]
+    if [(t.lut, t.lut_sha256) for t in moved] != [(t.lut, t.lut_sha256) for t in fleet]:
+        _record_fleet(Path(run) / "config.json", isinstance(search, SearchSettings), moved)
     return replace(search, fleet=moved)
+
+
+def locate_table(table, run: str | Path, given: str | None = None):
+    """One other table of the run in `run` where it is now: its recorded file when its sha256 is the recorded one, or
+    `given` in its place (the table moved); a missing or changed table is one line naming the fix."""
+    path = Path(given) if given is not None else Path(table.lut)
+    where = f"--lut {given}" if given is not None else f"the latency table {table.lut}"
+    if not path.is_file():
+        raise HnasError(
+            f"{run} was started with the latency table {table.lut}, and {where} is not there: pass every --lut again, "
+            "naming where each table is now (accepted only if its sha256 is the same)"
+        )
+    sha = sha256_file(path)
+    if table.lut_sha256 is not None and sha != table.lut_sha256:
+        raise HnasError(
+            f"{where} (sha256 {sha[:16]}) is not the table {run} was started with ({table.lut}, sha256 "
+            f"{table.lut_sha256[:16]}): give that table (a moved copy is accepted), or start a new run with --out"
+        )
+    return replace(table, lut=str(path.resolve()), lut_sha256=sha)
+
+
+def _record_fleet(cfg_file: Path, search: bool, fleet: list) -> None:
+    """Write a run's other tables where they are now (moved, or their sha256 first recorded) into its config.json,
+    as `_record_lut` does for the first: the search's (`search`) or the supernet training's."""
+    if not cfg_file.is_file():
+        return
+    data = read_json(cfg_file)
+    block = data["run"] if isinstance(data.get("run"), dict) and "search" in data else data
+    block = data["search"] if search else block["train"]
+    block["fleet"] = [asdict(t) for t in fleet]
+    write_on_main(lambda: atomic_write_json(cfg_file, data))
 
 
 def run_lut(config: RunConfig, run: str | Path, given: str | None = None, missing_ok: bool = False) -> RunConfig:

@@ -172,6 +172,9 @@ def test_tables_of_one_device_and_precision_or_short_of_the_space_are_refused(ti
 
 
 def test_a_run_keeps_its_table_list(tiny_lut, tmp_path):
+    import json
+    from dataclasses import asdict
+
     from hnas.runs import pin_fleet, run_fleet
     from hnas.settings import FleetTable, SearchSettings
 
@@ -183,6 +186,11 @@ def test_a_run_keeps_its_table_list(tiny_lut, tmp_path):
     moved = tmp_path / "moved.json"
     moved.write_bytes(b.read_bytes())
     assert run_fleet(search, "RUN", [str(moved)]).fleet[0].lut == str(moved.resolve())  # a moved copy is taken
+    run = tmp_path / "run"  # a run records where a moved table is now, as it does its first table
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"run": {}, "search": asdict(search)}))
+    run_fleet(search, run, [str(moved)])
+    assert json.loads((run / "config.json").read_text())["search"]["fleet"][0]["lut"] == str(moved.resolve())
     b.write_text(b.read_text().replace("0000dead", "0000beef"))
     with pytest.raises(HnasError, match="which has changed|is not the table RUN was started with"):
         run_fleet(search, "RUN")
@@ -229,6 +237,8 @@ def test_a_fleet_run_keeps_every_table_in_its_results_report_and_verification(ti
     assert json.loads((out / "config.json").read_text())["search"]["fleet"][0]["lut_sha256"]
     page = build_report(out).read_text()
     assert "Latency tables (one network for every device)" in page and str(other.resolve()) in page
+    with pytest.raises(HnasError, match="measured on each table's own device"):
+        verify_run(out, precision="int8")  # one table's precision cannot pick a fleet's devices
     checked = verify_run(out)
     here, there = checked["tables"]
     assert here["reached"] and here["measured_ms"] > 0 and "stable" in here

@@ -12,7 +12,7 @@ float32 and the int8 model, the int8 one calibrated on real training images. Bot
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +163,11 @@ def verify_run(
     folder = finished_run(run)  # config.json, read once for every step below
     arch = folder.best_architecture()
     if lut is None and folder.search.fleet:
+        if device != "local" or precision is not None:
+            raise HnasError(
+                f"{run} searched on {len(folder.search.fleet) + 1} tables and is measured on each table's own device "
+                "at its precision: drop --device and --precision, or pass --lut TABLE to verify on one table"
+            )
         result = verify_fleet(folder, arch, op_profile, benchmark_binary, progress, exporter, stability)
     else:
         if lut is None:  # the run's own table, checked against the sha256 it recorded (another table: pass it)
@@ -199,7 +204,7 @@ def verify_fleet(
     first reached table's full result, with `tables` holding one row per table (predicted, measured, the stability
     rule's verdict, error) or, for a device that could not be reached (not attached, another machine's host, a
     published table), why. None reached is one line naming each table and why."""
-    from hnas.runs import run_fleet, run_lut
+    from hnas.runs import locate_table, run_lut
     from hnas.settings import table_names
     from latency.lut import Lut
     from latency.verify import verify_arch
@@ -207,7 +212,7 @@ def verify_fleet(
     def where(table) -> str | HnasError:
         """An other table's file now, or why it cannot be used (missing, or not the table the run recorded)."""
         try:
-            return run_fleet(replace(folder.search, fleet=[table]), folder.path).fleet[0].lut
+            return locate_table(table, folder.path).lut
         except HnasError as exc:
             return exc
 
