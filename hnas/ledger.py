@@ -79,8 +79,9 @@ class Archive:
                 self.vectors, self.accuracy, self.latency, self.macs, self.params, ranks, self.generation
             )
         ]
-        for row, more in zip(rows, self.more, strict=False):
-            row["latencies_ms"] = [row["latency_ms"], *more]
+        if self.more:  # a fleet's rows: every table's latency, the objective's first
+            for row, more in zip(rows, self.more, strict=True):
+                row["latencies_ms"] = [row["latency_ms"], *more]
         return rows
 
     @classmethod
