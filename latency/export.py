@@ -252,6 +252,11 @@ class Exporter:
             # (the values only feed onnx2tf's own output check), so conversion stays offline
             core.download_test_image_data = _sample_images
             self._onnx2tf = onnx2tf
+        # Keras names layers from counters that live as long as the process, and the names go into the .tflite:
+        # without a fresh session the same part converts to different bytes after other conversions
+        import tf_keras
+
+        tf_keras.backend.clear_session()
         try:
             with _quiet():
                 return self._onnx2tf.convert(

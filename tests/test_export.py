@@ -59,6 +59,18 @@ def test_cache_is_content_addressed(exporter):
     assert cache_key(canonical(other.build), other.input_shape) != first.cache_key
 
 
+def test_a_parts_model_has_the_same_bytes_whatever_the_process_converted_before(tmp_path):
+    """The LUT records each model's sha256: a part converts to the same bytes first in a process or after others
+    (Keras names layers from process-wide counters; the names go into the .tflite)."""
+    from latency.export import Exporter
+
+    first, second = items_for_space(tiny_space())[4:6]
+    after_another = Exporter(tmp_path / "a")
+    after_another.export_part(first)
+    alone = Exporter(tmp_path / "b")
+    assert after_another.export_part(second).sha256 == alone.export_part(second).sha256
+
+
 def test_whole_network_exports_without_transpose(exporter):
     arch = sample(tiny_space(), 1, np.random.default_rng(3))[0]
     ex = export_network(arch, exporter)
