@@ -23,6 +23,7 @@ identical on every population.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -42,7 +43,7 @@ from hnas.data import load_data  # noqa: E402
 from hnas.evalimages import EvalFormat, EvalImages  # noqa: E402
 from hnas.evaluate import OneShotEvaluator, PrefixTree  # noqa: E402
 from hnas.spec.arch import from_vector  # noqa: E402
-from hnas.spec.modules import zero_init_residuals  # noqa: E402
+from hnas.spec.modules import SameConv2d, zero_init_residuals  # noqa: E402
 from hnas.spec.space import SearchSpace, load_space  # noqa: E402
 from hnas.spec.vectors import ArchCodec  # noqa: E402
 from hnas.supernet import Supernet, proxy_space  # noqa: E402
@@ -61,6 +62,21 @@ def mutants(codec: ArchCodec, parents: int, n: int, strength: int, rng: np.rando
             seen.add(child.tobytes())
             out.append(child)
     return np.array(out)
+
+
+@contextlib.contextmanager
+def whole_kernels(on: bool):
+    """Inside: every KxK convolution runs all its taps, as before `SameConv2d` skipped those meeting only
+    padding (the baseline of the per-architecture saving)."""
+    if not on:
+        yield
+        return
+    own = SameConv2d.__dict__["_conv_forward"]
+    SameConv2d._conv_forward = torch.nn.Conv2d._conv_forward
+    try:
+        yield
+    finally:
+        SameConv2d._conv_forward = own
 
 
 class Bench:
@@ -98,22 +114,26 @@ class Bench:
         return 1.0 - tree.planned_runs() / alone
 
     def compare(self, name: str, vecs: np.ndarray, repeats: int) -> float:
-        """Print evaluations per minute one at a time and together on `vecs`; return the ratio."""
+        """Print evaluations per minute one at a time and together on `vecs`, and one at a time with whole
+        kernels (the path before issue 28); return the ratio together / one at a time."""
         archs = [from_vector(self.net.space, v) for v in vecs]
-        seconds = {True: [], False: []}
+        seconds = {"whole": [], "alone": [], "together": []}
         accs = {}
         for _ in range(repeats):
-            for together in (False, True):
-                ev = self.evaluator(together)
-                t0 = time.perf_counter()
-                accs[together] = ev(archs)
-                seconds[together].append(time.perf_counter() - t0)
-        serial, batched = (60.0 * len(archs) / statistics.median(seconds[k]) for k in (False, True))
-        same = np.array_equal(accs[True], accs[False])
+            for way in seconds:
+                ev = self.evaluator(way == "together")
+                with whole_kernels(way == "whole"):
+                    t0 = time.perf_counter()
+                    accs[way] = ev(archs)
+                    seconds[way].append(time.perf_counter() - t0)
+        whole, serial, batched = (60.0 * len(archs) / statistics.median(seconds[k]) for k in seconds)
+        same = np.array_equal(accs["together"], accs["alone"])
+        close = float(np.abs(accs["whole"] - accs["alone"]).max())
         print(
-            f"    {name:34s} {len(archs):3d} archs, shared {self.shared(vecs):5.1%}: one at a time "
-            f"{serial:6.0f}/min, together {batched:6.0f}/min, ratio {batched / serial:5.2f}x; accuracies identical: "
-            f"{same}"
+            f"    {name:34s} {len(archs):3d} archs, shared {self.shared(vecs):5.1%}: whole kernels {whole:6.0f}/min, "
+            f"one at a time {serial:6.0f}/min, together {batched:6.0f}/min; together / one at a time "
+            f"{batched / serial:5.2f}x, / whole kernels {batched / whole:5.2f}x; accuracies identical: {same} "
+            f"(whole kernels: max difference {close:.4f})"
         )
         return batched / serial
 

@@ -6,10 +6,11 @@ is the median of its repeat medians; entries whose repeat medians disagree get e
 (`latency.stability`), and are marked unstable when they keep disagreeing. Every repeat is written to the
 table's `pending` section at once (atomically), so a killed build reruns only what is missing.
 
-Converting overlaps measuring (`BuildOptions.overlap`) when the device takes its models as they come (the host,
-`Device.streams`) and this machine has a CPU besides the measuring core: worker processes pinned to the other CPUs
-convert the entries in order (`Ahead`) while the first round measures each as soon as it is ready; the rounds,
-their order and the rules above are those of a serial build. Otherwise everything is converted first.
+Converting overlaps measuring (`BuildOptions.overlap`) where this machine has a CPU the devices do not measure on:
+worker processes pinned to those CPUs convert the entries in order (`Ahead`) while the first round measures. A
+device that takes its models as they come (the host, `Device.streams`) measures each as soon as it is converted;
+a phone measures them in batches, each of the entries converted (and pushed) by the time the last batch ended.
+The rounds and the rules above are those of a serial build. Otherwise everything is converted first.
 """
 
 from __future__ import annotations
@@ -169,6 +170,10 @@ class Ahead:
         cache = str(exporter.cache_dir)
         self.futures: dict[str, Future] = {it.key: self.pool.submit(_export_in_worker, cache, it) for it in items}
 
+    def ready(self, key: str) -> bool:
+        """Whether the item `key` is converted (or its conversion failed)."""
+        return self.futures[key].done()
+
     def result(self, key: str) -> Exported:
         """The export of the item `key`, once converted (a conversion's error is raised here)."""
         return self.futures[key].result()
@@ -237,11 +242,20 @@ def build(
     if not report.planned:
         return report
 
-    # 2. push the models the device needs (a streaming device reads them where they will be)
-    keys = list(report.planned)
-    files = [exporter.path_for(cache_keys[k]) if ahead is not None else converted(k).path for k in keys]
-    remote = dict(zip(keys, device.push_many(files)))
-    key_of = {r: k for k, r in remote.items()}
+    # 2. push the models the device needs (a streaming device reads them where they will be; a phone gets each
+    # model converted meanwhile with the batch that first measures it)
+    remote: dict[str, str] = {}
+    key_of: dict[str, str] = {}
+
+    def push(keys: list[str]) -> None:
+        new = [k for k in keys if k not in remote]
+        streamed = ahead is not None and device.streams
+        files = [exporter.path_for(cache_keys[k]) if streamed else converted(k).path for k in new]
+        remote.update(zip(new, device.push_many(files)))
+        key_of.update((remote[k], k) for k in new)
+
+    if ahead is None or device.streams:
+        push(list(report.planned))
     target = dict.fromkeys(report.planned, options.repeats)
     throttle_count: dict[str, int] = {}
 
@@ -275,16 +289,10 @@ def build(
     t0 = time.perf_counter()
     total = sum(max(0, target[k] - len(pending_repeats(k))) for k in report.planned if k not in report.measured)
     with phase(progress, "measure", total) as advance:
-        rounds = 0
-        while True:
-            todo = [k for k in report.planned if k not in report.measured]
-            if not todo:
-                break
-            if rounds >= options.repeats:  # only entries whose repeats disagree are left: let a disturbance pass
-                options.stability.pause()
-            rounds += 1
-            models = [remote[k] for k in todo] if ahead is None else (remote[k] for k in todo if converted(k))
-            for m in device.measure(models, options.settings):
+
+        def record(measurements) -> None:
+            """Store each repeat as it comes (a throttled run is not counted: measured again next round)."""
+            for m in measurements:
                 key = key_of.get(m.model)
                 if key is None:
                     raise HnasError(f"the device reported a model it was not asked to run: {m.model}")
@@ -294,7 +302,7 @@ def build(
                     throttle_count[key] = throttle_count.get(key, 0) + 1
                     report.throttled.append(f"{key}: {m.throttled}")
                     device.cool_down()
-                    continue  # not counted: measured again in the next round
+                    continue
                 runs = m.result.runs
                 rep = {
                     "count": runs.count,
@@ -314,11 +322,42 @@ def build(
                 if target[key] > before:
                     advance(total_delta=target[key] - before)
                 advance()
+
+        rounds = 0
+        while True:
+            todo = [k for k in report.planned if k not in report.measured]
+            if not todo:
+                break
+            if rounds >= options.repeats:  # only entries whose repeats disagree are left: let a disturbance pass
+                options.stability.pause()
+            rounds += 1
+            for batch in _round(todo, ahead, device.streams, converted, push):
+                models = [remote[k] for k in batch] if isinstance(batch, list) else (remote[k] for k in batch)
+                record(device.measure(models, options.settings))
             busy = device.busy()  # what competed with this round on the device, judged during the round
             if busy and busy not in report.busy:
                 report.busy.append(busy)
     report.measure_s = time.perf_counter() - t0
     return report
+
+
+def _round(todo: list[str], ahead: Ahead | None, streams: bool, converted: Callable, push: Callable):
+    """The batches of one round over the entries `todo`, in order: all of them at once when every model is
+    converted; while `ahead` converts, a streaming device gets the models as each is converted (one batch, an
+    iterator), another device (a phone) one batch per wait: the entries converted (and pushed) by then."""
+    if ahead is None or all(ahead.ready(k) for k in todo):
+        push(todo)
+        yield todo
+    elif streams:
+        yield (k for k in todo if converted(k))  # pushed before: the host reads each model where it will be
+    else:
+        left = list(todo)
+        while left:
+            converted(left[0])  # wait for the next one in order, then take every one ready by then
+            batch = [k for k in left if ahead.ready(k)]
+            push(batch)
+            yield batch
+            left = [k for k in left if k not in batch]
 
 
 def _conditions(reps: list[dict]) -> dict | None:
@@ -361,8 +400,8 @@ def build_many(
     """Build one LUT per (device, path) job; several phones measure in parallel threads (one bar each).
 
     Every model is converted once (the cache serves every device): in worker processes on the CPUs the devices do
-    not measure on while the first round measures (`Ahead`) when `options.overlap`, every device streams and such
-    a CPU exists; else first, in this thread (conversion is not thread-safe). Each report counts those
+    not measure on while the first round measures (`Ahead`) when `options.overlap` and such a CPU exists; else
+    first, in this thread (conversion is not thread-safe). Each report counts those
     conversions. A device's error is raised after the others finish, named after the device when there are
     several; an interrupt is raised as KeyboardInterrupt. Before anything is converted: each device is reached, a
     table of another device refused, the parts' memory checked and each table locked (a second build of the same
@@ -380,7 +419,7 @@ def build_many(
         for _, path in sorted(jobs, key=lambda job: str(job[1])):  # one build per table at a time
             held.enter_context(exclusive(path, "a latency table being built"))
         devices = [dev for dev, _ in jobs]
-        cpus = conversion_cpus(devices) if options.overlap and all(d.streams for d in devices) else []
+        cpus = conversion_cpus(devices) if options.overlap else []
         if cpus and all(exporter.path_for(exporter.part_key(it)).is_file() for it in items):
             cpus = []  # everything converted before: no workers to start (a refresh, a demo rerun)
         ahead = Ahead(items, exporter, cpus) if cpus else None

@@ -10,12 +10,12 @@ import pytest
 
 import latency.build as build_module
 import latency.devices as devices_module
-from latency.build import build_many, conversion_cpus
+from latency.build import Ahead, build_many, conversion_cpus
 from latency.export import Exporter
 from latency.items import items_for_space
 from latency.lut import Lut
 from latency.stability import Stability
-from tests.harness import FAST, CountingDevice, kill_and_resume
+from tests.harness import FAST, CountingDevice, adb_device, kill_and_resume
 from tests.tiny import tiny_space
 
 PROVENANCE = ("spec", "export_key", "model_sha256", "settings_id", "source", "runs", "repeats")
@@ -39,9 +39,7 @@ def test_an_overlapped_cold_build_has_the_serial_builds_entries_and_metadata(tmp
     assert runs[True][:9] == runs[False][:9]  # the first round measures the same models in the same order
 
 
-def test_no_cpu_besides_the_measuring_core_or_a_device_that_does_not_stream_builds_serially(
-    tmp_path, exporter, monkeypatch
-):
+def test_no_cpu_besides_the_measuring_core_builds_serially(tmp_path, exporter, monkeypatch):
     def refuse(*_a, **_k):
         raise AssertionError("nothing may convert in a worker here")
 
@@ -50,14 +48,50 @@ def test_no_cpu_besides_the_measuring_core_or_a_device_that_does_not_stream_buil
     monkeypatch.setattr(devices_module, "_host_cpus", lambda: [0])
     assert conversion_cpus([CountingDevice()]) == []
     (one_cpu,) = build_many([(CountingDevice(), tmp_path / "one.json")], items, FAST, exporter).values()
-    monkeypatch.undo()
-    monkeypatch.setattr(build_module, "Ahead", refuse)
+    assert len(one_cpu.measured) == 9
 
-    class Phone(CountingDevice):
-        streams = False
 
-    (phone,) = build_many([(Phone(), tmp_path / "phone.json")], items, FAST, exporter).values()
-    assert len(one_cpu.measured) == len(phone.measured) == 9
+def test_a_phone_measures_what_is_converted_while_the_rest_converts(phone_env, tmp_path, monkeypatch):
+    """A phone does not take models as they come: its first round runs in batches, each of the models converted
+    by then, while the host's CPUs convert the rest; the table is the serial build's."""
+    phone, _, binary = phone_env
+    items = items_for_space(tiny_space())
+    started: list[Ahead] = []
+
+    class Watched(Ahead):
+        def __init__(self, *a):
+            super().__init__(*a)
+            started.append(self)
+
+    monkeypatch.setattr(build_module, "Ahead", Watched)
+    tables, batches, ready = {}, {}, []
+    for overlap in (True, False):
+        dev, path, seen = adb_device(phone, binary), tmp_path / f"{overlap}.json", []
+        measure = dev.measure
+
+        def spy(models, settings, measure=measure, seen=seen, overlap=overlap):
+            seen.append([m.rsplit("/", 1)[1] for m in models])
+            ready.extend(sum(f.done() for f in a.futures.values()) for a in started[-1:] if overlap)
+            return measure(models, settings)
+
+        dev.measure = spy
+        exporter = Exporter(tmp_path / f"cache-{overlap}")  # cold: every model is converted
+        (report,) = build_many([(dev, path)], items, replace(AGREEING, overlap=overlap), exporter).values()
+        assert report.exported == 9 and len(report.measured) == 9
+        tables[overlap], batches[overlap] = Lut.load(path), seen
+    assert len(started) == 1  # the overlapped build converted in workers, the serial one did not
+    a, b = tables[True], tables[False]
+    assert a.entries.keys() == b.entries.keys() and len(a.entries) == 9 and not a.pending
+    for key in a.entries:
+        assert {f: a.entries[key][f] for f in PROVENANCE} == {f: b.entries[key][f] for f in PROVENANCE}
+    assert [len(x) for x in batches[False]] == [9, 9]  # a serial build: two rounds of every model
+    first_round = []
+    for batch in batches[True]:
+        if len(first_round) == 9:
+            break
+        first_round += batch
+    assert sorted(first_round) == sorted(batches[False][0])  # each model once in the first round
+    assert len(batches[True]) > 2 and ready[0] < 9  # in batches, the first while models were still converting
 
 
 @pytest.mark.slow

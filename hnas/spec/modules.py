@@ -19,9 +19,11 @@ class SameConv2d(nn.Conv2d):
     is the KxK convolution, and the module prints (so a LUT's cache keys read it) as torch's Conv2d."""
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if _exporting():
+            return super()._conv_forward(x, weight, bias)
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
         ch, cw = max(0, ph - (x.shape[-2] - 1)), max(0, pw - (x.shape[-1] - 1))  # taps cropped on each side
-        if not (ch or cw) or _exporting():
+        if not (ch or cw):
             return super()._conv_forward(x, weight, bias)
         weight = weight[:, :, ch : kh - ch, cw : kw - cw]
         return nn.functional.conv2d(x, weight, bias, self.stride, (ph - ch, pw - cw), self.dilation, self.groups)
