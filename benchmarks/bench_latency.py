@@ -1,5 +1,6 @@
-"""Latency toolkit figures on this machine: full LUT builds from a cold cache, serial (every model converted first)
-and overlapped (converted in worker processes on the other CPUs while the first round measures, `latency.build.Ahead`)
+"""Latency toolkit figures on this machine: full LUT builds from a cold cache, serial (every model converted first,
+`--measure-alone`) and overlapped (the default: converted in worker processes on the other CPUs while the
+first rounds measure, `latency.build.Ahead`)
 with their ratio and unstable-entry counts, per-entry export/convert/measure seconds, refresh with nothing stale,
 predictor throughput. Prints the load average before and after.
 
@@ -43,7 +44,9 @@ def bench_build(space_name: str, workdir: Path, overlap: bool) -> dict:
     exporter = Exporter(workdir / f"cache-{space_name}-{how}")
     path = workdir / f"{space_name}-{how}.json"
     t0 = time.perf_counter()
-    (report,) = build_many([(LocalDevice(), path)], items, BuildOptions(overlap=overlap), exporter).values()
+    (report,) = build_many(
+        [(LocalDevice(), path)], items, BuildOptions(overlap=overlap, beside_host=True), exporter
+    ).values()
     total = time.perf_counter() - t0
     n = len(items)
     return {

@@ -7,10 +7,11 @@ is the median of its repeat medians; entries whose repeat medians disagree get e
 table's `pending` section at once (atomically), so a killed build reruns only what is missing.
 
 Converting overlaps measuring (`BuildOptions.overlap`) where this machine has a CPU the devices do not measure on:
-worker processes pinned to those CPUs convert the entries in order (`Ahead`) while the first round measures. A
-device that takes its models as they come (the host, `Device.streams`) measures each as soon as it is converted;
-a phone measures them in batches, each of the entries converted (and pushed) by the time the last batch ended.
-The rounds and the rules above are those of a serial build. Otherwise everything is converted first.
+worker processes pinned to those CPUs convert the entries in order (`Ahead`) while the first rounds measure. A
+phone measures them in batches, each of the entries converted (and pushed) by the time the last batch ended. The
+host (`Device.streams`: it takes its models as they come; `BuildOptions.beside_host`, off with `--measure-alone`)
+measures each model as soon as it is converted, and a round skips models not converted yet once it has `MIN_ROUND`
+entries. The rules above are those of a serial build. Otherwise everything is converted first.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class BuildOptions:
     precision: str = FLOAT32
     unstable: bool = False  # also re-measure entries marked unstable or measured once (`lut refresh --unstable`)
     overlap: bool = True  # convert in worker processes while the device measures, where it can (`Ahead`)
+    beside_host: bool = defaults.CONVERT_BESIDE_HOST  # ... also while this host's pinned core measures
 
     def __post_init__(self):
         Precision.parse(self.precision)
@@ -149,12 +151,14 @@ def _export_in_worker(cache_dir: str, part: Part) -> Exported:
     return _worker_exporter(cache_dir).export_part(part)
 
 
-def conversion_cpus(devices: list[Device]) -> list[int]:
+def conversion_cpus(devices: list[Device], beside_host: bool = True) -> list[int]:
     """The host CPUs conversion may use while `devices` measure: every CPU of this process but the measuring
-    cores of the host devices (none on a 1-CPU host)."""
+    cores of the host devices (none on a 1-CPU host, none at all while the host measures unless `beside_host`)."""
     from latency.devices import _host_cpus
 
     busy = {d.core for d in devices if getattr(d, "core", None) is not None and d.streams}
+    if busy and not beside_host:
+        return []
     return [c for c in _host_cpus() if c not in busy]
 
 
@@ -328,8 +332,8 @@ def build(
             todo = [k for k in report.planned if k not in report.measured]
             if not todo:
                 break
-            if rounds >= options.repeats:  # only entries whose repeats disagree are left: let a disturbance pass
-                options.stability.pause()
+            if rounds >= options.repeats and all(len(pending_repeats(k)) >= options.repeats for k in todo):
+                options.stability.pause()  # only entries whose repeats disagree are left: let a disturbance pass
             rounds += 1
             for batch in _round(todo, ahead, device.streams, converted, push):
                 models = [remote[k] for k in batch] if isinstance(batch, list) else (remote[k] for k in batch)
@@ -349,7 +353,7 @@ def _round(todo: list[str], ahead: Ahead | None, streams: bool, converted: Calla
         push(todo)
         yield todo
     elif streams:
-        yield (k for k in todo if converted(k))  # pushed before: the host reads each model where it will be
+        yield _as_converted(todo, ahead, converted)
     else:
         left = list(todo)
         while left:
@@ -358,6 +362,18 @@ def _round(todo: list[str], ahead: Ahead | None, streams: bool, converted: Calla
             push(batch)
             yield batch
             left = [k for k in left if k not in batch]
+
+
+def _as_converted(todo: list[str], ahead: Ahead, converted: Callable):
+    """A streaming round while `ahead` converts: each entry of `todo` as it is converted, in order, until the round
+    has `MIN_ROUND` entries; from there an entry not converted yet waits for the next round (the measuring core
+    does not idle while other entries still need repeats, and an entry's repeats stay `MIN_ROUND` apart)."""
+    n = 0
+    for k in todo:
+        if n < defaults.MIN_ROUND or ahead.ready(k):
+            converted(k)
+            n += 1
+            yield k  # pushed before: the host reads each model where it will be
 
 
 def _conditions(reps: list[dict]) -> dict | None:
@@ -419,7 +435,7 @@ def build_many(
         for _, path in sorted(jobs, key=lambda job: str(job[1])):  # one build per table at a time
             held.enter_context(exclusive(path, "a latency table being built"))
         devices = [dev for dev, _ in jobs]
-        cpus = conversion_cpus(devices) if options.overlap else []
+        cpus = conversion_cpus(devices, options.beside_host) if options.overlap else []
         if cpus and all(exporter.path_for(exporter.part_key(it)).is_file() for it in items):
             cpus = []  # everything converted before: no workers to start (a refresh, a demo rerun)
         ahead = Ahead(items, exporter, cpus) if cpus else None

@@ -6,6 +6,11 @@ RUNS = 20  # timed runs per repeat (benchmark_model --num_runs) of a table's ent
 PROFILE_RUNS = 50  # timed runs per repeat of `hnas profile` (a one-off model or op)
 WARMUP_RUNS = 5  # warm-up runs per repeat (benchmark_model --warmup_runs)
 SPREAD = 0.10  # repeat medians agree when they differ by at most this fraction (else: measured again)
+MIN_ROUND = 8  # while models convert, a round measures at least this many (or all left): repeats stay apart
+# convert on the host's other CPUs while its pinned core measures (`--measure-alone` turns it off); a phone's build
+# always converts while the phone measures. A cold basic table on the 2-core VM, five paired runs: 23.0 s overlapped
+# against 32.5 s serial (medians), unstable entries 24 against 23 (the machine's noise: 3 to 44 either way)
+CONVERT_BESIDE_HOST = True
 CONVERT_WORKERS = 4  # conversion processes of a build at most, on the CPUs besides the measuring core (each imports TF)
 
 # phones

@@ -1,5 +1,6 @@
-"""A LUT build that converts in worker processes (on the CPUs besides the measuring core) while the first round
-measures: the same entries and metadata as a serial build, resumed after a kill, serial where it cannot overlap."""
+"""A LUT build that converts in worker processes (on the CPUs besides the measuring core) while the first rounds
+measure (a phone's always, the host's unless `--measure-alone`): the same entries and metadata as a serial build,
+resumed after a kill, serial where it cannot overlap."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import latency.build as build_module
 import latency.devices as devices_module
 from latency.build import Ahead, build_many, conversion_cpus
+from latency.defaults import MIN_ROUND
 from latency.export import Exporter
 from latency.items import items_for_space
 from latency.lut import Lut
@@ -28,7 +30,8 @@ def test_an_overlapped_cold_build_has_the_serial_builds_entries_and_metadata(tmp
     for overlap in (True, False):
         dev, path = CountingDevice(), tmp_path / f"{overlap}.json"
         exporter = Exporter(tmp_path / f"cache-{overlap}")  # cold: every model is converted
-        (report,) = build_many([(dev, path)], items, replace(AGREEING, overlap=overlap), exporter).values()
+        options = replace(AGREEING, overlap=overlap, beside_host=True)
+        (report,) = build_many([(dev, path)], items, options, exporter).values()
         assert report.exported == 9 and report.cached == 0 and len(report.measured) == 9
         tables[overlap], runs[overlap] = Lut.load(path), [m.rsplit("/", 1)[1] for m in dev.runs]
     a, b = tables[True], tables[False]
@@ -36,19 +39,24 @@ def test_an_overlapped_cold_build_has_the_serial_builds_entries_and_metadata(tmp
     assert (a.device, a.data["settings"], a.data["runtime"]) == (b.device, b.data["settings"], b.data["runtime"])
     for key in a.entries:
         assert {f: a.entries[key][f] for f in PROVENANCE} == {f: b.entries[key][f] for f in PROVENANCE}
-    assert runs[True][:9] == runs[False][:9]  # the first round measures the same models in the same order
+    # the first round measures the first MIN_ROUND models in order, the rest when converted; every model its repeats
+    assert runs[True][:MIN_ROUND] == runs[False][:MIN_ROUND]
+    assert sorted(runs[True]) == sorted(runs[False]) and len(runs[False]) == 9 * AGREEING.repeats
 
 
-def test_no_cpu_besides_the_measuring_core_builds_serially(tmp_path, exporter, monkeypatch):
+def test_the_host_alone_or_with_no_cpu_besides_its_measuring_core_builds_serially(tmp_path, exporter, monkeypatch):
     def refuse(*_a, **_k):
         raise AssertionError("nothing may convert in a worker here")
 
     monkeypatch.setattr(build_module, "Ahead", refuse)
     items = items_for_space(tiny_space())
+    assert conversion_cpus([CountingDevice()], beside_host=False) == []  # `--measure-alone`
+    alone = replace(FAST, beside_host=False)
+    (alone,) = build_many([(CountingDevice(), tmp_path / "alone.json")], items, alone, exporter).values()
     monkeypatch.setattr(devices_module, "_host_cpus", lambda: [0])
     assert conversion_cpus([CountingDevice()]) == []
     (one_cpu,) = build_many([(CountingDevice(), tmp_path / "one.json")], items, FAST, exporter).values()
-    assert len(one_cpu.measured) == 9
+    assert len(one_cpu.measured) == len(alone.measured) == 9
 
 
 def test_a_phone_measures_what_is_converted_while_the_rest_converts(phone_env, tmp_path, monkeypatch):

@@ -161,6 +161,14 @@ def lut_build(
         float, typer.Option("--backoff", min=0, help="Phones: first reconnect wait, doubling.")
     ] = defaults.BACKOFF_S,
     precision: PrecisionOpt = None,
+    beside: Annotated[
+        bool,
+        typer.Option(
+            "--convert-beside/--measure-alone",
+            help="The host: convert on its other CPUs while its pinned core measures, or convert everything first "
+            "and measure with the other CPUs idle (a phone's build always converts while the phone measures).",
+        ),
+    ] = defaults.CONVERT_BESIDE_HOST,
 ) -> None:
     """Measure every entry the spaces need on one or more devices; rerun to continue after an interruption."""
     from hnas.spec.space import load_space
@@ -183,7 +191,7 @@ def lut_build(
     }
     prec = build_precision(precision_arg(precision), Path(out) if out is not None else None)
     m = measuring
-    options = BuildOptions(m.bench, m.repeats, m.stability, precision=prec)
+    options = BuildOptions(m.bench, m.repeats, m.stability, precision=prec, beside_host=beside)
     devs = [open_device(d, m.core, m.benchmark_binary, **({} if d == "local" else phone)) for d in specs]
     items = dedupe([it for sp in spaces for it in items_for_space(sp, prec)])
     jobs = [(d, Path(out) if out is not None else default_lut_path(d.describe(), precision=prec)) for d in devs]
