@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -270,18 +271,30 @@ class Exporter:
         except Exception as exc:  # noqa: BLE001 - conversion failures are reported with their cause
             raise HnasError(f"onnx2tf could not convert {onnx_path.name}: {exc}") from exc
 
-    def export_part(self, part) -> Exported:
-        """A part of the spec with its canonical weights (`canonical`, seed 0), at the part's precision: what a
-        LUT entry measures."""
+    def key(self, *args, **kwargs) -> str:
+        """The cache key `export(*args, **kwargs)` has, without converting anything (its defaults are `export`'s)."""
+        bound = inspect.signature(self.export).bind(*args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        return self._key(a["module"], a["input_shape"], a["label"], a["precision"], a["calibration"], a["io"])[0]
+
+    @staticmethod
+    def _part_call(part) -> tuple[tuple, dict]:
+        """The arguments of `export` for a part of the spec: its canonical weights (`canonical`, seed 0), its input
+        shape, its precision."""
         from hnas.spec.modules import canonical
 
-        return self.export(canonical(part.build), part.input_shape, precision=part.precision)
+        return (canonical(part.build), part.input_shape), {"precision": part.precision}
+
+    def export_part(self, part) -> Exported:
+        """A part of the spec at its precision: what a LUT entry measures."""
+        args, kwargs = self._part_call(part)
+        return self.export(*args, **kwargs)
 
     def part_key(self, part) -> str:
         """The cache key `export_part(part)` has, without converting anything."""
-        from hnas.spec.modules import canonical
-
-        return self._key(canonical(part.build), part.input_shape, "", part.precision, None, "int8")[0]
+        args, kwargs = self._part_call(part)
+        return self.key(*args, **kwargs)
 
     def export_pair(
         self,

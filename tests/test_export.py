@@ -55,6 +55,8 @@ def test_cache_is_content_addressed(exporter):
     first = exporter.export_part(item)
     again = exporter.export_part(item)
     assert again.cached and again.path == first.path and again.sha256 == first.sha256
+    for part in (item, items_for_space(tiny_space(), "int8")[4]):  # the key known without converting
+        assert exporter.part_key(part) == exporter.export_part(part).cache_key
     other = items_for_space(tiny_space())[5]
     assert cache_key(canonical(other.build), other.input_shape) != first.cache_key
 
