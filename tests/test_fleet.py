@@ -289,9 +289,10 @@ def test_the_study_assembles_a_fleet_each_table_held_to_the_band_at_its_referenc
     s = StudySettings(
         sp, str(tiny_lut), "digits", 3, 0.05, Band(0.5, 2), ref, 4, 2, 32, recipe.proxy_settings(), others=(str(other),)
     )
-    run, search, latency = s.assemble(2, 0)
+    run, search, fleet = s.assemble(2, 0)
     a, b = open_tables([str(tiny_lut), str(other)], sp)
-    assert search.band == Band(0.5, 2).scaled(a.predict_arch(ref)) and latency.lut_name == str(tiny_lut)
+    assert search.band == Band(0.5, 2).scaled(a.predict_arch(ref)) and fleet.latency.lut_name == str(tiny_lut)
+    assert [t.lut_name for t in fleet.tables] == [str(tiny_lut), str(other)]  # opened once, handed to open_search
     (t,) = search.fleet
     assert t.lut == str(other) and t.band == Band(0.5, 2).scaled(b.predict_arch(ref)) and t.ref == str(ref)
     assert len(s.search_record()["others_sha256"]) == 1

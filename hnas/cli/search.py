@@ -107,7 +107,7 @@ def search(
             raise HnasError("--lut is needed: the latency table of the target device (`hnas lut build`)")
         sp = load_space(space)
         bands = pair_bands(len(lut), lat, lat_rel, [load_arch(r, sp) for r in ref or []])
-        run, settings, latency = assemble_search(
+        run, settings, fleet = assemble_search(
             recipe_for(data),
             sp,
             data,
@@ -133,13 +133,14 @@ def search(
             precision=precision,
             others=[(lut[i], bands.lat[i], bands.lat_rel[i], bands.refs[i]) for i in range(1, len(lut))],
         )
+        latency = fleet.latency
         console.print(f"latency objective: {latency.precision} entries of {lut[0]}")
         ref_arch = bands.refs[0]
         if ref_arch is not None:
             console.print(
                 f"reference {ref_arch}: {latency.predict_arch(ref_arch):.3f} ms on {lut[0]} -> band {settings.band} ms"
             )
-        pipe = open_search(out, run, settings, log=console.print, precision=precision, latency=latency)
+        pipe = open_search(out, run, settings, log=console.print, precision=precision, fleet=fleet)
     print_results(pipe.run())
 
 

@@ -87,7 +87,7 @@ def demo_search(
         log(f"resuming {out}")
         return open_search(out, log=log, precision=precision, options=DEMO_OPTIONS)
     settings = settings or demo_settings()
-    run, search, latency = assemble_search(
+    run, search, fleet = assemble_search(
         DEMO_RECIPE,
         space,
         "digits",
@@ -99,9 +99,9 @@ def demo_search(
         precision=precision,
         others=[(path, None, DEMO_BAND_REL, reference(space)) for path in others],
     )
-    ref_ms = latency.predict_arch(reference(space))
+    ref_ms = fleet.latency.predict_arch(reference(space))
     log(f"latency band: 0.9-1.1 x the MobileNetV2-like reference ({ref_ms:.2f} ms) = {search.band} ms on this CPU")
-    return open_search(out, run, search, log=log, options=DEMO_OPTIONS, latency=latency)
+    return open_search(out, run, search, log=log, options=DEMO_OPTIONS, fleet=fleet)
 
 
 def demo_ship(run: str | Path, arch, lut_path: Path, epochs: int, progress=None, log: Callable[[str], None] = print):

@@ -62,22 +62,24 @@ def assemble_search(
     ref: Architecture | None = None,
     precision: str | None = None,
     others: Sequence[tuple[str, Band | None, Band | None, Architecture | None]] = (),
-) -> tuple[RunConfig, SearchSettings, LatencyPredictor]:
+) -> tuple[RunConfig, SearchSettings, Fleet]:
     """The one place a new search is put together (`hnas search`, the demo, the study): `recipe` plus the given
     overrides (`Recipe.assemble`: None is not given, 0 is a value), checked before the table is read; then the
     latency objective on `lut` and the absolute band (`band`, or `band_rel` x the reference `ref`'s latency).
     A fleet's `others` (each table's lut, band, band_rel and ref, as for the first) become `SearchSettings.fleet`,
     each band made absolute on its own table (`hnas.workflows.fleet`: each at its own precision, one table per device
-    and precision). Returns the run config, the search settings and the objective."""
+    and precision). Returns the run config, the search settings and the tables opened (`Fleet`: the objective's
+    first), which `open_search` takes as they are."""
     run, settings = recipe.assemble(space.to_dict(), data, lut, stages, proxy, train, search)
-    latency, *more = open_tables([require_lut(run), *(o[0] for o in others)], space, precision)
+    luts = [require_lut(run), *(o[0] for o in others)]
+    latency, *more = tables = open_tables(luts, space, precision)
     absolute = band_for(band or Band(), band_rel, ref, latency)
     fleet = [
         FleetTable(path, band_for(b or Band(), rel, r, table), rel, None if r is None else str(r))
         for (path, b, rel, r), table in zip(others, more, strict=True)
     ]
     settings = replace(settings, band=absolute, band_rel=band_rel, ref=None if ref is None else str(ref), fleet=fleet)
-    return run, settings, latency
+    return run, settings, Fleet(table_names(luts), tables)
 
 
 def open_search(
@@ -90,24 +92,22 @@ def open_search(
     lut: str | list[str] | None = None,
     options: tuple[str, ...] = TRAINING_OPTIONS,
     saved: SearchRun | None = None,
-    latency: LatencyPredictor | None = None,
+    fleet: Fleet | None = None,
 ) -> Pipeline:
     """The HNAS run in `path`: resumed from its config.json (on the tables it started with, checked by sha256; `lut`:
     where that table is now, if it moved; a fleet's: every table, in order, or none), or started with `run` and
     `search`; its latency objective at its LUT's precision (`precision`, when given, must match) and a fleet's other
     tables at theirs; `options`: the training flags of the command that runs it (what its hints may name); `saved`:
-    the run in `path` when the caller has read it already (its config.json is read once); `latency`: a new run's
-    objective when `assemble_search` opened it already."""
+    the run in `path` when the caller has read it already (its config.json is read once); `fleet`: a new run's
+    tables when `assemble_search` opened them already."""
     saved = saved or SearchRun.read(path)
     luts = [lut] if isinstance(lut, str) else lut
     if saved is not None:
         run = run_lut(saved.config, path, luts[0] if luts else None)
-        search, latency = run_fleet(saved.search, path, luts[1:] if luts else None), None
+        search, fleet = run_fleet(saved.search, path, luts[1:] if luts else None), None
     elif run is None or search is None:
         raise HnasError(f"{path} is not an HNAS run (no config.json): start one with `hnas search`")
-    if latency is not None and not search.fleet:
-        fleet = Fleet(table_names([run.lut]), [latency])
-    else:  # every table, checked as a new run's are (one per device and precision, each covering the space)
+    if fleet is None:  # every table, checked as a new run's are (one per device and precision, each covering the space)
         fleet = open_fleet(require_lut(run), search, SearchSpace.from_dict(run.space), precision)
     for line in fleet.lines(search):
         log(line)

@@ -53,6 +53,7 @@ from hnas.settings import ProxySettings, RankSettings, RunConfig, SearchSettings
 from hnas.spec.arch import Architecture
 from hnas.spec.space import SearchSpace
 from hnas.standalone import train_jobs
+from hnas.workflows.fleet import Fleet
 from hnas.workflows.search import assemble_search, latency_of, open_search
 
 STUDY_OPTIONS = ("--total-epochs", "--lr")  # the training flags of `hnas study` (what its hints name)
@@ -144,7 +145,7 @@ class StudySettings:
             },
         }
 
-    def assemble(self, stages: int, seed: int) -> tuple[RunConfig, SearchSettings, object]:
+    def assemble(self, stages: int, seed: int) -> tuple[RunConfig, SearchSettings, Fleet]:
         """The search of M = `stages` and seed `seed` (`assemble_search`: the data's recipe plus `overrides`)."""
         recipe = recipe_for(self.data)
         extra = self.overrides(stages, seed)
@@ -283,13 +284,13 @@ def run_study(
     for (seed, M), path in paths.items():  # every run checked (its table, band, memory, data), then its config
         resumed = " (resuming)" if saved_settings(path) is not None else ""  # written, before any worker starts
         log(f"search seed {seed}, M = {M}: supernet epochs {split_epochs(s.total_epochs, M)}{resumed}")
-        run, search, latency = s.assemble(M, seed)
-        open_search(path, run, search, log=log, progress=False, lut=[s.lut, *s.others], latency=latency)
+        run, search, fleet = s.assemble(M, seed)
+        open_search(path, run, search, log=log, progress=False, lut=[s.lut, *s.others], fleet=fleet)
     if not (folder / "study_config.json").is_file():
         atomic_write_json(folder / "study_config.json", s.search_record())
     clock = Sessions(folder, command)
     try:
-        return _study(folder, s, paths, latency, log, progress, command, clock)
+        return _study(folder, s, paths, fleet.latency, log, progress, command, clock)
     finally:
         clock.close()
 
