@@ -133,3 +133,22 @@ def test_bench_prefix_at_tiny_settings(tmp_path, capsys):
     codec = ArchCodec(tiny_space())  # 18 architectures: asking for more mutants gives those there are
     vecs = bench_prefix.mutants(codec, 2, 40, 1, np.random.default_rng(0))
     assert len({v.tobytes() for v in vecs}) == len(vecs) <= codec.size
+
+
+def test_bench_kernels_at_tiny_settings(capsys):
+    """The whole-kernel baseline runs every tap and is undone after; both ways give the same outputs."""
+    import re
+    import sys
+
+    from hnas.spec.modules import SameConv2d
+    from tests.harness import ROOT
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_kernels
+
+    bench_kernels.main(["--archs", "1", "--steps", "1", "--batch", "4", "--sizes", "16"])
+    out = capsys.readouterr().out
+    assert len(re.findall(r"16 px, (train|eval) .* ratio +[\d.]+x", out)) == 2
+    (worst,) = re.findall(r"differ by at most (\S+)", out)
+    assert float(worst) < 1e-5 and out.count("load average") == 2
+    assert SameConv2d._conv_forward is not torch.nn.Conv2d._conv_forward  # the baseline undone
