@@ -1,4 +1,4 @@
-"""Supernet training throughput through `hnas.train.train` itself (loader, AMP and channels_last on CUDA,
+"""Supernet training throughput through `hnas.train.train` itself (loader, channels_last, AMP on CUDA,
 checkpoints excluded): `step` on one device, `ddp` under torchrun (rank 0 prints images/s of all ranks).
 `benchmarks/gpu_check.sh` calls it; `--device cpu` and tiny settings check it without a GPU.
 
@@ -76,11 +76,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     images = steps * a.batch * world
     amp = "AMP" if a.device == "cuda" and not a.no_amp else "fp32"
-    layout = "channels_last" if a.device == "cuda" else "contiguous"
     where = f"{world} process(es)" if a.mode == "ddp" else "one device"
     print(
         f"{a.mode}: {where}, {a.space} at {a.resolution} px, width {a.width}, batch {a.batch}/process, {amp}, "
-        f"{layout}, {a.workers} workers: {seconds / steps * 1e3:.1f} ms/step, {steps / seconds:.2f} steps/s, "
+        f"channels_last, {a.workers} workers: {seconds / steps * 1e3:.1f} ms/step, {steps / seconds:.2f} steps/s, "
         f"images/s {images / seconds:.1f}"
     )
 

@@ -1,11 +1,14 @@
-"""Training steps and evaluation passes of proxy networks with whole KxK kernels (every tap run, as before
-`hnas.spec.modules.SameConv2d`) against the kernels cropped to the taps that can meet the input, round robin on the
-same networks and batches, at the demo's proxy (16 px) and the study's (32 px, `mnist5k-translated`), width 0.5.
+"""Training steps and evaluation passes of proxy networks three ways: whole KxK kernels in torch's default
+(contiguous) layout, as before this wave; the kernels cropped to the taps that can meet the input
+(`hnas.spec.modules.SameConv2d`), contiguous; and cropped in channels_last (`MEMORY_FORMAT`: how hnas trains and
+evaluates now). Round robin on the same networks and batches, at the demo's proxy (16 px) and the study's (32 px,
+`mnist5k-translated`), width 0.5.
 
 Each size: `--archs` architectures of the `basic` space drawn at random (seeded); per architecture and way, the
 median of `--steps` timed training steps (forward, cross-entropy, backward, SGD step) and of as many eval-mode
-forward passes, after one untimed step. Prints per-size medians over the architectures and their ratio, whether the
-outputs of the two ways agree (max absolute difference), and the load average before and after.
+forward passes, after one untimed step. Prints per-size medians over the architectures and their ratios to the
+first way, how far the eval outputs of the ways are from the first's (max absolute difference), and the load
+average before and after.
 
     .venv/bin/python benchmarks/bench_kernels.py [--archs 6] [--steps 5] [--batch 128]
 """
@@ -28,6 +31,7 @@ from bench_eval import machine  # noqa: E402
 from bench_prefix import whole_kernels  # noqa: E402
 
 from hnas.spec.arch import sample  # noqa: E402
+from hnas.spec.modules import MEMORY_FORMAT  # noqa: E402
 from hnas.spec.network import build_network  # noqa: E402
 from hnas.spec.space import load_space  # noqa: E402
 from hnas.supernet import proxy_space  # noqa: E402
@@ -50,38 +54,50 @@ def one_size(resolution: int, a) -> None:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(a.batch, 3, resolution, resolution, generator=gen)
     y = torch.randint(0, 10, (a.batch,), generator=gen)
-    times = {(way, what): [] for way in ("whole", "cropped") for what in ("train", "eval")}
-    worst = 0.0
+    ways = ("whole", "cropped", "channels_last")
+    times = {(way, what): [] for way in ways for what in ("train", "eval")}
+    worst = dict.fromkeys(ways[1:], 0.0)
     for arch in archs:
         torch.manual_seed(0)
         net = build_network(arch)
         opt = torch.optim.SGD(net.parameters(), lr=0.01)
+        xs = {False: x, True: x.contiguous(memory_format=MEMORY_FORMAT)}
 
-        def train_step(net=net, opt=opt):
+        def train_step(net=net, opt=opt, xs=xs):
             net.train()
             opt.zero_grad()
-            torch.nn.functional.cross_entropy(net(x), y).backward()
+            torch.nn.functional.cross_entropy(net(xs[net.is_cl]), y).backward()
             opt.step()
 
         @torch.no_grad()
-        def evaluate(net=net):
+        def evaluate(net=net, xs=xs):
             net.eval()
-            return net(x)
+            return net(xs[net.is_cl])
 
-        for way in ("whole", "cropped"):
+        for way in ways:
+            net.is_cl = way == "channels_last"
+            net.to(memory_format=MEMORY_FORMAT if net.is_cl else torch.contiguous_format)
             with whole_kernels(way == "whole"):
                 times[way, "train"].append(timed(train_step, a.steps))
                 times[way, "eval"].append(timed(evaluate, a.steps))
-        with whole_kernels(True):
-            whole = evaluate()
-        worst = max(worst, float((whole - evaluate()).abs().max()))
+        outputs = {}
+        for way in ways:  # the same weights (the last trained), each way
+            net.is_cl = way == "channels_last"
+            net.to(memory_format=MEMORY_FORMAT if net.is_cl else torch.contiguous_format)
+            with whole_kernels(way == "whole"):
+                outputs[way] = evaluate()
+        for way in ways[1:]:
+            worst[way] = max(worst[way], float((outputs[way] - outputs["whole"]).abs().max()))
     for what in ("train", "eval"):
-        w, c = (statistics.median(times[way, what]) * 1e3 for way in ("whole", "cropped"))
+        ms = {way: statistics.median(times[way, what]) * 1e3 for way in ways}
         print(
-            f"{resolution:3d} px, {what:5s} (batch {a.batch}, median over {len(archs)} architectures): whole kernels "
-            f"{w:7.1f} ms, cropped {c:7.1f} ms, ratio {w / c:5.2f}x"
+            f"{resolution:3d} px, {what:5s} (batch {a.batch}, median over {len(archs)} architectures): "
+            + ", ".join(f"{way} {ms[way]:7.1f} ms ({ms['whole'] / ms[way]:4.2f}x)" for way in ways)
         )
-    print(f"{resolution:3d} px: outputs of the two ways differ by at most {worst:.2e}")
+    print(
+        f"{resolution:3d} px: eval outputs differ from whole kernels' by at most "
+        + ", ".join(f"{worst[way]:.2e} ({way})" for way in ways[1:])
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

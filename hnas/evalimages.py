@@ -1,8 +1,8 @@
 """The images one-shot evaluation runs on: N BatchNorm-calibration training images and the validation split.
 
 They are decoded and transformed once per process (a `SupernetRun` holds them for every evaluator it makes) and
-kept in the evaluation's dtype and layout: float32 contiguous on the CPU; on CUDA on the device when they fit
-(else in pinned host memory), channels_last, and float16 when evaluation runs under autocast. When a split does
+kept in the evaluation's dtype and layout (`MEMORY_FORMAT`, channels_last): float32 on the CPU; on CUDA on the device
+when they fit (else in pinned host memory), and float16 when evaluation runs under autocast. When a split does
 not fit its memory budget (a quarter of what is free: /proc/meminfo MemAvailable, torch.cuda.mem_get_info), it
 is streamed through a DataLoader for every architecture instead, and one log line says so. Cached or streamed,
 the batches are the same tensors (same images, same order, same batch boundaries), so accuracies are the same.
@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from hnas.memory import available_bytes
+from hnas.spec.modules import MEMORY_FORMAT
 
 BUDGET_FRACTION = 0.25  # of the memory free when the images are built
 
@@ -30,23 +31,17 @@ class EvalFormat:
 
     device: torch.device
     dtype: torch.dtype = torch.float32
-    channels_last: bool = False
+    memory_format: torch.memory_format = MEMORY_FORMAT
 
     @classmethod
     def for_device(cls, device: torch.device, amp: bool = False) -> EvalFormat:
-        """float32 contiguous on the CPU; channels_last on CUDA, float16 there when `amp`."""
-        if device.type != "cuda":
-            return cls(device)
-        return cls(device, torch.float16 if amp else torch.float32, channels_last=True)
+        """float32 on the CPU; on CUDA float16 when `amp`."""
+        return cls(device, torch.float16 if amp and device.type == "cuda" else torch.float32)
 
     @property
     def autocast(self) -> bool:
         """Whether the forward passes run under autocast (half-precision inputs)."""
         return self.dtype != torch.float32
-
-    @property
-    def memory_format(self) -> torch.memory_format:
-        return torch.channels_last if self.channels_last else torch.contiguous_format
 
     def store(self, x: torch.Tensor, device: torch.device) -> torch.Tensor:
         """`x` in this format on `device` (pinned when it is the host of a CUDA evaluation)."""

@@ -100,8 +100,8 @@ class OneShotEvaluator:
 
     The calibration and validation images are `images` when given (a run shares one `EvalImages` among all
     its evaluators, so they are decoded once per process), else decoded here. `batch_size` is the evaluation
-    batch (`ProxySettings.eval_batch`), not the training one. On CUDA the supernet and inputs are channels_last,
-    and with `amp` the forward passes run under autocast on float16 inputs; on the CPU nothing changes.
+    batch (`ProxySettings.eval_batch`), not the training one. The supernet and inputs are channels_last
+    (`MEMORY_FORMAT`), and on CUDA with `amp` the forward passes run under autocast on float16 inputs.
 
     A call with several architectures evaluates them together over a prefix tree (`PrefixTree`), with the same
     accuracies as one at a time; `together=False` evaluates them one at a time, and so does a call whose images
@@ -137,8 +137,7 @@ class OneShotEvaluator:
             workers=workers,
             budget_bytes=budget_bytes,
         )
-        if self.images.fmt.channels_last:
-            supernet.to(memory_format=torch.channels_last)
+        supernet.to(memory_format=self.images.fmt.memory_format)
         self.state_tag = state_tag
         self.cache: dict[tuple[str, str], float] = {}
         self.evaluated = 0

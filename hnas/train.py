@@ -4,8 +4,8 @@ Every step samples one op per layer uniformly from the layer's current candidate
 LUT latency lies in a band, by rejection, as SPOS does with FLOPs). With `warmup_epochs`, the first
 epochs hold every chain layer (no residual path) at its reference op, and at the end of the warm-up the other
 candidates are aligned to it (`Supernet.align_candidates`); see `hnas.supernet` for why. SGD with momentum 0.9, weight
-decay 4e-5, learning rate decayed linearly per step to zero, optional label smoothing, AMP and channels_last on
-CUDA (CPU tensors keep their default layout).
+decay 4e-5, learning rate decayed linearly per step to zero, optional label smoothing and AMP; the model and its
+inputs are channels_last on every device (`hnas.spec.modules.MEMORY_FORMAT`).
 A checkpoint (model, optimizer, scheduler, every RNG, history) is written atomically after each epoch; a rerun
 resumes from it. Under `torchrun`, ranks draw the same path each step (same seed), and gradients are averaged.
 """
@@ -34,6 +34,7 @@ from hnas.core.errors import HnasError
 from hnas.core.io import atomic_write_bytes
 from hnas.settings import TrainConfig
 from hnas.spec.arch import Architecture, from_vector
+from hnas.spec.modules import MEMORY_FORMAT
 from hnas.spec.space import SearchSpace
 from hnas.spec.vectors import ArchCodec
 
@@ -315,8 +316,7 @@ def train(
     torch.manual_seed(cfg.seed)
     model.to(device)
     cuda = device.type == "cuda"
-    if cuda:  # channels_last on CUDA only: CPU tensors stay as they always were
-        model.to(memory_format=torch.channels_last)
+    model.to(memory_format=MEMORY_FORMAT)
     params_decay = [p for n, p in model.named_parameters() if p.dim() > 1]
     params_no = [p for n, p in model.named_parameters() if p.dim() <= 1]
     opt = torch.optim.SGD(
@@ -382,8 +382,7 @@ def train(
         try:
             for x, y in loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                if cuda:
-                    x = x.contiguous(memory_format=torch.channels_last)
+                x = x.contiguous(memory_format=MEMORY_FORMAT)
                 with torch.autocast(device.type, enabled=use_amp):
                     if sampler is None:
                         out = net(x)

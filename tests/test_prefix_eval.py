@@ -148,7 +148,8 @@ def test_bench_kernels_at_tiny_settings(capsys):
 
     bench_kernels.main(["--archs", "1", "--steps", "1", "--batch", "4", "--sizes", "16"])
     out = capsys.readouterr().out
-    assert len(re.findall(r"16 px, (train|eval) .* ratio +[\d.]+x", out)) == 2
-    (worst,) = re.findall(r"differ by at most (\S+)", out)
-    assert float(worst) < 1e-5 and out.count("load average") == 2
+    assert len(re.findall(r"16 px, (train|eval) .*whole .*cropped .*channels_last +[\d.]+ ms \([\d.]+x\)", out)) == 2
+    worst = re.findall(r"([\d.e+-]+) \((cropped|channels_last)\)", out)
+    assert [w for _, w in worst] == ["cropped", "channels_last"] and all(float(v) < 1e-4 for v, _ in worst)
+    assert out.count("load average") == 2
     assert SameConv2d._conv_forward is not torch.nn.Conv2d._conv_forward  # the baseline undone
