@@ -1,5 +1,6 @@
 """One-shot evaluations per minute of a generation evaluated together over a prefix tree (`hnas.evaluate.PrefixTree`)
-against one architecture at a time (`OneShotEvaluator(together=False)`), at the demo's proxy settings.
+against one architecture at a time (`OneShotEvaluator(together=False)`), and against one at a time as before this
+wave ("before": every KxK tap run, contiguous tensors), at the demo's proxy settings.
 
 (a) random: the demo's population size of architectures drawn uniformly (a first generation, nothing shared but
     the stem and the first layer's few candidates).
@@ -67,7 +68,7 @@ def mutants(codec: ArchCodec, parents: int, n: int, strength: int, rng: np.rando
 @contextlib.contextmanager
 def whole_kernels(on: bool):
     """Inside: every KxK convolution runs all its taps, as before `SameConv2d` skipped those meeting only
-    padding (the baseline of the per-architecture saving)."""
+    padding (with contiguous tensors: the baseline of the per-architecture saving)."""
     if not on:
         yield
         return
@@ -91,19 +92,24 @@ class Bench:
         self.net = zero_init_residuals(Supernet(space)).to(self.device)
         self.data = data
         self.images = EvalImages(data.train, data.val, p.bn_images, p.eval_batch, EvalFormat.for_device(self.device))
+        before = EvalFormat(self.device, memory_format=torch.contiguous_format)  # torch's default layout, as before
+        self.images_before = EvalImages(data.train, data.val, p.bn_images, p.eval_batch, before)
         self.codec = ArchCodec(space)
         warm = [from_vector(space, v) for v in self.codec.sample(np.random.default_rng(99), 4)]
-        for together in (False, True):  # the first passes set up the kernels: untimed
-            self.evaluator(together)(warm)
+        for together, before in ((False, True), (False, False), (True, False)):  # set up the kernels: untimed
+            self.evaluator(together, before)(warm)
         print(
             f"proxy: {a.data}, {space.name} space at {p.resolution} px, width {p.width}, {self.images.calib_size} BN "
             f"images, {self.images.val_size} val images, eval batch {p.eval_batch}"
         )
 
-    def evaluator(self, together: bool) -> OneShotEvaluator:
+    def evaluator(self, together: bool, before: bool = False) -> OneShotEvaluator:
+        """One at a time or together; `before`: on contiguous images and supernet (the evaluator puts the supernet in
+        its images' layout), the path before this wave with `whole_kernels`."""
         p = DEMO_PROXY
+        images = self.images_before if before else self.images
         return OneShotEvaluator(
-            self.net, self.data.val, self.data.train, p.bn_images, p.eval_batch, images=self.images, together=together
+            self.net, self.data.val, self.data.train, p.bn_images, p.eval_batch, images=images, together=together
         )
 
     def shared(self, vecs: np.ndarray) -> float:
@@ -115,13 +121,13 @@ class Bench:
 
     def compare(self, name: str, vecs: np.ndarray, repeats: int) -> float:
         """Print evaluations per minute one at a time and together on `vecs`, and one at a time with whole
-        kernels (the path before issue 28); return the ratio together / one at a time."""
+        kernels in torch's default layout (the path before this wave); return the ratio together / one at a time."""
         archs = [from_vector(self.net.space, v) for v in vecs]
         seconds = {"whole": [], "alone": [], "together": []}
         accs = {}
         for _ in range(repeats):
             for way in seconds:
-                ev = self.evaluator(way == "together")
+                ev = self.evaluator(way == "together", before=way == "whole")
                 with whole_kernels(way == "whole"):
                     t0 = time.perf_counter()
                     accs[way] = ev(archs)
@@ -130,10 +136,10 @@ class Bench:
         same = np.array_equal(accs["together"], accs["alone"])
         close = float(np.abs(accs["whole"] - accs["alone"]).max())
         print(
-            f"    {name:34s} {len(archs):3d} archs, shared {self.shared(vecs):5.1%}: whole kernels {whole:6.0f}/min, "
+            f"    {name:34s} {len(archs):3d} archs, shared {self.shared(vecs):5.1%}: before {whole:6.0f}/min, "
             f"one at a time {serial:6.0f}/min, together {batched:6.0f}/min; together / one at a time "
-            f"{batched / serial:5.2f}x, / whole kernels {batched / whole:5.2f}x; accuracies identical: {same} "
-            f"(whole kernels: max difference {close:.4f})"
+            f"{batched / serial:5.2f}x, / before {batched / whole:5.2f}x; accuracies identical: {same} "
+            f"(before: max difference {close:.4f})"
         )
         return batched / serial
 

@@ -4,6 +4,8 @@ budget; a search keeps the same archive."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -129,7 +131,8 @@ def test_bench_prefix_at_tiny_settings(tmp_path, capsys):
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if "together / one at a time" in line]
     assert len(lines) == 1 and "accuracies identical: True" in lines[0] and "load average" in out
-    assert "(whole kernels: max difference 0.0000)" in lines[0]  # skipping padding-only taps changes no accuracy
+    (before,) = re.findall(r"\(before: max difference ([\d.]+)\)", lines[0])  # the old path, other kernels: ties
+    assert float(before) < 0.05
     codec = ArchCodec(tiny_space())  # 18 architectures: asking for more mutants gives those there are
     vecs = bench_prefix.mutants(codec, 2, 40, 1, np.random.default_rng(0))
     assert len({v.tobytes() for v in vecs}) == len(vecs) <= codec.size
@@ -137,7 +140,6 @@ def test_bench_prefix_at_tiny_settings(tmp_path, capsys):
 
 def test_bench_kernels_at_tiny_settings(capsys):
     """The whole-kernel baseline runs every tap and is undone after; both ways give the same outputs."""
-    import re
     import sys
 
     from hnas.spec.modules import SameConv2d
