@@ -151,7 +151,7 @@ def _export_in_worker(cache_dir: str, part: Part) -> Exported:
     return _worker_exporter(cache_dir).export_part(part)
 
 
-def conversion_cpus(devices: list[Device], beside_host: bool = True) -> list[int]:
+def conversion_cpus(devices: list[Device], beside_host: bool = defaults.CONVERT_BESIDE_HOST) -> list[int]:
     """The host CPUs conversion may use while `devices` measure: every CPU of this process but the measuring
     cores of the host devices (none on a 1-CPU host, none at all while the host measures unless `beside_host`)."""
     from latency.devices import _host_cpus

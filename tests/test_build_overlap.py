@@ -24,6 +24,13 @@ PROVENANCE = ("spec", "export_key", "model_sha256", "settings_id", "source", "ru
 AGREEING = replace(FAST, stability=Stability(spread=1e9))  # no extra repeats: the same repeats in both builds
 
 
+def assert_same_tables(a: Lut, b: Lut) -> None:
+    """The same 9 entries, settled, with the same provenance."""
+    assert a.entries.keys() == b.entries.keys() and len(a.entries) == 9 and not a.pending
+    for key in a.entries:
+        assert {f: a.entries[key][f] for f in PROVENANCE} == {f: b.entries[key][f] for f in PROVENANCE}
+
+
 def test_an_overlapped_cold_build_has_the_serial_builds_entries_and_metadata(tmp_path):
     items = items_for_space(tiny_space())
     tables, runs = {}, {}
@@ -35,10 +42,8 @@ def test_an_overlapped_cold_build_has_the_serial_builds_entries_and_metadata(tmp
         assert report.exported == 9 and report.cached == 0 and len(report.measured) == 9
         tables[overlap], runs[overlap] = Lut.load(path), [m.rsplit("/", 1)[1] for m in dev.runs]
     a, b = tables[True], tables[False]
-    assert a.entries.keys() == b.entries.keys() and len(a.entries) == 9 and not a.pending
+    assert_same_tables(a, b)
     assert (a.device, a.data["settings"], a.data["runtime"]) == (b.device, b.data["settings"], b.data["runtime"])
-    for key in a.entries:
-        assert {f: a.entries[key][f] for f in PROVENANCE} == {f: b.entries[key][f] for f in PROVENANCE}
     # the first round measures the first MIN_ROUND models in order, the rest when converted; every model its repeats
     assert runs[True][:MIN_ROUND] == runs[False][:MIN_ROUND]
     assert sorted(runs[True]) == sorted(runs[False]) and len(runs[False]) == 9 * AGREEING.repeats
@@ -51,8 +56,8 @@ def test_the_host_alone_or_with_no_cpu_besides_its_measuring_core_builds_seriall
     monkeypatch.setattr(build_module, "Ahead", refuse)
     items = items_for_space(tiny_space())
     assert conversion_cpus([CountingDevice()], beside_host=False) == []  # `--measure-alone`
-    alone = replace(FAST, beside_host=False)
-    (alone,) = build_many([(CountingDevice(), tmp_path / "alone.json")], items, alone, exporter).values()
+    measure_alone = replace(FAST, beside_host=False)
+    (alone,) = build_many([(CountingDevice(), tmp_path / "alone.json")], items, measure_alone, exporter).values()
     monkeypatch.setattr(devices_module, "_host_cpus", lambda: [0])
     assert conversion_cpus([CountingDevice()]) == []
     (one_cpu,) = build_many([(CountingDevice(), tmp_path / "one.json")], items, FAST, exporter).values()
@@ -88,10 +93,7 @@ def test_a_phone_measures_what_is_converted_while_the_rest_converts(phone_env, t
         assert report.exported == 9 and len(report.measured) == 9
         tables[overlap], batches[overlap] = Lut.load(path), seen
     assert len(started) == 1  # the overlapped build converted in workers, the serial one did not
-    a, b = tables[True], tables[False]
-    assert a.entries.keys() == b.entries.keys() and len(a.entries) == 9 and not a.pending
-    for key in a.entries:
-        assert {f: a.entries[key][f] for f in PROVENANCE} == {f: b.entries[key][f] for f in PROVENANCE}
+    assert_same_tables(tables[True], tables[False])
     assert [len(x) for x in batches[False]] == [9, 9]  # a serial build: two rounds of every model
     first_round = []
     for batch in batches[True]:
