@@ -29,7 +29,7 @@ from pymoo.operators.crossover.pntx import TwoPointCrossover
 from pymoo.operators.selection.tournament import TournamentSelection
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from hnas.core.additive import METHOD, LatencyDistribution, LayerTable, fmt_share
+from hnas.core.additive import METHOD, LatencyDistribution, LayerTable, fmt_share, rarest
 from hnas.core.band import Band
 from hnas.core.errors import HnasError
 from hnas.ledger import AccuracyFn, Ledger, SearchResult
@@ -153,10 +153,8 @@ class ArchProblem(Problem):
         """The distribution and band that in-band draws come from: the table whose band holds the smallest share of
         the space (the only one with a single table; the others' bands are then checked on what is drawn)."""
         if not hasattr(self, "_draw_from"):
-            banded = self.banded()
-            if len(banded) > 1:
-                banded = sorted(banded, key=lambda t: t[1].share(t[2])[1])
-            self._draw_from = (banded[0][1], banded[0][2]) if banded else None
+            found = rarest(self.banded())
+            self._draw_from = None if found is None else found[1:]
         return self._draw_from
 
     @property

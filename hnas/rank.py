@@ -127,8 +127,9 @@ def pick_architectures(
             {"arch": r["arch"], "one_shot": r["accuracy"], "latency_ms": r["latency_ms"], "rank": r["rank"]}
             for r in pick_along_front(final["archive"], settings.k)
         ]
+    if {"space", "band"} & set(settings.picks):
+        accuracy, space = run.final_accuracy()  # the final supernet, loaded once for both
     if "space" in settings.picks:
-        accuracy, space = run.final_accuracy()
         archs = draw_from_space(space, settings.k, np.random.default_rng(settings.draw_seed))
         acc = accuracy(archs)
         lat = [None] * len(archs)
@@ -141,7 +142,6 @@ def pick_architectures(
     if "band" in settings.picks:
         if latency is None:
             raise HnasError(f"--pick band prices architectures on the run's table, which is missing: {run.config.lut}")
-        accuracy, space = run.final_accuracy()
         source = within or space
         rng = np.random.default_rng(settings.draw_seed)
         archs, lat = spread_in_band(source, latency.for_space(source).predict, run.search.band, settings.k, rng)

@@ -115,13 +115,16 @@ class PathSampler:
         whose band holds the smallest share of the space, as CES draws (`hnas.ces.ArchProblem.draw_from`; the only
         one with one table); the other bands are checked on what is drawn."""
         if not hasattr(self, "_src"):
-            pairs = [
-                (p, b)
-                for p, b in ((self.predictor, self.band), *self.more)
-                if p is not None and not b.is_open and hasattr(p, "distribution")
-            ]
-            self._src = min(pairs, key=lambda pb: pb[0].distribution().share(pb[1])[1]) if len(pairs) > 1 else None
-            self._src = self._src or (pairs[0] if pairs else None)
+            from hnas.core.additive import rarest
+
+            found = rarest(
+                [
+                    (p, p.distribution(), b)
+                    for p, b in ((self.predictor, self.band), *self.more)
+                    if p is not None and not b.is_open and hasattr(p, "distribution")
+                ]
+            )
+            self._src = None if found is None else (found[0], found[2])
         return self._src
 
     def _draw(self, hold: dict[int, int]) -> np.ndarray:

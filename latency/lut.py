@@ -255,12 +255,16 @@ class Lut:
         """An imported published table: there is no device here to measure it against."""
         return self.device.get("kind") == "published"
 
+    def require_device(self) -> None:
+        """Refuse, in one line, to measure anything against an imported published table."""
+        if self.is_published:
+            raise HnasError(f"{self.path} is a published table: there is no device here to measure it against")
+
     def bench_settings(self):
         """The `benchmark_model` settings and repeats the table was measured with (the one place they are read)."""
         from latency.bench import BenchSettings
 
-        if self.is_published:
-            raise HnasError(f"{self.path} is a published table: there is no device here to measure it against")
+        self.require_device()
         stored = dict(self.data["settings"])
         repeats = int(stored.pop("repeats", 5))
         stored.pop("core", None)

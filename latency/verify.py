@@ -113,7 +113,7 @@ def measure_networks(
 def verify_arch(
     arch: Architecture,
     lut_path: str,
-    device: str = "local",
+    device: str | None = "local",
     op_profile: bool = False,
     benchmark_binary: str | None = None,
     progress=None,
@@ -123,12 +123,15 @@ def verify_arch(
 ) -> dict:
     """Predicted (LUT) against measured (the whole network on the LUT's device and core, the LUT's settings and
     precision, which `precision` must match when given) latency of `arch`; with `op_profile`, each part's time
-    inside the network beside its LUT entry."""
+    inside the network beside its LUT entry. `device` None: the device the table names."""
     from latency.backends import open_device
     from latency.export import tflite_ops
     from latency.predict import LatencyPredictor
 
     table = Lut.load(lut_path)
+    table.require_device()
+    if device is None:
+        device = table.device.get("id", "local")
     pred = LatencyPredictor(table, arch.space, lut_path, precision=precision)
     parts_ms = pred.breakdown(arch)  # raw LUT figures per part
     dev = open_device(device, core=table.device.get("core"), benchmark_binary=benchmark_binary)

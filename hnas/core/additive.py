@@ -206,6 +206,15 @@ class LatencyDistribution:
         return out
 
 
+def rarest(tables: list[tuple]):
+    """Of tables given as tuples ending in (distribution, band), the one whose band holds the smallest share of the
+    space (the only one as it is; None for none): in-band draws come from it, the other bands are checked on what is
+    drawn (CES and the supernet's path sampling alike)."""
+    if len(tables) <= 1:
+        return tables[0] if tables else None
+    return min(tables, key=lambda t: t[-2].share(t[-1])[1])
+
+
 def fmt_share(lower: float, upper: float) -> str:
     """`0.12 %`, `0.12 to 0.13 %` or `none`: a share interval in percent."""
     if upper <= 0:

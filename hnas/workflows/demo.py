@@ -87,6 +87,7 @@ def demo_search(
         log(f"resuming {out}")
         return open_search(out, log=log, precision=precision, options=DEMO_OPTIONS)
     settings = settings or demo_settings()
+    ref = reference(space)
     run, search, fleet = assemble_search(
         DEMO_RECIPE,
         space,
@@ -95,11 +96,11 @@ def demo_search(
         settings.stages,
         search={k: getattr(settings, k) for k in ("epochs", "lrs", "population", "generations")},
         band_rel=DEMO_BAND_REL,
-        ref=reference(space),
+        ref=ref,
         precision=precision,
-        others=[(path, None, DEMO_BAND_REL, reference(space)) for path in others],
+        others=[(path, None, DEMO_BAND_REL, ref) for path in others],
     )
-    ref_ms = fleet.latency.predict_arch(reference(space))
+    ref_ms = fleet.latency.predict_arch(ref)
     log(f"latency band: 0.9-1.1 x the MobileNetV2-like reference ({ref_ms:.2f} ms) = {search.band} ms on this CPU")
     return open_search(out, run, search, log=log, options=DEMO_OPTIONS, fleet=fleet)
 

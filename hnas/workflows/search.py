@@ -89,7 +89,7 @@ def open_search(
     log: Callable[[str], None] = print,
     progress: bool = True,
     precision: str | None = None,
-    lut: str | list[str] | None = None,
+    lut: list[str] | None = None,
     options: tuple[str, ...] = TRAINING_OPTIONS,
     saved: SearchRun | None = None,
     fleet: Fleet | None = None,
@@ -101,10 +101,9 @@ def open_search(
     the run in `path` when the caller has read it already (its config.json is read once); `fleet`: a new run's
     tables when `assemble_search` opened them already."""
     saved = saved or SearchRun.read(path)
-    luts = [lut] if isinstance(lut, str) else lut
     if saved is not None:
-        run = run_lut(saved.config, path, luts[0] if luts else None)
-        search, fleet = run_fleet(saved.search, path, luts[1:] if luts else None), None
+        run = run_lut(saved.config, path, lut[0] if lut else None)
+        search, fleet = run_fleet(saved.search, path, lut[1:] if lut else None), None
     elif run is None or search is None:
         raise HnasError(f"{path} is not an HNAS run (no config.json): start one with `hnas search`")
     if fleet is None:  # every table, checked as a new run's are (one per device and precision, each covering the space)
