@@ -1,6 +1,8 @@
 """One-shot evaluations per minute of a generation evaluated together over a prefix tree (`hnas.evaluate.PrefixTree`)
 against one architecture at a time (`OneShotEvaluator(together=False)`), and against one at a time as before this
-wave ("before": every KxK tap run, contiguous tensors), at the demo's proxy settings.
+wave ("before": every KxK tap run, contiguous tensors), at the demo's proxy settings. Together is timed two ways:
+"narrow", every branch of the tree run alone, and "together" (the default, `wide`), the branches that share a module
+run as one larger batch; the first saves module runs, the second calls (a GPU's or a small map's fixed cost).
 
 (a) random: the demo's population size of architectures drawn uniformly (a first generation, nothing shared but
     the stem and the first layer's few candidates).
@@ -19,6 +21,7 @@ load hits both alike; each ratio is measured in this run; the load average is pr
 identical on every population.
 
     .venv/bin/python benchmarks/bench_prefix.py [--quick] [--data digits] [--space basic] [--repeats 3] [--run DIR]
+        [--device cuda [--amp]]
 """
 
 from __future__ import annotations
@@ -85,31 +88,42 @@ class Bench:
 
     def __init__(self, a, space: SearchSpace | None = None):
         p = DEMO_PROXY
-        self.device = torch.device("cpu")
+        self.device = torch.device(a.device)
         data = load_data(a.data, p.resolution, 0, p.per_class)
         torch.manual_seed(0)
         space = proxy_space(space or load_space(a.space), p.resolution, p.width, data.num_classes)
         self.net = zero_init_residuals(Supernet(space)).to(self.device)
         self.data = data
-        self.images = EvalImages(data.train, data.val, p.bn_images, p.eval_batch, EvalFormat.for_device(self.device))
-        before = EvalFormat(self.device, memory_format=torch.contiguous_format)  # torch's default layout, as before
+        self.images = EvalImages(
+            data.train, data.val, p.bn_images, p.eval_batch, EvalFormat.for_device(self.device, a.amp)
+        )
+        before = EvalFormat(self.device, self.images.fmt.dtype, memory_format=torch.contiguous_format)  # as before
         self.images_before = EvalImages(data.train, data.val, p.bn_images, p.eval_batch, before)
         self.codec = ArchCodec(space)
         warm = [from_vector(space, v) for v in self.codec.sample(np.random.default_rng(99), 4)]
-        for together, before in ((False, True), (False, False), (True, False)):  # set up the kernels: untimed
-            self.evaluator(together, before)(warm)
+        for together, before, wide in self.WAYS.values():  # set up the kernels: untimed
+            with whole_kernels(before):
+                self.evaluator(together, before, wide)(warm)
         print(
             f"proxy: {a.data}, {space.name} space at {p.resolution} px, width {p.width}, {self.images.calib_size} BN "
             f"images, {self.images.val_size} val images, eval batch {p.eval_batch}"
         )
 
-    def evaluator(self, together: bool, before: bool = False) -> OneShotEvaluator:
-        """One at a time or together; `before`: on contiguous images and supernet (the evaluator puts the supernet in
-        its images' layout), the path before this wave with `whole_kernels`."""
+    def evaluator(self, together: bool, before: bool = False, wide: bool = True) -> OneShotEvaluator:
+        """One at a time or together (`wide`: branches sharing a module in one batch); `before`: on contiguous
+        images and supernet (the evaluator puts the supernet in its images' layout), the path before this wave with
+        `whole_kernels`."""
         p = DEMO_PROXY
         images = self.images_before if before else self.images
         return OneShotEvaluator(
-            self.net, self.data.val, self.data.train, p.bn_images, p.eval_batch, images=images, together=together
+            self.net,
+            self.data.val,
+            self.data.train,
+            p.bn_images,
+            p.eval_batch,
+            images=images,
+            together=together,
+            wide=wide,
         )
 
     def shared(self, vecs: np.ndarray) -> float:
@@ -119,29 +133,38 @@ class Bench:
         alone = sum(len(self.net.path_modules(x)) for x in archs)
         return 1.0 - tree.planned_runs() / alone
 
+    WAYS = {  # name: (together, before, wide)
+        "before": (False, True, True),
+        "alone": (False, False, True),
+        "narrow": (True, False, False),
+        "together": (True, False, True),
+    }
+
     def compare(self, name: str, vecs: np.ndarray, repeats: int) -> float:
-        """Print evaluations per minute one at a time and together on `vecs`, and one at a time with whole
-        kernels in torch's default layout (the path before this wave); return the ratio together / one at a time."""
+        """Print evaluations per minute on `vecs` four ways: one at a time as before this wave (whole kernels in
+        torch's default layout), one at a time, over the prefix tree one branch at a time ("narrow") and with the
+        branches sharing a module in one batch ("together", the default); return together / one at a time."""
         archs = [from_vector(self.net.space, v) for v in vecs]
-        seconds = {"whole": [], "alone": [], "together": []}
+        seconds = {way: [] for way in self.WAYS}
         accs = {}
         for _ in range(repeats):
-            for way in seconds:
-                ev = self.evaluator(way == "together", before=way == "whole")
-                with whole_kernels(way == "whole"):
+            for way, (together, before, wide) in self.WAYS.items():
+                ev = self.evaluator(together, before, wide)
+                with whole_kernels(before):
                     t0 = time.perf_counter()
                     accs[way] = ev(archs)
                     seconds[way].append(time.perf_counter() - t0)
-        whole, serial, batched = (60.0 * len(archs) / statistics.median(seconds[k]) for k in seconds)
-        same = np.array_equal(accs["together"], accs["alone"])
-        close = float(np.abs(accs["whole"] - accs["alone"]).max())
+        rate = {way: 60.0 * len(archs) / statistics.median(s) for way, s in seconds.items()}
+        same = np.array_equal(accs["together"], accs["alone"]) and np.array_equal(accs["narrow"], accs["alone"])
+        close = float(np.abs(accs["before"] - accs["alone"]).max())
         print(
-            f"    {name:34s} {len(archs):3d} archs, shared {self.shared(vecs):5.1%}: before {whole:6.0f}/min, "
-            f"one at a time {serial:6.0f}/min, together {batched:6.0f}/min; together / one at a time "
-            f"{batched / serial:5.2f}x, / before {batched / whole:5.2f}x; accuracies identical: {same} "
-            f"(before: max difference {close:.4f})"
+            f"    {name:22s} {len(archs):3d} archs, shared {self.shared(vecs):5.1%}: before {rate['before']:6.0f}/min, "
+            f"one at a time {rate['alone']:6.0f}/min, tree narrow {rate['narrow']:6.0f}/min, together "
+            f"{rate['together']:6.0f}/min; together / one at a time {rate['together'] / rate['alone']:5.2f}x "
+            f"(narrow {rate['narrow'] / rate['alone']:4.2f}x), / before {rate['together'] / rate['before']:5.2f}x; "
+            f"accuracies identical: {same} (before: max difference {close:.4f})"
         )
-        return batched / serial
+        return rate["together"] / rate["alone"]
 
     def search(self, population: int, generations: int) -> None:
         """(c): a CES run evaluated together, then one at a time."""
@@ -202,14 +225,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--generations", type=int, default=4, help="CES generations in (c)")
     p.add_argument("--run", type=Path, default=None, help="a finished `hnas demo` run folder for (d)")
     p.add_argument("--parts", default="abc", help="which of (a), (b), (c) to run, e.g. 'b' ((d) runs with --run)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (benchmarks/gpu_check.sh runs it on cuda)")
+    p.add_argument("--amp", action="store_true", help="on cuda: float16 images under autocast, as `--amp` searches")
     a = p.parse_args(argv)
     repeats = 2 if a.quick else a.repeats
-    print(machine(torch.device("cpu")))
+    device = torch.device(a.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.exit(1, "bench_prefix: torch sees no CUDA device: run it on a GPU machine, or leave out --device\n")
+    print(machine(device))
     if "a" in a.parts or "b" in a.parts or "c" in a.parts:
         synthetic(a, repeats)
     if a.run is not None:
         demo_stages(a, repeats)
-    print(machine(torch.device("cpu")))
+    print(machine(device))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check, under ten minutes: supernet training step time on one GPU, one-shot evaluations per minute on CUDA
-# (bench_eval.py's proxy part), and DDP scaling (torchrun with 1 process vs one per GPU). Installs nothing.
+# (bench_eval.py's proxy part), a generation evaluated together (bench_prefix.py: the prefix tree with its branches
+# batched, narrow and one at a time), and DDP scaling (torchrun with 1 process vs one per GPU). Installs nothing.
 #
 #   bash benchmarks/gpu_check.sh [--python PY] [--cpu-dry-run]
 #
@@ -36,13 +37,15 @@ if [ "$DRY" = 0 ]; then
     DEVICE=cuda
     TRAIN=(--device cuda --resolution 224 --width 1.0 --batch 128 --steps 40 --epochs 2 --workers 4)
     EVAL=(--part proxy --device cuda --amp --archs 30 --repeats 3)
-    T_STEP=150; T_EVAL=150; T_DDP=130
+    PREFIX=(--device cuda --quick --parts ab)
+    T_STEP=150; T_EVAL=150; T_DDP=130; T_PREFIX=100
 else
     NGPU=2  # CPU processes on gloo
     DEVICE=cpu
     TRAIN=(--device cpu --resolution 16 --width 0.25 --batch 8 --steps 3 --epochs 1 --workers 0)
     EVAL=(--part proxy --device cpu --data digits --archs 2 --repeats 1)
-    T_STEP=120; T_EVAL=120; T_DDP=120
+    PREFIX=(--device cpu --quick --parts a --repeats 1)
+    T_STEP=120; T_EVAL=120; T_DDP=120; T_PREFIX=120
 fi
 
 echo "== gpu_check ($([ "$DRY" = 1 ] && echo "CPU dry run, tiny settings" || echo "$NGPU GPU(s)")), $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -70,7 +73,10 @@ run "$T_STEP" "$PY" benchmarks/bench_gpu.py step "${TRAIN[@]}"
 echo "-- 2. one-shot evaluations per minute (bench_eval.py proxy part)"
 run "$T_EVAL" "$PY" benchmarks/bench_eval.py "${EVAL[@]}"
 
-echo "-- 3. DDP scaling (torchrun, 1 process vs $NGPU)"
+echo "-- 3. a generation evaluated together (bench_prefix.py: together, tree narrow, one at a time)"
+run "$T_PREFIX" "$PY" benchmarks/bench_prefix.py "${PREFIX[@]}"
+
+echo "-- 4. DDP scaling (torchrun, 1 process vs $NGPU)"
 declare -A IPS
 for n in $(printf '%s\n' 1 "$NGPU" | sort -un); do
     out=$(run "$T_DDP" "$PY" -m torch.distributed.run --standalone --nproc_per_node="$n" benchmarks/bench_gpu.py ddp "${TRAIN[@]}" 2>&1)

@@ -15,7 +15,8 @@ the accuracies (and the BatchNorm statistics left in the supernet) are the same,
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+import functools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -52,9 +53,12 @@ def recalibrate_bn(
     model: nn.Module, images: Sequence[torch.Tensor], device: torch.device, within: Sequence[nn.Module] | None = None
 ) -> None:
     """Reset every BatchNorm (of `within`, default all of `model`) and recompute its statistics as the exact
-    average over `images` batches."""
+    average over `images` batches (no pass when there is none: the pooling and classifier of a path's end)."""
+    scope = within if within is not None else [model]
+    if not _batchnorms(scope):
+        return
     was = model.training
-    with _exact_statistics(within if within is not None else [model]):
+    with _exact_statistics(scope):
         model.train()
         for x in images:
             model(x.to(device, non_blocking=True))
@@ -106,7 +110,8 @@ class OneShotEvaluator:
     A call with several architectures evaluates them together over a prefix tree (`PrefixTree`), with the same
     accuracies as one at a time; `together=False` evaluates them one at a time, and so does a call whose images
     are streamed (they do not fit in memory). `tree_bytes` bounds the activations the tree holds (default: a
-    quarter of the device's free memory at the call)."""
+    quarter of the device's free memory at the call); `wide` runs the tree's independent branches that share a
+    module as one larger batch (`PrefixTree`)."""
 
     def __init__(
         self,
@@ -123,10 +128,12 @@ class OneShotEvaluator:
         budget_bytes: int | None = None,
         together: bool = True,
         tree_bytes: int | None = None,
+        wide: bool = True,
     ):
         self.supernet = supernet
         self.together = together  # False: one architecture at a time (the reference path the benchmark times)
         self.tree_bytes = tree_bytes  # the prefix tree's activation budget; None: a share of free memory
+        self.wide = wide  # the tree's branches that share a module run it as one batch
         self.device = device or next(supernet.parameters()).device
         self.images = images or EvalImages(
             train_set,
@@ -158,14 +165,20 @@ class OneShotEvaluator:
 
     def accuracy(self, arch: Architecture) -> float:
         """One-shot top-1 of `arch` (memoized): the path runs inside the supernet, its own BatchNorms are
-        recalibrated in place (each op has its own, so no other path is touched), nothing is copied."""
+        recalibrated in place (each op has its own, so no other path is touched), nothing is copied. The supernet
+        is left in eval mode."""
+        score = self._alone(arch)
+        self.supernet.eval()
+        return score
+
+    def _alone(self, arch: Architecture) -> float:
+        """`accuracy` without setting the whole supernet's mode (only the path's modules change theirs: walking
+        every module of the supernet cost about as much as a proxy path's forward passes)."""
         arch = self.own(arch)
         key = (self.state_tag, str(arch))
         if key not in self.cache:
-            path = _Path(self.supernet, arch)
             with torch.autocast(self.device.type, enabled=self.images.fmt.autocast):
-                recalibrate_bn(path, self.calib, self.device, within=self.supernet.path_modules(arch))
-                self.cache[key] = top1(path, self.val_loader, self.device)
+                self.cache[key] = _path_top1(self.supernet.path_modules(arch), self.calib, self.val_loader, self.device)
             self.evaluated += 1
         return self.cache[key]
 
@@ -178,13 +191,15 @@ class OneShotEvaluator:
             if budget is None:
                 budget = int(available_bytes(self.device) * BUDGET_FRACTION)
             images = self.images.calib_size + self.images.val_size
-            tree = PrefixTree(self.supernet, list(todo.values()), budget, images)
+            tree = PrefixTree(self.supernet, list(todo.values()), budget, images, self.wide)
             if tree.depth > 0:  # else nothing is shared: one at a time below
                 with torch.autocast(self.device.type, enabled=self.images.fmt.autocast):
                     scores = tree.evaluate(list(self.calib), list(self.val_loader), self.device)
                 self.cache.update(((self.state_tag, k), a) for k, a in zip(todo, scores))
                 self.evaluated += len(todo)
-        return np.array([self.accuracy(a) for a in archs])
+        scores = np.array([self._alone(a) for a in archs])
+        self.supernet.eval()
+        return scores
 
 
 class _Batches:
@@ -195,6 +210,16 @@ class _Batches:
 
     def __iter__(self) -> Iterator:
         return self.make()
+
+
+def _path_top1(
+    modules: Sequence[nn.Module], calib: Iterable[torch.Tensor], val: Iterable, device: torch.device
+) -> float:
+    """Top-1 of the path `modules` (all of one, or the rest from a prefix's outputs): its BatchNorms recalibrated
+    on `calib`, then `val` ((images, labels) batches); only these modules' modes change."""
+    chain = _Chain(modules)
+    recalibrate_bn(chain, calib, device, within=chain.chain)
+    return top1(chain, val, device)
 
 
 class _Path(nn.Module):
@@ -226,36 +251,49 @@ class PrefixTree:
     """A batch of architectures evaluated together: each distinct prefix of their paths (the supernet's modules,
     `Supernet.path_modules`) runs once, the architectures branching where their modules differ.
 
-    Depth first, a node at position d runs its module on the calibration batches in training mode (its
-    BatchNorms reset to the exact average, as `recalibrate_bn` does), then on the validation batches in eval mode,
-    and hands both outputs to its children. The modules called and their inputs (same tensors, same order, same
-    batches) are those of evaluating each architecture alone, so the figures are the same bit for bit. A module
-    never changes its input, so a node's outputs serve all its children.
+    Position by position, the prefixes that reach a position (the tree's nodes there) run their module on the
+    calibration batches in training mode (each BatchNorm accumulating the exact average, as `recalibrate_bn` does),
+    then on the validation batches in eval mode, and hand both outputs to their children. `wide`: the nodes that run
+    the same module from different prefixes (independent branches) run it as one larger batch, their inputs
+    concatenated, every BatchNorm normalizing each node's slice with that node's own statistics (`_branch_norm`):
+    one call in place of one per branch (on a GPU, or on the small maps of a proxy, a call's fixed cost dominates).
+    Each node's images meet the same module weights, in the same batches, as when its architectures are evaluated
+    one at a time; the accuracies are the same, and the statistics left in the supernet the same bit for bit where
+    the device's convolution gives an image the same result in a larger batch (torch's CPU kernels do; the tests
+    check it); `wide=False` runs every node alone, bit for bit on every device. A module never changes its input,
+    so a node's outputs serve all its children.
 
-    Memory: the input images and one node's outputs per position along the current branch are held. `depth`
-    positions are shared: those whose outputs (all `images` calibration and validation images, at the slot's
-    `LayerShape` output size, float32: a bound) fit `budget_bytes` together with the input; from there each
-    architecture runs the rest of its path alone, batch by batch (`recalibrate_bn`, `top1`), from its prefix's
-    held outputs (the last position, pooling and the classifier, always so). The BatchNorm statistics left in each
-    module are those of the last architecture (in batch order) that uses it, as after one at a time."""
+    Memory: `depth` positions are shared: those whose outputs (all `images` calibration and validation images, at
+    the slot's `LayerShape` output size, float32: a bound) fit `budget_bytes` for one chain of nodes, together with
+    the input; a position's nodes run in as few chunks as the budget left allows (the rest kept for one chain
+    below), depth first over the chunks. From `depth` each architecture runs the rest of its path alone, batch by
+    batch (`recalibrate_bn`, `top1`), from its prefix's held outputs (the last position, pooling and the classifier,
+    always so). The BatchNorm statistics left in each module are those of the last architecture (in batch order)
+    that uses it, as after one at a time."""
 
-    def __init__(self, supernet, archs: Sequence[Architecture], budget_bytes: int, images: int):
+    def __init__(self, supernet, archs: Sequence[Architecture], budget_bytes: int, images: int, wide: bool = True):
         self.supernet = supernet
+        self.wide = wide
         self.paths = [supernet.path_modules(a) for a in archs]
         slots = supernet.space.slots
         sk = supernet.space.skeleton
-        held = 4 * sk.in_channels * sk.resolution**2 * images  # the input images, float32
+        self.budget = budget_bytes
+        self.alive = 4 * sk.in_channels * sk.resolution**2 * images  # held now: the input images, float32
+        self.bytes = [4 * s.shape.out_ch * s.shape.out_size**2 * images for s in slots]  # one node's outputs
+        held = self.alive
         self.depth = -1  # the input does not fit: nothing can be held
-        for d, s in enumerate(slots):
+        for d, out in enumerate(self.bytes):
             if held > budget_bytes:
                 break
             self.depth = d
-            held += 4 * s.shape.out_ch * s.shape.out_size**2 * images
+            held += out
         self.depth = min(self.depth, len(slots) - 1)
+        self.below = [sum(self.bytes[d : max(d, self.depth)]) for d in range(len(slots) + 1)]  # one chain from d
         self.last = {id(m): i for i, path in enumerate(self.paths) for m in path}  # last user of each module
         self.kept: dict[int, tuple[nn.Module, list[torch.Tensor]]] = {}
         self.scores: list[float] = [0.0] * len(archs)
         self.runs = 0  # modules run over all the images (one at a time: every module of every path)
+        self.calls = 0  # module calls over all the images (a wide call runs several nodes)
 
     @torch.no_grad()
     def evaluate(
@@ -265,7 +303,9 @@ class PrefixTree:
         ready for the model)."""
         self.labels = [y for _, y in val]
         self.device = device
-        self._visit(0, list(range(len(self.paths))), list(calib), [x for x, _ in val])
+        root = _Node(list(range(len(self.paths))), None, None)
+        root.calib, root.val = list(calib), [x for x, _ in val]
+        self._advance(0, [root])
         for bn, stats in self.kept.values():
             for name, saved in zip(_BN_STATS, stats):
                 getattr(bn, name).copy_(saved)
@@ -297,26 +337,142 @@ class PrefixTree:
 
         return walk(0, list(range(len(self.paths))))
 
-    def _visit(self, d: int, members: list[int], calib: list, val: list) -> None:
+    def _advance(self, d: int, nodes: list[_Node]) -> None:
+        """Run position d for the children of `nodes` (their outputs are its inputs), then on from them."""
         if d == self.depth:
-            for i in members:
-                rest = _Chain(self.paths[i][d:])
-                recalibrate_bn(rest, calib, self.device, within=rest.chain)
-                self.scores[i] = top1(rest, zip(val, self.labels), self.device)
-                self.runs += len(rest.chain)
-                self._keep(rest.chain, [i])
+            for node in nodes:
+                for i in node.members:
+                    rest = self.paths[i][d:]
+                    self.scores[i] = _path_top1(rest, node.calib, zip(node.val, self.labels), self.device)
+                    self.runs += len(rest)
+                    self.calls += len(rest)
+                    self._keep(rest, [i])
             return
-        for group in self._branches(d, members):
-            module = self.paths[group[0]][d]
-            with _exact_statistics([module]):
-                module.train()
-                calib_out = [module(x) for x in calib]
-            module.eval()
-            val_out = [module(x) for x in val]
-            self.runs += 1
-            self._keep([module], group)
-            self._visit(d + 1, group, calib_out, val_out)
-            del calib_out, val_out  # one level's outputs alive at a time: the budget is the bound
+        kids = [
+            _Node(group, parent, self.paths[group[0]][d])
+            for parent in nodes
+            for group in self._branches(d, parent.members)
+        ]
+        done = 0
+        while done < len(kids):
+            room = self.budget - self.alive - self.below[d + 1]
+            chunk = kids[done : done + max(1, room // max(1, self.bytes[d]))]
+            done += len(chunk)
+            self._run(d, chunk)
+            if done == len(kids):  # every child of `nodes` has its outputs: theirs are not needed any more
+                for node in nodes:
+                    self.alive -= node.drop()
+            self._advance(d + 1, chunk)
+            for kid in chunk:
+                self.alive -= kid.drop()
+
+    def _run(self, d: int, kids: list[_Node]) -> None:
+        """The outputs of `kids` at position d: one call per module (`wide`, with parameters) or per kid."""
+        by_module: dict[int, list[_Node]] = {}
+        for kid in kids:
+            by_module.setdefault(id(kid.module), []).append(kid)
+        for same in by_module.values():
+            batched = self.wide and any(True for _ in same[0].module.parameters())
+            for group in [same] if batched else [[kid] for kid in same]:
+                self._call(group)
+                for kid in group:
+                    kid.held = self.bytes[d]
+                self.alive += len(group) * self.bytes[d]
+                self.runs += len(group)
+                self.calls += 1
+
+    def _call(self, group: list[_Node]) -> None:
+        """Run the module of `group` (one module, several prefixes) on their parents' outputs: the calibration
+        batches with BatchNorms in training mode, then the validation batches in eval mode, each node's BatchNorm
+        statistics its own. The last calibration batch and the first validation batch go in one call (its
+        calibration slices come first in every BatchNorm, whose statistics are then complete for the validation
+        slices): one call per module where the calibration images are one batch. A module's only layers that
+        depend on its mode are BatchNorms (`hnas.spec.modules`), so the call's mode is theirs per slice."""
+        module = group[0].module
+        bns = _batchnorms([module])
+        stats = [[_fresh_statistics(bn) for bn in bns] for _ in group]
+        calib = list(zip(*(kid.parent.calib for kid in group)))  # per batch: each node's slice
+        val = list(zip(*(kid.parent.val for kid in group)))
+        steps = [[(True, parts)] for parts in calib] + [[(False, parts)] for parts in val]
+        if calib and val:
+            n = len(calib)
+            steps[n - 1 : n + 1] = [steps[n - 1] + steps[n]]
+        module.train()
+        for step in steps:
+            slices = [(train, k, x) for train, parts in step for k, x in enumerate(parts)]
+            sizes = [len(x) for _, _, x in slices]
+            norms = [[(stats[k][j], train) for train, k, _ in slices] for j in range(len(bns))]
+            with _branch_norms(bns, norms, sizes):
+                y = module(slices[0][2] if len(slices) == 1 else torch.cat([x for _, _, x in slices]))
+            for (train, k, _), part in zip(slices, y.split(sizes)):
+                (group[k].calib if train else group[k].val).append(part)
+        module.eval()
+        for kid, own in zip(group, stats):
+            if self.last[id(module)] in kid.members:
+                for bn, saved in zip(bns, own):
+                    self.kept[id(bn)] = (bn, saved)
+
+
+def _fresh_statistics(bn: nn.modules.batchnorm._BatchNorm) -> list[torch.Tensor]:
+    """A reset BatchNorm's mean, variance and batch count (`_BN_STATS`), apart from its own buffers."""
+    return [
+        torch.zeros_like(bn.running_mean),
+        torch.ones_like(bn.running_var),
+        torch.zeros_like(bn.num_batches_tracked),
+    ]
+
+
+class _Node:
+    """A prefix of the tree: the architectures sharing it, its parent and the module it ends with, and its outputs
+    (calibration and validation batches) once run."""
+
+    def __init__(self, members: list[int], parent: _Node | None, module: nn.Module | None = None):
+        self.members, self.parent, self.module = members, parent, module
+        self.calib: list[torch.Tensor] = []
+        self.val: list[torch.Tensor] = []
+        self.held = 0
+
+    def drop(self) -> int:
+        """Let go of the outputs; return the bytes they were counted as (once)."""
+        self.calib, self.val = [], []
+        held, self.held = self.held, 0
+        return held
+
+
+@contextlib.contextmanager
+def _branch_norms(
+    bns: Sequence[nn.modules.batchnorm._BatchNorm],
+    slices: Sequence[Sequence[tuple[list[torch.Tensor], bool]]],
+    sizes: list[int],
+) -> Iterator[None]:
+    """Inside: BatchNorm j normalizes the i-th slice (`sizes`) of its input as a BatchNorm holding the statistics
+    `slices[j][i][0]` (mean, variance, batches seen; momentum None: the exact average) would, in training mode
+    where `slices[j][i][1]`, else in eval mode."""
+    for bn, own in zip(bns, slices):
+        bn.forward = functools.partial(_branch_norm, bn, own, sizes)
+    try:
+        yield
+    finally:
+        for bn in bns:
+            del bn.forward
+
+
+def _branch_norm(
+    bn: nn.modules.batchnorm._BatchNorm,
+    slices: Sequence[tuple[list[torch.Tensor], bool]],
+    sizes: list[int],
+    x: torch.Tensor,
+) -> torch.Tensor:
+    """`torch.nn.BatchNorm2d.forward` (momentum None) on each slice of `x`, in order, with its own statistics and
+    mode."""
+    outs = []
+    for ((mean, var, seen), train), part in zip(slices, x.split(sizes)):
+        factor = 0.0
+        if train:
+            seen.add_(1)
+            factor = 1.0 / float(seen)
+        outs.append(nn.functional.batch_norm(part, mean, var, bn.weight, bn.bias, train, factor, bn.eps))
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
 _BN_STATS = ("running_mean", "running_var", "num_batches_tracked")

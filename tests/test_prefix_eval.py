@@ -50,25 +50,35 @@ def _converged(space, parents: int, n: int, seed: int) -> list[Architecture]:
     return out
 
 
-def _both(net, archs, train_set, val_set, **kw):
+def _both(net, archs, train_set, val_set, bn_images=32, **kw):
     """(accuracies together, state after; accuracies one at a time, state after), from the same start."""
     start = {k: v.clone() for k, v in net.state_dict().items()}
-    together = OneShotEvaluator(net, val_set, train_set, bn_images=32, batch_size=16, **kw)
+    together = OneShotEvaluator(net, val_set, train_set, bn_images=bn_images, batch_size=16, **kw)
     a = together(archs)
     state_a = {k: v.clone() for k, v in net.state_dict().items()}
     net.load_state_dict(start)
-    alone = OneShotEvaluator(net, val_set, train_set, bn_images=32, batch_size=16, together=False)
+    alone = OneShotEvaluator(net, val_set, train_set, bn_images=bn_images, batch_size=16, together=False)
     b = alone(archs)
     return a, state_a, b, net.state_dict(), together.evaluated, alone.evaluated
 
 
-@pytest.mark.parametrize("population", ["random", "converged"])
-def test_together_equals_one_at_a_time_bit_for_bit(population):
+@pytest.mark.parametrize(
+    ("population", "wide", "bn_images"),
+    # calibration in two batches (the last shares a call with validation), and in one (the demo's case)
+    [
+        ("random", True, 32),
+        ("converged", True, 32),
+        ("random", False, 32),
+        ("converged", False, 32),
+        ("converged", True, 16),
+    ],
+)
+def test_together_equals_one_at_a_time_bit_for_bit(population, wide, bn_images):
     net = _supernet()
     space = net.space
     archs = sample(space, 12, np.random.default_rng(3)) if population == "random" else _converged(space, 2, 10, 4)
     archs = archs + archs[:2]  # a repeated architecture is paid for once
-    a, state_a, b, state_b, n_a, n_b = _both(net, archs, _data(96, 1), _data(64, 2))
+    a, state_a, b, state_b, n_a, n_b = _both(net, archs, _data(96, 1), _data(64, 2), bn_images, wide=wide)
     assert a.tolist() == b.tolist() and len(set(a.tolist())) > 1
     assert n_a == n_b == len(archs) - 2
     assert state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
@@ -79,24 +89,56 @@ def test_together_equals_one_at_a_time_bit_for_bit(population):
 def test_a_small_memory_budget_shares_fewer_layers_with_the_same_figures(budget):
     net = _supernet()
     archs = _converged(net.space, 2, 8, 5)
-    a, state_a, b, state_b, *_ = _both(net, archs, _data(96, 1), _data(64, 2), tree_bytes=budget)
+    a, state_a, b, state_b, *_ = _both(net, archs, _data(96, 1), _data(64, 2), tree_bytes=budget, wide=True)
     assert a.tolist() == b.tolist()
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
     tree = PrefixTree(net, archs, budget, images=32 + 64)
     assert tree.depth == {0: -1, 3 * 16 * 16 * 4 * 96 + 1: 0}.get(budget, len(net.space.slots) - 1)
 
 
-def test_a_converged_generation_runs_fewer_modules():
+def _batches():
+    g = torch.Generator().manual_seed(7)
+    calib = [torch.randn(16, 3, 16, 16, generator=g) for _ in range(2)]
+    return calib, [(torch.randn(16, 3, 16, 16, generator=g), torch.randint(0, 10, (16,), generator=g))]
+
+
+def test_a_converged_generation_runs_fewer_modules_and_wide_in_fewer_calls():
     net = _supernet()
     archs = _converged(net.space, 2, 10, 6)
-    calib = [torch.randn(16, 3, 16, 16) for _ in range(2)]
-    val = [(torch.randn(16, 3, 16, 16), torch.randint(0, 10, (16,)))]
-    tree = PrefixTree(net, archs, 2**30, images=48)
-    planned = tree.planned_runs()
-    tree.evaluate(calib, val, torch.device("cpu"))
     alone = sum(len(net.path_modules(a)) for a in archs)
-    assert tree.runs == planned < alone
-    assert tree.depth == len(net.space.slots) - 1
+    trees = {wide: PrefixTree(net, archs, 2**30, images=48, wide=wide) for wide in (False, True)}
+    for tree in trees.values():
+        planned = tree.planned_runs()
+        tree.evaluate(*_batches(), torch.device("cpu"))
+        assert tree.runs == planned < alone
+        assert tree.depth == len(net.space.slots) - 1
+    narrow, wide = trees[False], trees[True]
+    assert narrow.calls == narrow.runs and narrow.scores == wide.scores
+    # wide: one call per (position, module) among the shared positions (a skip, without weights, one per prefix),
+    # then the last position per architecture
+    modules = {id(m): m for path in narrow.paths for m in path}
+    prefixes = {tuple(map(id, path[: d + 1])) for path in narrow.paths for d in range(wide.depth)}
+    weighted = {p for p in prefixes if list(modules[p[-1]].parameters())}
+    expected = len({(len(p), p[-1]) for p in weighted}) + len(prefixes - weighted)
+    assert wide.calls == expected + len(archs) * (len(narrow.paths[0]) - wide.depth)
+    assert wide.calls < narrow.calls
+
+
+def test_a_budget_for_few_nodes_runs_a_position_in_chunks_with_the_same_figures():
+    net = _supernet()
+    archs = sample(net.space, 12, np.random.default_rng(8))
+    calib, val = _batches()
+    full = PrefixTree(net, archs, 2**30, images=48)
+    budget = full.alive + full.below[0] + 2 * max(full.bytes)  # one chain and two more nodes at any position
+    small = PrefixTree(net, archs, budget, images=48)
+    assert small.depth == full.depth
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    scores = full.evaluate(calib, val, torch.device("cpu"))
+    after = {k: v.clone() for k, v in net.state_dict().items()}
+    net.load_state_dict(start)
+    assert small.evaluate(calib, val, torch.device("cpu")) == scores
+    assert all(torch.equal(after[k], v) for k, v in net.state_dict().items())
+    assert small.runs == full.runs and small.calls > full.calls  # the same nodes, in more and smaller calls
 
 
 def test_a_search_keeps_the_same_archive_together_and_one_at_a_time():
