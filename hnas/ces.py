@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2, binary_tournament
@@ -110,9 +111,11 @@ class ArchProblem(Problem):
             vtype=float,
         )
 
-    def violations(self, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(G [n, n_constr] with G <= 0 feasible, latency, MACs, params) — all cheap."""
+    def violations(self, vecs: np.ndarray) -> Priced:
+        """G [n, n_constr] (G <= 0 feasible) and the figures it comes from, every table's latency priced once —
+        all cheap."""
         lat = self.latency_fn(vecs)
+        more = self.more_latency(vecs)
         macs, params = self.costs(vecs)
         c = self.cons
         cols = [
@@ -123,10 +126,10 @@ class ArchProblem(Problem):
             cols.append((macs - c.max_macs) / 1e6)
         if c.max_params is not None:
             cols.append((params - c.max_params) / 1e6)
-        for t, other in zip(c.more, self.more_latency(vecs).T, strict=True):  # after the caps: one table is as ever
+        for t, other in zip(c.more, more.T, strict=True):  # after the caps: one table is as ever
             cols.append((t.band.lo - other) if t.band.lo is not None else np.full(len(lat), -1.0))
             cols.append((other - t.band.hi) if t.band.hi is not None else np.full(len(lat), -1.0))
-        return np.column_stack(cols), lat, macs, params
+        return Priced(np.column_stack(cols), lat, macs, params, more)
 
     def more_latency(self, vecs: np.ndarray) -> np.ndarray:
         """[n, other tables] latency (ms) of each row on each of the fleet's other tables (cheap)."""
@@ -167,11 +170,22 @@ class ArchProblem(Problem):
 
     def _evaluate(self, X, out, *args, **kwargs):
         vecs = np.asarray(X).astype(np.int64)  # rows repaired to candidate indices (`IndexRepair`)
-        G, lat, macs, params = self.violations(vecs)
-        more = {"more": self.more_latency(vecs)} if self.more else {}  # a fleet's archive keeps every table's
-        acc = self.accuracy(vecs, (G <= 0).all(axis=1), lat, macs, params, **more)
-        out["F"] = np.column_stack([-acc, lat])
-        out["G"] = G
+        p = self.violations(vecs)
+        more = {"more": p.more} if self.more else {}  # a fleet's archive keeps every table's
+        acc = self.accuracy(vecs, (p.G <= 0).all(axis=1), p.lat, p.macs, p.params, **more)
+        out["F"] = np.column_stack([-acc, p.lat])
+        out["G"] = p.G
+
+
+class Priced(NamedTuple):
+    """What `ArchProblem.violations` prices: G [n, n_constr] (G <= 0 feasible), the first table's latency (ms), MACs,
+    params, and [n, other tables] latency on a fleet's other tables."""
+
+    G: np.ndarray
+    lat: np.ndarray
+    macs: np.ndarray
+    params: np.ndarray
+    more: np.ndarray
 
 
 class IndexRepair(Repair):
@@ -239,7 +253,7 @@ def require_feasible(space: SearchSpace, latency, constraints: Constraints, draw
     rng = np.random.default_rng(0)
     fresh = FreshFeasible(problem, Ledger(space, _unpriced), rng)
     vecs = fresh.random(draws)
-    G, lat, macs, params = problem.violations(vecs) if len(vecs) else (np.zeros((0, 1)),) * 4
+    G, lat, macs, params, _ = problem.violations(vecs) if len(vecs) else (np.zeros((0, 1)),) * 5
     inside = problem.feasible_band(vecs) if len(vecs) else np.zeros(0, dtype=bool)
     if fleet:
         shares = _fleet_shares(problem, fresh, inside, draws)

@@ -21,6 +21,7 @@ from hnas.core.io import atomic_write_text, read_json
 from hnas.core.plots import pyplot as _plt
 from hnas.core.plots import save_png as _save
 from hnas.core.schema import POSITIVE_MS, Bool, ListOf, Num, Obj, Opt, Str
+from hnas.ledger import latencies_text, row_latencies
 from hnas.runs import run_lut
 from hnas.searchrun import SearchRun
 from hnas.spec.space import SearchSpace
@@ -71,7 +72,7 @@ def pareto_plot(searches: dict[int, dict], band: Band, max_rank: int, more: list
         rank = np.array([r["rank"] for r in rows])
         tables = [("", band, np.array([r["latency_ms"] for r in rows]))]
         for i, (name, b) in enumerate(more, start=1):
-            tables.append((name, b, np.array([r["latencies_ms"][i] for r in rows]) if rows else np.zeros(0)))
+            tables.append((name, b, np.array([row_latencies(r)[i] for r in rows]) if rows else np.zeros(0)))
         for row, (name, b, lat) in enumerate(tables):
             ax = axes[row][col]
             ax.scatter(lat, acc, s=8, c="0.7", label=f"evaluated ({len(rows)})")
@@ -373,7 +374,7 @@ def build_report(run: str | Path, lut: str | None = None) -> Path:
     best_rows = [
         [
             f"{r['accuracy']:.3f}",
-            " / ".join(f"{x:.2f}" for x in r.get("latencies_ms", [r["latency_ms"]])),
+            latencies_text(r),
             f"{r['macs'] / 1e6:.0f}",
             f"{r['params'] / 1e6:.2f}",
             r["arch"],

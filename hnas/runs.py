@@ -32,23 +32,19 @@ from hnas.supernet import Supernet, proxy_space
 from hnas.train import PathSampler, default_device, load_checkpoint, load_weights, train
 
 
-def pin_lut(config: RunConfig) -> RunConfig:
-    """A new run's config with its LUT as an absolute path and the sha256 of the file (what the run is tied to);
-    unchanged when it has no LUT, or none at that path (whoever opens it says so)."""
-    if config.lut is None or not Path(config.lut).is_file():
-        return config
-    path = Path(config.lut).resolve()
-    return replace(config, lut=str(path), lut_sha256=sha256_file(path))
+def pin_lut(table):
+    """A new run's table (its first, a `RunConfig`, or one of its others, a `FleetTable`) as an absolute path with
+    the sha256 of the file (what the run is tied to); unchanged when there is none, or none at that path (whoever
+    opens it says so)."""
+    if table.lut is None or not Path(table.lut).is_file():
+        return table
+    path = Path(table.lut).resolve()
+    return replace(table, lut=str(path), lut_sha256=sha256_file(path))
 
 
 def pin_fleet(search: SearchSettings | TrainConfig) -> SearchSettings | TrainConfig:
-    """New settings' fleet (the other tables: `SearchSettings.fleet`, `TrainConfig.fleet`) as absolute paths with their
-    sha256 (`pin_lut`)."""
-    fleet = [
-        replace(t, lut=str(Path(t.lut).resolve()), lut_sha256=sha256_file(t.lut)) if Path(t.lut).is_file() else t
-        for t in search.fleet
-    ]
-    return replace(search, fleet=fleet)
+    """New settings' fleet (the other tables: `SearchSettings.fleet`, `TrainConfig.fleet`), each pinned (`pin_lut`)."""
+    return replace(search, fleet=[pin_lut(t) for t in search.fleet])
 
 
 def run_fleet(search: SearchSettings | TrainConfig, run: str | Path, given: list[str] | None = None):
@@ -71,22 +67,38 @@ def run_fleet(search: SearchSettings | TrainConfig, run: str | Path, given: list
 
 
 def locate_table(table, run: str | Path, given: str | None = None):
-    """One other table of the run in `run` where it is now: its recorded file when its sha256 is the recorded one, or
-    `given` in its place (the table moved); a missing or changed table is one line naming the fix."""
-    path = Path(given) if given is not None else Path(table.lut)
-    where = f"--lut {given}" if given is not None else f"the latency table {table.lut}"
+    """`table` (a run's first table, its `RunConfig`, or one of its others, a `FleetTable`: each has `lut` and
+    `lut_sha256`) where it is now: its recorded file when its sha256 is the recorded one, or `given` in its place
+    (the table moved) when its sha256 is that one; pinned to the absolute path and sha256 it has now (a run of an
+    older version recorded none). A missing or changed table is one line naming the path, both sha256 and the fix."""
+    recorded = table.lut_sha256
+    short = recorded[:16] if recorded else None
+    if given is not None:
+        path = Path(given)
+        if not path.is_file():
+            raise HnasError(f"--lut {given} does not exist: give the table {run} was started with ({table.lut})")
+        sha = sha256_file(path)
+        if recorded is not None and sha != recorded:
+            raise HnasError(
+                f"--lut {given} (sha256 {sha[:16]}) is not the table {run} was started with ({table.lut}, sha256 "
+                f"{short}): give that table (a moved copy is accepted), or start a new run with --out"
+            )
+        return replace(table, lut=str(path.resolve()), lut_sha256=sha)
+    path = Path(table.lut)  # absolute since runs record it so; an older run's relative path is taken from here
     if not path.is_file():
+        sha_note = f" (sha256 {short})" if short else ""
         raise HnasError(
-            f"{run} was started with the latency table {table.lut}, and {where} is not there: pass every --lut again, "
-            "naming where each table is now (accepted only if its sha256 is the same)"
+            f"{run} was started with the latency table {table.lut}{sha_note}, which is not there: pass --lut PATH "
+            "to where the table is now (a run of several tables: every --lut, in order; accepted only if its sha256 "
+            "is the same)"
         )
     sha = sha256_file(path)
-    if table.lut_sha256 is not None and sha != table.lut_sha256:
+    if recorded is not None and sha != recorded:
         raise HnasError(
-            f"{where} (sha256 {sha[:16]}) is not the table {run} was started with ({table.lut}, sha256 "
-            f"{table.lut_sha256[:16]}): give that table (a moved copy is accepted), or start a new run with --out"
+            f"{run} was started with the latency table {table.lut} (sha256 {short}), which has changed since "
+            f"(sha256 now {sha[:16]}): restore it, or pass --lut PATH to a copy of the table the run used"
         )
-    return replace(table, lut=str(path.resolve()), lut_sha256=sha)
+    return table if recorded is not None else replace(table, lut=str(path.resolve()), lut_sha256=sha)
 
 
 def _record_fleet(cfg_file: Path, search: bool, fleet: list) -> None:
@@ -95,64 +107,37 @@ def _record_fleet(cfg_file: Path, search: bool, fleet: list) -> None:
     if not cfg_file.is_file():
         return
     data = read_json(cfg_file)
-    block = data["run"] if isinstance(data.get("run"), dict) and "search" in data else data
-    block = data["search"] if search else block["train"]
+    block = data["search"] if search else _run_block(data)["train"]
     block["fleet"] = [asdict(t) for t in fleet]
     write_on_main(lambda: atomic_write_json(cfg_file, data))
 
 
 def run_lut(config: RunConfig, run: str | Path, given: str | None = None, missing_ok: bool = False) -> RunConfig:
-    """The config of the run in `run` with its LUT where it is now: the recorded file when its sha256 is the one
-    recorded when the run started, or `given` (the table moved) when its sha256 is that one. A missing or changed
-    table is one line naming the path, both sha256 and the fix (`missing_ok`: the config without a LUT instead of
-    an error for a missing one). A run of an older version, which recorded no sha256, gets it recorded now."""
+    """The config of the run in `run` with its LUT where it is now (`locate_table`; `missing_ok`: the config
+    without a LUT instead of an error for a missing one), written into its config.json when that moved it or
+    first recorded its sha256."""
     if config.lut is None:
         if given is not None:
             raise HnasError(f"{run} was started without a latency table: --lut cannot join it; start a new run")
         return config
-    cfg_file, recorded = Path(run) / "config.json", config.lut_sha256
-    short = recorded[:16] if recorded else None
-    if given is not None:
-        path = Path(given)
-        if not path.is_file():
-            raise HnasError(f"--lut {given} does not exist: give the table {run} was started with ({config.lut})")
-        sha = sha256_file(path)
-        if recorded is not None and sha != recorded:
-            raise HnasError(
-                f"--lut {given} (sha256 {sha[:16]}) is not the table {run} was started with ({config.lut}, sha256 "
-                f"{short}): give that table (a moved copy is accepted), or start a new run with --out"
-            )
-        return _record_lut(cfg_file, config, path.resolve(), sha)
-    path = Path(config.lut)  # absolute since runs record it so; an older run's relative path is taken from here
-    if not path.is_file():
-        if missing_ok:
-            return replace(config, lut=None, lut_sha256=None)
-        sha_note = f" (sha256 {short})" if short else ""
-        raise HnasError(
-            f"{run} was started with the latency table {config.lut}{sha_note}, which is not there: pass --lut PATH "
-            "to where the table is now (accepted only if its sha256 is the same)"
-        )
-    sha = sha256_file(path)
-    if recorded is None:
-        return _record_lut(cfg_file, config, path.resolve(), sha)
-    if sha != recorded:
-        raise HnasError(
-            f"{run} was started with the latency table {config.lut} (sha256 {short}), which has changed since "
-            f"(sha256 now {sha[:16]}): restore it, or pass --lut PATH to a copy of the table the run used"
-        )
-    return config
+    if given is None and missing_ok and not Path(config.lut).is_file():
+        return replace(config, lut=None, lut_sha256=None)
+    return _record_lut(Path(run) / "config.json", config, locate_table(config, run, given))
 
 
-def _record_lut(cfg_file: Path, config: RunConfig, path: Path, sha: str) -> RunConfig:
-    """`config` with its LUT at `path` (sha256 `sha`), also written into the run's config.json when it differs
+def _record_lut(cfg_file: Path, config: RunConfig, pinned: RunConfig) -> RunConfig:
+    """`pinned` (`config` with its LUT where it is now), also written into the run's config.json when it differs
     (a moved table, or an older run that recorded no sha256)."""
-    pinned = replace(config, lut=str(path), lut_sha256=sha)
     if (pinned.lut, pinned.lut_sha256) != (config.lut, config.lut_sha256) and cfg_file.is_file():
         data = read_json(cfg_file)
-        block = data["run"] if isinstance(data.get("run"), dict) and "search" in data else data
-        block.update(lut=pinned.lut, lut_sha256=sha)
+        _run_block(data).update(lut=pinned.lut, lut_sha256=pinned.lut_sha256)
         write_on_main(lambda: atomic_write_json(cfg_file, data))
     return pinned
+
+
+def _run_block(data: dict) -> dict:
+    """The `RunConfig` block of a config.json: a supernet run's whole file, a search's `run`."""
+    return data["run"] if isinstance(data.get("run"), dict) and "search" in data else data
 
 
 class SupernetRun:

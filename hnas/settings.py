@@ -219,10 +219,12 @@ class FleetTable:
     lut_sha256: str | None = None
 
     def __post_init__(self):
-        if isinstance(self.band, dict):
-            self.band = Band(**self.band)
-        if isinstance(self.band_rel, dict):
-            self.band_rel = Band(**self.band_rel)
+        self.band, self.band_rel = Band.read(self.band), Band.read(self.band_rel)
+
+    @classmethod
+    def read_all(cls, tables: list) -> list[FleetTable]:
+        """A fleet as a setting holds it: its tables, each itself or read from its JSON form."""
+        return [cls(**t) if isinstance(t, dict) else t for t in tables]
 
 
 def table_names(paths) -> list[str]:
@@ -263,9 +265,7 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if isinstance(self.band, dict):
-            self.band = Band(**self.band)
-        self.fleet = [FleetTable(**t) if isinstance(t, dict) else t for t in self.fleet]
+        self.band, self.fleet = Band.read(self.band), FleetTable.read_all(self.fleet)
         check(self)
         if self.warmup_epochs and not 0 < self.warmup_epochs < self.epochs:
             raise HnasError(f"--warmup-epochs must be 0 or fewer than the {self.epochs} epochs of training")
@@ -383,11 +383,8 @@ class SearchSettings:
     )
 
     def __post_init__(self):
-        if isinstance(self.band, dict):
-            self.band = Band(**self.band)
-        if isinstance(self.band_rel, dict):
-            self.band_rel = Band(**self.band_rel)
-        self.fleet = [FleetTable(**t) if isinstance(t, dict) else t for t in self.fleet]
+        self.band, self.band_rel = Band.read(self.band), Band.read(self.band_rel)
+        self.fleet = FleetTable.read_all(self.fleet)
         check(self)
         if len(self.epochs) != self.stages - 1 or len(self.lrs) != self.stages - 1:
             raise HnasError(

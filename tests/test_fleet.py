@@ -141,11 +141,13 @@ def test_bands_pair_with_tables_in_order_and_what_does_not_pair_is_refused():
     rel = pair_bands(2, None, ["0.9:1.1", ":2"], ["REF"])
     assert rel.lat_rel == [Band(0.9, 1.1), Band(hi=2)] and rel.refs == ["REF", "REF"]  # one --ref, priced on each
     assert pair_bands(1, ["1:2"], None).lat == [Band(1, 2)]
+    assert pair_bands(0, None, None).lat == [None]  # no table, no band: an unconstrained supernet
     for args, says in (
         ((2, ["60:70"], None), "2 --lut and 1 --lat: the i-th --lat is the i-th table's band"),
         ((2, ["60:70"], ["0.9:1.1"]), "not some of each"),
         ((3, None, ["1:2"] * 3, ["A", "B"]), "give one --ref (priced on every table) or one per table"),
         ((1, ["1:2", "3:4"], None), "give another --lut for each other band"),
+        ((0, ["1:2"], None), "a latency band (--lat, --lat-rel) needs the LUT that prices it (--lut)"),
     ):
         with pytest.raises(HnasError) as e:
             pair_bands(*args)

@@ -7,6 +7,7 @@ from rich.table import Table
 
 from hnas.cli.common import console, fmt_size
 from hnas.core.band import Band
+from hnas.ledger import latencies_text
 
 
 def print_results(results: dict) -> None:
@@ -44,7 +45,7 @@ def print_results(results: dict) -> None:
     ):
         console.print(f"{title}:")
         for r in rows:
-            ms = " / ".join(f"{x:.2f}" for x in r.get("latencies_ms", [r["latency_ms"]]))
+            ms = latencies_text(r)
             console.print(f"  {r['accuracy']:.3f}  {ms} ms  {r['macs'] / 1e6:.0f} MMACs  {r['arch']}")
 
 

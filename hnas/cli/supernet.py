@@ -58,7 +58,6 @@ def supernet_train(
     from dataclasses import replace
 
     from hnas.core.band import Band
-    from hnas.core.errors import HnasError
     from hnas.dist import barrier, is_main
     from hnas.runs import SupernetRun, run_fleet, run_lut
     from hnas.settings import RunConfig, by_flag
@@ -83,8 +82,6 @@ def supernet_train(
         from hnas.settings import FleetTable
         from hnas.workflows.fleet import pair_bands
 
-        if lat and not lut:
-            raise HnasError("a latency band for sampling (--lat) needs the LUT that prices it (--lut)")
         bands = pair_bands(len(lut or []), lat, None)
         recipe = recipe_for(data)
         cfg = RunConfig(

@@ -26,6 +26,11 @@ class Band:
             raise HnasError(f"latency band {self} is inverted (MIN above MAX): write MIN:MAX, e.g. 7:9")
 
     @classmethod
+    def read(cls, value: Band | dict | None) -> Band | None:
+        """A band as a setting holds it: itself, or read from its JSON form (a config file's `{"lo": .., "hi": ..}`)."""
+        return cls(**value) if isinstance(value, dict) else value
+
+    @classmethod
     def parse(cls, text: str | None, what: str = "--lat") -> Band:
         """`60:70` -> Band(60, 70); either side may be empty; None -> open band."""
         if text is None:

@@ -37,9 +37,11 @@ def pair_bands(
     n: int, lats: list[str] | None, lat_rels: list[str] | None, refs: list[Architecture] | None = None
 ) -> Bands:
     """The bands of `n` tables paired with them in order (one table: at most one `--lat`, `--lat-rel` and `--ref`,
-    as ever); anything that does not pair up is one line naming the rule."""
+    as ever; no table: no band); anything that does not pair up is one line naming the rule."""
     lats, lat_rels, refs = lats or [], lat_rels or [], refs or []
-    if n == 1:
+    if n == 0 and (lats or lat_rels):
+        raise HnasError("a latency band (--lat, --lat-rel) needs the LUT that prices it (--lut)")
+    if n <= 1:
         if len(lats) > 1 or len(lat_rels) > 1 or len(refs) > 1:
             raise HnasError(
                 "one --lut takes one --lat (or --lat-rel with --ref): give another --lut for each other band"

@@ -93,7 +93,7 @@ class StudySettings:
             json.dumps(
                 {
                     "space": self.space.to_dict(),
-                    "lut_sha256": sha256_file(Path(self.lut)) if Path(self.lut).is_file() else self.lut,
+                    "lut_sha256": _table_identity(self.lut),
                     "data": self.data,
                     "total_epochs": self.total_epochs,
                     "lr": self.lr,
@@ -105,11 +105,7 @@ class StudySettings:
                     "batch_size": self.batch_size,
                     "proxy": asdict(self.proxy),
                     # a fleet's other tables (absent for one table: a study folder of one table reads as before)
-                    **(
-                        {"others_sha256": [sha256_file(Path(p)) if Path(p).is_file() else p for p in self.others]}
-                        if self.others
-                        else {}
-                    ),
+                    **({"others_sha256": [_table_identity(p) for p in self.others]} if self.others else {}),
                 }
             )
         )
@@ -163,6 +159,12 @@ class StudySettings:
         )
 
 
+def _table_identity(lut: str) -> str:
+    """What a study records of a table: its file's sha256 (the same table moved or renamed is the same study), or
+    the value given where no such file is."""
+    return sha256_file(Path(lut)) if Path(lut).is_file() else lut
+
+
 def _check_folder(folder: Path, s: StudySettings) -> None:
     """A rerun with other search settings than the folder recorded is an error, not a mixture (`_study` records
     them once every search has been checked)."""
@@ -172,7 +174,7 @@ def _check_folder(folder: Path, s: StudySettings) -> None:
         saved = read_json(file)
         if isinstance(saved, dict) and "lut" in saved and "lut_sha256" not in saved:  # recorded by path before
             lut = saved.pop("lut")
-            saved["lut_sha256"] = sha256_file(Path(lut)) if isinstance(lut, str) and Path(lut).is_file() else lut
+            saved["lut_sha256"] = _table_identity(lut) if isinstance(lut, str) else lut
         if saved != record:
             changed = sorted(k for k in set(saved) | set(record) if saved.get(k) != record.get(k))
             raise HnasError(
