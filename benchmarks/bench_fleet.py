@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> dict:
     from hnas.settings import table_names
     from hnas.spec.arch import parse_arch
     from hnas.spec.space import load_space
-    from hnas.workflows.search import REFERENCE
-    from latency.predict import LatencyPredictor
+    from hnas.spec.vectors import ArchCodec
+    from hnas.workflows.fleet import open_tables
+    from hnas.workflows.search import REFERENCE, band_for
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--lut", action="append", help="A table (twice: the objective's, then the other).")
@@ -50,9 +51,9 @@ def main(argv: list[str] | None = None) -> dict:
     space = load_space(args.space)
     ref = parse_arch(REFERENCE, space)
     rel = Band.parse(args.rel, "--rel")
-    a, b = (LatencyPredictor.from_file(path, space) for path in luts)
+    a, b = open_tables(luts, space)
     names = table_names(luts)
-    bands = [rel.scaled(t.predict_arch(ref)) for t in (a, b)]
+    bands = [band_for(Band(), rel, ref, t) for t in (a, b)]
     print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     out: dict = {"tables": []}
     for name, t, band in zip(names, (a, b), bands, strict=True):
@@ -62,11 +63,10 @@ def main(argv: list[str] | None = None) -> dict:
             f"{name} ({t.precision}): band {band} ms (x{args.rel} of the reference), alone "
             f"{lo * 100:.3g}-{hi * 100:.3g} %"
         )
-    rng = np.random.default_rng(0)
+    rng, codec = np.random.default_rng(0), ArchCodec(space)
     inside = 0
     for start in range(0, args.draws, 200_000):
-        n = min(200_000, args.draws - start)
-        vecs = rng.integers(0, 1 << 30, (n, space.num_layers)) % np.array([len(c) for c in space.candidates])
+        vecs = codec.sample(rng, min(200_000, args.draws - start))
         inside += int((bands[0].contains(a.predict(vecs)) & bands[1].contains(b.predict(vecs))).sum())
     share = inside / args.draws
     half = 1.96 * np.sqrt(max(share * (1 - share), 1e-12) / args.draws)

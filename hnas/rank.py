@@ -50,11 +50,17 @@ def pick_along_front(rows: list[dict], k: int) -> list[dict]:
     acc = np.array([r["accuracy"] for r in pool])
     pts = np.column_stack([(lat - lat.min()) / (np.ptp(lat) or 1), (acc - acc.min()) / (np.ptp(acc) or 1)])
     arc = np.r_[0, np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))]
+    return [pool[i] for i in sorted(nearest_each(arc, np.linspace(0, arc[-1], k)))]
+
+
+def nearest_each(values: np.ndarray, targets: np.ndarray) -> list[int]:
+    """For each target in order, the index of the nearest of `values` that no earlier target took (a tie: the first
+    in `values`' order)."""
     chosen: list[int] = []
-    for target in np.linspace(0, arc[-1], k):
-        order = np.argsort(np.abs(arc - target))
+    for target in targets:
+        order = np.argsort(np.abs(values - target), kind="stable")
         chosen.append(next(int(i) for i in order if int(i) not in chosen))
-    return [pool[i] for i in sorted(chosen)]
+    return chosen
 
 
 def draw_from_space(space: SearchSpace, k: int, rng: np.random.Generator) -> list[Architecture]:
@@ -84,10 +90,9 @@ def spread_in_band(space: SearchSpace, predict, band, k: int, rng: np.random.Gen
     distinct.sort(key=lambda i: (lat[i], i))
     if not distinct:
         raise HnasError(f"no architecture of {draws} draws of the space lies inside the band {band} ms")
-    chosen: list[int] = []
-    for target in np.linspace(lat[distinct[0]], lat[distinct[-1]], min(k, len(distinct))):
-        order = sorted(distinct, key=lambda i: abs(lat[i] - target))
-        chosen.append(next(i for i in order if i not in chosen))
+    inside_lat = lat[distinct]
+    targets = np.linspace(inside_lat[0], inside_lat[-1], min(k, len(distinct)))
+    chosen = [distinct[j] for j in nearest_each(inside_lat, targets)]
     return [archs[i] for i in chosen], [float(lat[i]) for i in chosen]
 
 

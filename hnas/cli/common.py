@@ -241,7 +241,7 @@ class Given:
     train: dict
 
 
-_PROXY = ("resolution", "width", "per_class")
+_PROXY = {f.name for f in dataclasses.fields(ProxySettings)}  # which of the options below take over the proxy
 _TRAINING = {
     "batch_size": (BatchOpt, None),
     "label_smoothing": (LabelSmoothingOpt, TrainConfig.label_smoothing),

@@ -207,13 +207,14 @@ def demo(
     from hnas.report import build_report
     from hnas.searchrun import saved_settings
     from hnas.spec.space import load_space
-    from hnas.workflows.demo import demo_search, demo_settings, demo_ship, host_lut
+    from hnas.workflows.demo import DEMO_STAGES, demo_search, demo_settings, demo_ship, host_lut
     from hnas.workflows.verify import verify_run
     from latency.build import report_line
 
     t0 = time.perf_counter()
     sp = load_space(space)
-    settings = demo_settings(numbers(epochs, "--epochs", int), population, generations)  # checked before step 1
+    given = {"epochs": numbers(epochs, "--epochs", int), "population": population, "generations": generations}
+    demo_settings(given)  # checked before step 1
     saved = saved_settings(out)
     if saved is not None:
         s = saved[1]
@@ -234,8 +235,8 @@ def demo(
         with bars() as factory:
             lut_path, built = host_lut(sp, lut[0] if lut else None, factory, precision_arg(precision))
         console.print(report_line(built))
-    console.rule("2/5 HNAS: supernet, search, pruning (M = 4)")
-    pipe = demo_search(out, sp, lut_path, settings, console.print, precision_arg(precision), (lut or [])[1:])
+    console.rule(f"2/5 HNAS: supernet, search, pruning (M = {DEMO_STAGES})")
+    pipe = demo_search(out, sp, lut_path, given, console.print, precision_arg(precision), (lut or [])[1:])
     results = pipe.run()
     print_results(results)
     console.rule("3/5 end-to-end latency of the found network on this CPU")

@@ -24,6 +24,7 @@ from hnas.workflows.search import REFERENCE, assemble_search, open_search
 DEMO_RECIPE = RECIPES["embedded"]  # the demo runs on the bundled digits with the embedded data's recipe
 DEMO_PROXY = DEMO_RECIPE.proxy_settings()
 DEMO_BAND_REL = Band(0.9, 1.1)
+DEMO_STAGES = 4  # M: the paper's four-stage HNAS
 DEMO_OPTIONS = ("--epochs",)  # the training flag `hnas demo` offers (its hints name no other)
 
 
@@ -62,39 +63,36 @@ def reference(space: SearchSpace):
     return sample(space, 1, np.random.default_rng(0))[0]
 
 
-def demo_settings(
-    epochs: list[int] | None = None, population: int | None = None, generations: int | None = None
-) -> SearchSettings:
-    """The demo's search settings: M = 4 at the embedded recipe's values where an option is not given (None; a given
-    0 is held to its setting's check); the band is set by `demo_search`. Checked before anything is measured."""
-    given = {"epochs": epochs, "population": population, "generations": generations}
-    return DEMO_RECIPE.assemble({}, "digits", None, 4, search=given)[1]
+def demo_settings(given: dict | None = None) -> SearchSettings:
+    """The demo's search settings: M = 4 at the embedded recipe's values where `given` (the options `hnas demo`
+    offers: epochs, population, generations) has none (None; a given 0 is held to its setting's check); the band is
+    set by `demo_search`. Checked before anything is measured."""
+    return DEMO_RECIPE.assemble({}, "digits", None, DEMO_STAGES, search=given)[1]
 
 
 def demo_search(
     out: str | Path,
     space: SearchSpace,
     lut_path: Path,
-    settings: SearchSettings | None = None,
+    given: dict | None = None,
     log: Callable[[str], None] = print,
     precision: str | None = None,
     others: Sequence[str] = (),
 ) -> Pipeline:
-    """The demo's HNAS run in `out` (resumed when it exists): `settings` (default `demo_settings()`) on digits at the
-    proxy settings, latency band 0.9-1.1 x the reference's predicted latency on the host table (`others`: a fleet's
-    other tables, each held to 0.9-1.1 x the reference's latency on it)."""
+    """The demo's HNAS run in `out` (resumed when it exists): `demo_settings(given)` on digits at the proxy
+    settings, latency band 0.9-1.1 x the reference's predicted latency on the host table (`others`: a fleet's other
+    tables, each held to 0.9-1.1 x the reference's latency on it)."""
     if (Path(out) / "config.json").is_file():
         log(f"resuming {out}")
         return open_search(out, log=log, precision=precision, options=DEMO_OPTIONS)
-    settings = settings or demo_settings()
     ref = reference(space)
     run, search, fleet = assemble_search(
         DEMO_RECIPE,
         space,
         "digits",
         str(lut_path),
-        settings.stages,
-        search={k: getattr(settings, k) for k in ("epochs", "lrs", "population", "generations")},
+        DEMO_STAGES,
+        search=given,
         band_rel=DEMO_BAND_REL,
         ref=ref,
         precision=precision,
