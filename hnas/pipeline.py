@@ -113,7 +113,7 @@ class Pipeline:
         if not self.more:
             return f"{self.search.band} ms"
         names = [self.name, *(n for n, _ in self.more)]
-        bands = [self.search.band, *(t.band for t in self.search.fleet)]
+        bands = self.search.bands()
         return ", ".join(f"{b} ms on {n}" for b, n in zip(bands, names, strict=True))
 
     # --- steps ------------------------------------------------------------------------------------
@@ -288,8 +288,8 @@ class Pipeline:
             "lut": self.sn.config.lut,
         }
         if self.more:  # a fleet: every table, the objective's first (each row's `latencies_ms` follows this order)
-            luts = [self.sn.config.lut, *(t.lut for t in self.search.fleet)]
-            bands = [self.search.band, *(t.band for t in self.search.fleet)]
+            luts = self.search.luts(self.sn.config.lut)
+            bands = self.search.bands()
             models = [self.latency, *(m for _, m in self.more)]
             results["tables"] = [
                 {"name": n, "lut": lut, "precision": str(getattr(m, "precision", None)), "band_ms": [b.lo, b.hi]}

@@ -182,7 +182,7 @@ class SupernetRun:
             from hnas.ces import Constraints, TableBand, require_feasible
             from hnas.settings import table_names
 
-            names = table_names([config.lut, *(t.lut for t in fleet)])
+            names = table_names(config.train.luts(config.lut))
             others = tuple(TableBand(n, m, t.band) for n, m, t in zip(names[1:], more, fleet, strict=True))
             require_feasible(run.deploy_space, latency, Constraints(band, more=others, name=names[0]))
         run.data()  # a bad data spec fails before anything is written

@@ -236,8 +236,21 @@ def table_names(paths) -> list[str]:
     return [stem if stems.count(stem) == 1 else str(p) for stem, p in zip(stems, paths, strict=True)]
 
 
+class _Fleet:
+    """What a setting with a fleet (`band`, the first table's; `fleet`, the others) says of every table, the
+    first's first."""
+
+    def bands(self) -> list[Band]:
+        """Every table's band, the first table's first."""
+        return [self.band, *(t.band for t in self.fleet)]
+
+    def luts(self, first: str | None) -> list[str | None]:
+        """Every table's path: `first` (the run's, `RunConfig.lut`), then the fleet's others."""
+        return [first, *(t.lut for t in self.fleet)]
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(_Fleet):
     """Optimisation settings (the paper's where it gives them): each field's default, help and check, once."""
 
     epochs: int = setting(120, "Training epochs.", check=at_least(0))
@@ -333,7 +346,7 @@ SCHEDULES = ("restart", "continuous")
 
 
 @dataclass
-class SearchSettings:
+class SearchSettings(_Fleet):
     """Algorithm 1's numbers (paper defaults) and the latency band: each field's default, help and check, once.
     `band` is in ms; when it came from `--lat-rel` with `--ref`, those are kept beside it (`band_rel`, `ref`)."""
 

@@ -82,7 +82,7 @@ def search(
         flags = {**by_flag(run_cfg.proxy, run_cfg.train, s), "--space": run_cfg.space, "--data": run_cfg.data}
         flags.update(  # every table's, in order (the first's as ever)
             {
-                "--lat": [s.band, *(t.band for t in s.fleet)],
+                "--lat": s.bands(),
                 "--lat-rel": [s.band_rel, *(t.band_rel for t in s.fleet)],
                 "--ref": [s.ref, *(t.ref for t in s.fleet)],
             }

@@ -69,9 +69,8 @@ def supernet_train(
     saved = SupernetRun.saved_config(out)
     barrier()  # every rank has read the folder before rank 0 writes to it
     if saved is not None:
-        fleet = saved.train.fleet
         flags = {**by_flag(saved.proxy, saved.train), "--space": saved.space, "--data": saved.data}
-        flags["--lat"] = [saved.train.band, *(t.band for t in fleet)]
+        flags["--lat"] = saved.train.bands()
         lats = {"--space": lambda t: load_space(t).to_dict(), "--lat": lambda ts: [Band.parse(t) for t in ts]}
         refuse_changed_settings(ctx, flags, out, lats)
         console.print(f"resuming {out} with the settings in its config.json")
@@ -102,7 +101,7 @@ def supernet_train(
         from hnas.spec.space import SearchSpace
         from hnas.workflows.fleet import open_tables
 
-        latency, *more = open_tables([cfg.lut, *(t.lut for t in cfg.train.fleet)], SearchSpace.from_dict(cfg.space))
+        latency, *more = open_tables(cfg.train.luts(cfg.lut), SearchSpace.from_dict(cfg.space))
     run = SupernetRun.open(out, cfg, latency, tuple(more))
     history = run.train()
     for h in history:

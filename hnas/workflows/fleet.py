@@ -108,7 +108,7 @@ class Fleet:
         """One line per table of a fleet: its role, precision, file and band."""
         if len(self.tables) == 1:
             return []
-        bands = [search.band, *(t.band for t in search.fleet)]
+        bands = search.bands()
         return [
             f"latency {'objective' if i == 0 else 'constraint'} {name}: {t.precision} entries of {Path(t.lut_name)}, "
             f"band {band} ms"
@@ -121,5 +121,5 @@ def open_fleet(lut: str, search: SearchSettings, space: SearchSpace, precision: 
     others, each at its own precision (`open_tables`)."""
     from hnas.settings import table_names
 
-    luts = [lut, *(t.lut for t in search.fleet)]
+    luts = search.luts(lut)
     return Fleet(table_names(luts), open_tables(luts, space, precision))

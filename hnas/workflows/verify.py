@@ -216,7 +216,7 @@ def verify_fleet(
             return exc
 
     luts = [run_lut(folder.config, folder.path).lut, *(where(t) for t in folder.search.fleet)]
-    recorded_luts = [folder.config.lut, *(t.lut for t in folder.search.fleet)]
+    recorded_luts = folder.search.luts(folder.config.lut)
     names = table_names(recorded_luts)  # as the run's results name them
     first, rows = None, []
     for name, path, recorded in zip(names, luts, recorded_luts, strict=True):
