@@ -62,6 +62,7 @@ def assemble_search(
     ref: Architecture | None = None,
     precision: str | None = None,
     others: Sequence[tuple[str, Band | None, Band | None, Architecture | None]] = (),
+    opened: Fleet | None = None,
 ) -> tuple[RunConfig, SearchSettings, Fleet]:
     """The one place a new search is put together (`hnas search`, the demo, the study): `recipe` plus the given
     overrides (`Recipe.assemble`: None is not given, 0 is a value), checked before the table is read; then the
@@ -69,10 +70,11 @@ def assemble_search(
     A fleet's `others` (each table's lut, band, band_rel and ref, as for the first) become `SearchSettings.fleet`,
     each band made absolute on its own table (`hnas.workflows.fleet`: each at its own precision, one table per device
     and precision). Returns the run config, the search settings and the tables opened (`Fleet`: the objective's
-    first), which `open_search` takes as they are."""
+    first), which `open_search` takes as they are; `opened`: those of an earlier call with the same tables, space and
+    precision (a study's searches), used instead of reading the files again."""
     run, settings = recipe.assemble(space.to_dict(), data, lut, stages, proxy, train, search)
     luts = [require_lut(run), *(o[0] for o in others)]
-    latency, *more = tables = open_tables(luts, space, precision)
+    latency, *more = tables = opened.tables if opened is not None else open_tables(luts, space, precision)
     absolute = band_for(band or Band(), band_rel, ref, latency)
     fleet = [
         FleetTable(path, band_for(b or Band(), rel, r, table), rel, None if r is None else str(r))

@@ -141,8 +141,9 @@ class StudySettings:
             },
         }
 
-    def assemble(self, stages: int, seed: int) -> tuple[RunConfig, SearchSettings, Fleet]:
-        """The search of M = `stages` and seed `seed` (`assemble_search`: the data's recipe plus `overrides`)."""
+    def assemble(self, stages: int, seed: int, opened: Fleet | None = None) -> tuple[RunConfig, SearchSettings, Fleet]:
+        """The search of M = `stages` and seed `seed` (`assemble_search`: the data's recipe plus `overrides`;
+        `opened`: the tables another search of the study opened)."""
         recipe = recipe_for(self.data)
         extra = self.overrides(stages, seed)
         others = [(path, None, self.band_rel, self.ref) for path in self.others]
@@ -155,6 +156,7 @@ class StudySettings:
             band_rel=self.band_rel,
             ref=self.ref,
             others=others,
+            opened=opened,
             **extra,
         )
 
@@ -283,10 +285,12 @@ def run_study(
     _check_folder(folder, s)
     seeds = list(range(s.search_seeds))
     paths = {(seed, M): folder / f"seed{seed}" / f"M{M}" for seed in seeds for M in STUDY_STAGES}
+    opened = None
     for (seed, M), path in paths.items():  # every run checked (its table, band, memory, data), then its config
         resumed = " (resuming)" if saved_settings(path) is not None else ""  # written, before any worker starts
         log(f"search seed {seed}, M = {M}: supernet epochs {split_epochs(s.total_epochs, M)}{resumed}")
-        run, search, fleet = s.assemble(M, seed)
+        run, search, fleet = s.assemble(M, seed, opened)
+        opened = fleet  # the tables are read once: every search of the study is on the same ones
         open_search(path, run, search, log=log, progress=False, lut=[s.lut, *s.others], fleet=fleet)
     if not (folder / "study_config.json").is_file():
         atomic_write_json(folder / "study_config.json", s.search_record())
