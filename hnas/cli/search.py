@@ -67,7 +67,7 @@ def search(
     from hnas.settings import by_flag
     from hnas.spec.space import SearchSpace, load_space
     from hnas.train import init_distributed
-    from hnas.workflows.fleet import pair_bands
+    from hnas.workflows.fleet import pair_bands, refs_per_table
     from hnas.workflows.search import assemble_search, open_search
 
     init_distributed()
@@ -97,7 +97,7 @@ def search(
                 "--lat-rel": lambda ts: [Band.parse(t, "--lat-rel") for t in ts],
                 "--epochs": lambda t: numbers(t, "--epochs", int),
                 "--lr": lambda t: numbers(t, "--lr"),
-                "--ref": lambda ts: [str(load_arch(t, deploy)) for t in ts] * (n if len(ts) == 1 else 1),
+                "--ref": lambda ts: refs_per_table([str(load_arch(t, deploy)) for t in ts], n),
             },
         )
         console.print(f"resuming {out} with the settings in its config.json")

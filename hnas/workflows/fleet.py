@@ -64,8 +64,13 @@ def pair_bands(
     return Bands(
         lat=[Band.parse(t) for t in lats] + [None] * (k - len(lats)),
         lat_rel=[Band.parse(t, "--lat-rel") for t in lat_rels] + [None] * (k - len(lat_rels)),
-        refs=(refs * k if len(refs) == 1 else list(refs)) or [None] * k,
+        refs=refs_per_table(refs, k) or [None] * k,
     )
+
+
+def refs_per_table(refs: list, n: int) -> list:
+    """The reference of each of `n` tables: one `--ref` is priced on every table, else the i-th is the i-th's."""
+    return refs * n if len(refs) == 1 else list(refs)
 
 
 def open_tables(luts: list[str], space: SearchSpace, precision: str | None = None) -> list[LatencyPredictor]:
