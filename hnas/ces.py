@@ -72,6 +72,15 @@ class Constraints:
     more: tuple[TableBand, ...] = ()
     name: str = "the latency table"
 
+    @classmethod
+    def of_tables(
+        cls, names: list[str], models: list, bands: list[Band], max_macs: float | None = None, max_params=None
+    ) -> Constraints:
+        """A fleet's constraints: each table's band on its latency model (the first's, the objective's, is `band`;
+        the others' are `more`), named as lines name them."""
+        more = tuple(TableBand(n, m, b) for n, m, b in zip(names[1:], models[1:], bands[1:], strict=True))
+        return cls(bands[0], max_macs, max_params, more, names[0])
+
 
 class CostTable:
     """MACs and params of every (layer, candidate) from the spec, vectorized like the latency predictor."""

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hnas.ces import Constraints, TableBand, ces, require_feasible
+from hnas.ces import Constraints, ces, require_feasible
 from hnas.core.io import atomic_write_json, read_json
 from hnas.core.progress import bars, phase, standalone
 from hnas.dist import exists, is_main, shared, write_on_main
@@ -103,10 +103,9 @@ class Pipeline:
     def constraints(self, space: SearchSpace) -> Constraints:
         """The search's constraints on `space`: its band and caps, and every other table's band priced on `space`."""
         s = self.search
-        more = tuple(
-            TableBand(name, model.for_space(space), t.band) for (name, model), t in zip(self.more, s.fleet, strict=True)
-        )
-        return Constraints(s.band, s.max_macs, s.max_params, more, self.name)
+        names = [self.name, *(name for name, _ in self.more)]
+        models = [None, *(model.for_space(space) for _, model in self.more)]  # the objective's is the search's own
+        return Constraints.of_tables(names, models, s.bands(), s.max_macs, s.max_params)
 
     def bands_text(self) -> str:
         """`[7.00, 9.00] ms`, or for a fleet `[7.00, 9.00] ms on A, [-, 5.00] ms on B`: the bands as lines quote."""

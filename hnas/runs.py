@@ -179,12 +179,12 @@ class SupernetRun:
         if not band.is_open or fleet:  # a band no path lies in is refused before anything is written
             if latency is None:
                 raise HnasError("a latency band for sampling (--lat) needs the LUT that prices it (--lut)")
-            from hnas.ces import Constraints, TableBand, require_feasible
+            from hnas.ces import Constraints, require_feasible
             from hnas.settings import table_names
 
             names = table_names(config.train.luts(config.lut))
-            others = tuple(TableBand(n, m, t.band) for n, m, t in zip(names[1:], more, fleet, strict=True))
-            require_feasible(run.deploy_space, latency, Constraints(band, more=others, name=names[0]))
+            cons = Constraints.of_tables(names, [latency, *more], config.train.bands())
+            require_feasible(run.deploy_space, latency, cons)
         run.data()  # a bad data spec fails before anything is written
         write_on_main(lambda: atomic_write_json(cfg_path, run.config.to_dict()))
         return run
