@@ -47,6 +47,9 @@ def _worker(rank: int, world: int, tmp: str) -> None:
         json.dump({"paths": sampler.drawn, "params": total}, fh)
     dist.barrier()  # no rank leaves while another still has work in flight with it
     dist.destroy_process_group()
+    # everything checked is on disk: leave without the interpreter's teardown, where a spawned rank aborted once in
+    # six full-suite runs ("terminate called without an active exception", not reproduced alone or under load)
+    os._exit(0)
 
 
 def test_two_process_gloo_ddp_samples_the_same_paths(tmp_path):
