@@ -7,9 +7,11 @@ architecture.
 
 A batch of architectures (a generation) is evaluated together over a prefix tree (`PrefixTree`): a layer's
 statistics depend only on the layers before it, so each distinct prefix of a batch runs its calibration and
-validation images through its modules once and the architectures branch where their ops differ. Every module sees
-the same input tensors, in the same order and batches, as when its architectures are evaluated one at a time, so
-the accuracies (and the BatchNorm statistics left in the supernet) are the same, bit for bit.
+validation images through its modules once and the architectures branch where their ops differ; branches that run
+the same module from different prefixes run it as one larger batch, each with its own BatchNorm statistics. Every
+image meets the same modules, in the same calibration batches, as when its architectures are evaluated one at a
+time, so the accuracies (and the BatchNorm statistics left in the supernet) are the same: bit for bit where the
+device's convolution gives an image the same result in a larger batch (torch's CPU kernels; the tests hold it).
 """
 
 from __future__ import annotations
