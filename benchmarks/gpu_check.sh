@@ -37,14 +37,14 @@ if [ "$DRY" = 0 ]; then
     DEVICE=cuda
     TRAIN=(--device cuda --resolution 224 --width 1.0 --batch 128 --steps 40 --epochs 2 --workers 4)
     EVAL=(--part proxy --device cuda --amp --archs 30 --repeats 3)
-    PREFIX=(--device cuda --quick --parts ab)
-    T_STEP=150; T_EVAL=150; T_DDP=130; T_PREFIX=100
+    PREFIX=(--device cuda --amp --quick --parts ab)
+    T_STEP=130; T_EVAL=130; T_DDP=120; T_PREFIX=90  # at most 590 s in all, DDP run twice
 else
     NGPU=2  # CPU processes on gloo
     DEVICE=cpu
     TRAIN=(--device cpu --resolution 16 --width 0.25 --batch 8 --steps 3 --epochs 1 --workers 0)
     EVAL=(--part proxy --device cpu --data digits --archs 2 --repeats 1)
-    PREFIX=(--device cpu --quick --parts a --repeats 1)
+    PREFIX=(--device cpu --parts a --repeats 1)
     T_STEP=120; T_EVAL=120; T_DDP=120; T_PREFIX=120
 fi
 

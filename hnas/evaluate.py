@@ -258,17 +258,19 @@ class PrefixTree:
     then on the validation batches in eval mode, and hand both outputs to their children. `wide`: the nodes that run
     the same module from different prefixes (independent branches) run it as one larger batch, their inputs
     concatenated, every BatchNorm normalizing each node's slice with that node's own statistics (`_branch_norm`):
-    one call in place of one per branch (on a GPU, or on the small maps of a proxy, a call's fixed cost dominates).
-    Each node's images meet the same module weights, in the same batches, as when its architectures are evaluated
+    one call in place of one per branch (on a GPU, or on the small maps of a proxy, a call's fixed cost dominates),
+    and a module's last calibration batch shares its call with the first validation batch (`_call`). Each node's
+    images meet the same module weights, in the same calibration batches, as when its architectures are evaluated
     one at a time; the accuracies are the same, and the statistics left in the supernet the same bit for bit where
     the device's convolution gives an image the same result in a larger batch (torch's CPU kernels do; the tests
-    check it); `wide=False` runs every node alone, bit for bit on every device. A module never changes its input,
-    so a node's outputs serve all its children.
+    check it); `wide=False` runs every node's batches alone, as one at a time does, bit for bit on every device. A
+    module never changes its input, so a node's outputs serve all its children.
 
     Memory: `depth` positions are shared: those whose outputs (all `images` calibration and validation images, at
     the slot's `LayerShape` output size, float32: a bound) fit `budget_bytes` for one chain of nodes, together with
     the input; a position's nodes run in as few chunks as the budget left allows (the rest kept for one chain
-    below), depth first over the chunks. From `depth` each architecture runs the rest of its path alone, batch by
+    below), depth first over the chunks, and a wide call takes as many of them as its working memory leaves room
+    for (`_wide_cap`). From `depth` each architecture runs the rest of its path alone, batch by
     batch (`recalibrate_bn`, `top1`), from its prefix's held outputs (the last position, pooling and the classifier,
     always so). The BatchNorm statistics left in each module are those of the last architecture (in batch order)
     that uses it, as after one at a time."""
@@ -369,13 +371,15 @@ class PrefixTree:
                 self.alive -= kid.drop()
 
     def _run(self, d: int, kids: list[_Node]) -> None:
-        """The outputs of `kids` at position d: one call per module (`wide`, with parameters) or per kid."""
+        """The outputs of `kids` at position d: one call per module (`wide`, with parameters; as many nodes per call
+        as its working memory leaves room for, `_wide_cap`) or per kid."""
         by_module: dict[int, list[_Node]] = {}
         for kid in kids:
             by_module.setdefault(id(kid.module), []).append(kid)
         for same in by_module.values():
-            batched = self.wide and any(True for _ in same[0].module.parameters())
-            for group in [same] if batched else [[kid] for kid in same]:
+            batched = self.wide and len(same) > 1 and any(True for _ in same[0].module.parameters())
+            cap = self._wide_cap(d, same) if batched else 1
+            for group in [same[i : i + cap] for i in range(0, len(same), cap)]:
                 self._call(group)
                 for kid in group:
                     kid.held = self.bytes[d]
@@ -383,24 +387,39 @@ class PrefixTree:
                 self.runs += len(group)
                 self.calls += 1
 
+    def _wide_cap(self, d: int, kids: list[_Node]) -> int:
+        """How many of `kids` one call may run: the working memory of a call (per node, the images of its largest
+        step: its input slice and the concatenated copy, the module's widest maps before and after the depthwise
+        convolution, the BatchNorm outputs and their concatenation; at the input's size, float32, a bound) within
+        the budget left once these kids' outputs and one chain below are counted; at least one."""
+        parent, module = kids[0].parent, kids[0].module
+        x = (parent.calib or parent.val)[0]
+        step = max((len(b) for b in parent.calib[-1:]), default=0) + max((len(b) for b in parent.val[:1]), default=0)
+        widest = max((m.out_channels for m in module.modules() if isinstance(m, nn.Conv2d)), default=x.shape[1])
+        per_node = step * x[0].numel() * 4 * (2 + 3 * widest / x.shape[1])
+        room = self.budget - self.alive - self.below[d + 1] - len(kids) * self.bytes[d]
+        return max(1, int(room // max(1.0, per_node)))
+
     def _call(self, group: list[_Node]) -> None:
         """Run the module of `group` (one module, several prefixes) on their parents' outputs: the calibration
         batches with BatchNorms in training mode, then the validation batches in eval mode, each node's BatchNorm
-        statistics its own. The last calibration batch and the first validation batch go in one call (its
-        calibration slices come first in every BatchNorm, whose statistics are then complete for the validation
-        slices): one call per module where the calibration images are one batch. A module's only layers that
-        depend on its mode are BatchNorms (`hnas.spec.modules`), so the call's mode is theirs per slice."""
+        statistics its own. `wide` (and no dropout in the module): the last calibration batch and the first
+        validation batch go in one call, its calibration slices first in every BatchNorm, whose statistics are then
+        complete for the validation slices (one call per module where the calibration images are one batch); that
+        needs BatchNorms to be the module's only layers that depend on its mode (`hnas.spec.modules`: they are).
+        Narrow, every call is one node's batch, as one at a time runs it."""
         module = group[0].module
         bns = _batchnorms([module])
-        stats = [[_fresh_statistics(bn) for bn in bns] for _ in group]
+        stats = [[_Statistics(bn) for bn in bns] for _ in group]
         calib = list(zip(*(kid.parent.calib for kid in group)))  # per batch: each node's slice
         val = list(zip(*(kid.parent.val for kid in group)))
         steps = [[(True, parts)] for parts in calib] + [[(False, parts)] for parts in val]
-        if calib and val:
+        mode_free = not any(isinstance(m, nn.modules.dropout._DropoutNd) for m in module.modules())
+        if self.wide and mode_free and calib and val:
             n = len(calib)
             steps[n - 1 : n + 1] = [steps[n - 1] + steps[n]]
-        module.train()
         for step in steps:
+            module.train(step[0][0])  # a shared step's BatchNorms take each slice's mode themselves
             slices = [(train, k, x) for train, parts in step for k, x in enumerate(parts)]
             sizes = [len(x) for _, _, x in slices]
             norms = [[(stats[k][j], train) for train, k, _ in slices] for j in range(len(bns))]
@@ -412,16 +431,23 @@ class PrefixTree:
         for kid, own in zip(group, stats):
             if self.last[id(module)] in kid.members:
                 for bn, saved in zip(bns, own):
-                    self.kept[id(bn)] = (bn, saved)
+                    self.kept[id(bn)] = (bn, saved.buffers())
 
 
-def _fresh_statistics(bn: nn.modules.batchnorm._BatchNorm) -> list[torch.Tensor]:
-    """A reset BatchNorm's mean, variance and batch count (`_BN_STATS`), apart from its own buffers."""
-    return [
-        torch.zeros_like(bn.running_mean),
-        torch.ones_like(bn.running_var),
-        torch.zeros_like(bn.num_batches_tracked),
-    ]
+class _Statistics:
+    """One node's statistics of one BatchNorm, apart from the BatchNorm's own buffers: reset (mean 0, variance 1,
+    no batch seen), then the exact average (`_branch_norm`); the batches seen also counted here, so that weighing a
+    batch reads nothing back from the device."""
+
+    def __init__(self, bn: nn.modules.batchnorm._BatchNorm):
+        self.mean = torch.zeros_like(bn.running_mean)
+        self.var = torch.ones_like(bn.running_var)
+        self.seen = torch.zeros_like(bn.num_batches_tracked)
+        self.count = 0
+
+    def buffers(self) -> list[torch.Tensor]:
+        """As `_BN_STATS` names them."""
+        return [self.mean, self.var, self.seen]
 
 
 class _Node:
@@ -444,12 +470,12 @@ class _Node:
 @contextlib.contextmanager
 def _branch_norms(
     bns: Sequence[nn.modules.batchnorm._BatchNorm],
-    slices: Sequence[Sequence[tuple[list[torch.Tensor], bool]]],
+    slices: Sequence[Sequence[tuple[_Statistics, bool]]],
     sizes: list[int],
 ) -> Iterator[None]:
     """Inside: BatchNorm j normalizes the i-th slice (`sizes`) of its input as a BatchNorm holding the statistics
-    `slices[j][i][0]` (mean, variance, batches seen; momentum None: the exact average) would, in training mode
-    where `slices[j][i][1]`, else in eval mode."""
+    `slices[j][i][0]` (momentum None: the exact average) would, in training mode where `slices[j][i][1]`, else in
+    eval mode."""
     for bn, own in zip(bns, slices):
         bn.forward = functools.partial(_branch_norm, bn, own, sizes)
     try:
@@ -461,19 +487,20 @@ def _branch_norms(
 
 def _branch_norm(
     bn: nn.modules.batchnorm._BatchNorm,
-    slices: Sequence[tuple[list[torch.Tensor], bool]],
+    slices: Sequence[tuple[_Statistics, bool]],
     sizes: list[int],
     x: torch.Tensor,
 ) -> torch.Tensor:
     """`torch.nn.BatchNorm2d.forward` (momentum None) on each slice of `x`, in order, with its own statistics and
     mode."""
     outs = []
-    for ((mean, var, seen), train), part in zip(slices, x.split(sizes)):
+    for (st, train), part in zip(slices, x.split(sizes)):
         factor = 0.0
         if train:
-            seen.add_(1)
-            factor = 1.0 / float(seen)
-        outs.append(nn.functional.batch_norm(part, mean, var, bn.weight, bn.bias, train, factor, bn.eps))
+            st.seen.add_(1)
+            st.count += 1
+            factor = 1.0 / st.count  # what BatchNorm2d computes from its num_batches_tracked
+        outs.append(nn.functional.batch_norm(part, st.mean, st.var, bn.weight, bn.bias, train, factor, bn.eps))
     return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 

@@ -98,7 +98,7 @@ def locate_table(table, run: str | Path, given: str | None = None):
             f"{run} was started with the latency table {table.lut} (sha256 {short}), which has changed since "
             f"(sha256 now {sha[:16]}): restore it, or pass --lut PATH to a copy of the table the run used"
         )
-    return table if recorded is not None else replace(table, lut=str(path.resolve()), lut_sha256=sha)
+    return replace(table, lut=str(path.resolve()), lut_sha256=sha)
 
 
 def _record_fleet(cfg_file: Path, search: bool, fleet: list) -> None:

@@ -197,3 +197,39 @@ def test_bench_kernels_at_tiny_settings(capsys):
     assert [w for _, w in worst] == ["cropped", "channels_last"] and all(float(v) < 1e-4 for v, _ in worst)
     assert out.count("load average") == 2
     assert SameConv2d._conv_forward is not torch.nn.Conv2d._conv_forward  # the baseline undone
+
+
+def test_a_batchnorm_gets_its_own_forward_back_even_when_the_call_fails():
+    from hnas.evaluate import _branch_norms, _Statistics
+
+    bn = torch.nn.BatchNorm2d(4)
+    with pytest.raises(RuntimeError):
+        with _branch_norms([bn], [[(_Statistics(bn), True)]], [2]):
+            assert "forward" in bn.__dict__
+            raise RuntimeError("a failing module")
+    assert "forward" not in bn.__dict__ and bn(torch.randn(2, 4, 3, 3)).shape == (2, 4, 3, 3)
+
+
+def test_a_wide_call_runs_as_many_nodes_as_its_working_memory_leaves_room_for():
+    from hnas.evaluate import _Node
+
+    net = _supernet()
+    archs = sample(net.space, 6, np.random.default_rng(9))
+    tree = PrefixTree(net, archs, 2**40, images=48)
+    d = next(d for d in range(1, tree.depth) if list(tree.paths[0][d].parameters()))
+    module, shape = tree.paths[0][d], net.space.slots[d].shape
+    g = torch.Generator().manual_seed(3)
+    parent = _Node(list(range(len(archs))), None)
+    parent.calib = [torch.randn(16, shape.in_ch, shape.in_size, shape.in_size, generator=g) for _ in range(2)]
+    parent.val = [torch.randn(16, shape.in_ch, shape.in_size, shape.in_size, generator=g)]
+    kids = [_Node([i], parent, module) for i in range(5)]
+    widest = max(m.out_channels for m in module.modules() if isinstance(m, torch.nn.Conv2d))
+    per_node = (16 + 16) * shape.in_ch * shape.in_size**2 * 4 * (2 + 3 * widest / shape.in_ch)
+    tree.budget = tree.alive + tree.below[d + 1] + 5 * tree.bytes[d] + 2 * per_node + 1  # two nodes' working memory
+    tree.device = torch.device("cpu")
+    tree._run(d, kids)
+    assert tree.calls == 3 and tree.runs == 5  # calls of 2, 2 and 1 nodes
+    with torch.no_grad():  # every node had the same input: the outputs of one alone (batch statistics)
+        alone = [module.train()(x) for x in parent.calib]
+    assert all(len(k.calib) == 2 and len(k.val) == 1 for k in kids)
+    assert all(torch.equal(k.calib[i], alone[i]) for k in kids for i in range(2))
