@@ -94,16 +94,6 @@ class Archive:
         return a
 
 
-def row_latencies(row: dict) -> list[float]:
-    """Every table's latency of a run's row (`Archive.to_json`), the objective's first: one for a single table."""
-    return row.get("latencies_ms", [row["latency_ms"]])
-
-
-def latencies_text(row: dict) -> str:
-    """A row's latencies as the tables and the report show them: "3.91 / 12.40" (ms, the objective's first)."""
-    return " / ".join(f"{x:.2f}" for x in row_latencies(row))
-
-
 @dataclass
 class SearchResult:
     """A finished search: the archive (ranked), the final population, and bookkeeping."""

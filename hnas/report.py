@@ -21,9 +21,8 @@ from hnas.core.io import atomic_write_text, read_json
 from hnas.core.plots import pyplot as _plt
 from hnas.core.plots import save_png as _save
 from hnas.core.schema import POSITIVE_MS, Bool, ListOf, Num, Obj, Opt, Str
-from hnas.ledger import latencies_text, row_latencies
 from hnas.runs import run_lut
-from hnas.searchrun import SearchRun
+from hnas.searchrun import SearchRun, latencies_text, row_latencies
 from hnas.spec.space import SearchSpace
 
 # what the report reads of the latency toolkit's files (the engine does not import it; a test checks that the

@@ -41,6 +41,19 @@ _ROW = Obj(
     },
     optional=frozenset({"latencies_ms"}),
 )
+
+
+def row_latencies(row: dict) -> list[float]:
+    """Every table's latency of a run's row (`_ROW`, written by `hnas.ledger.Archive.to_json`), the objective's
+    first: one for a single table."""
+    return row.get("latencies_ms", [row["latency_ms"]])
+
+
+def latencies_text(row: dict) -> str:
+    """A row's latencies as the tables and the report show them: "3.91 / 12.40" (ms, the objective's first)."""
+    return " / ".join(f"{x:.2f}" for x in row_latencies(row))
+
+
 SEARCH_SCHEMA = Obj(
     {
         "stage": Int(1),

@@ -7,7 +7,7 @@ from rich.table import Table
 
 from hnas.cli.common import console, fmt_size
 from hnas.core.band import Band
-from hnas.ledger import latencies_text
+from hnas.searchrun import latencies_text
 
 
 def print_results(results: dict) -> None:
