@@ -42,10 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_eval import machine  # noqa: E402
 
 from hnas.ces import Constraints, CostTable, ces  # noqa: E402
-from hnas.core.io import read_json  # noqa: E402
+from hnas.core.errors import HnasError  # noqa: E402
 from hnas.data import load_data  # noqa: E402
 from hnas.evalimages import EvalFormat, EvalImages  # noqa: E402
 from hnas.evaluate import OneShotEvaluator, PrefixTree  # noqa: E402
+from hnas.searchrun import SearchRun  # noqa: E402
 from hnas.spec.arch import from_vector  # noqa: E402
 from hnas.spec.modules import SameConv2d, zero_init_residuals  # noqa: E402
 from hnas.spec.space import SearchSpace, load_space  # noqa: E402
@@ -184,15 +185,25 @@ class Bench:
         )
 
 
-def demo_stages(a, repeats: int) -> None:
+def demo_records(run: Path) -> list[dict]:
+    """The search records (checked) of the CES stages of the finished HNAS run in `run`; one line when it is none."""
+    found = SearchRun.read(run)
+    records = [found.stage(k).search() for k in range(2, found.stages + 1)] if found is not None else []
+    if not records or None in records:
+        raise HnasError(
+            f"--run {run} is not a finished HNAS run (no search record of every stage): give a `hnas demo` folder"
+        )
+    return records
+
+
+def demo_stages(a, records: list[dict], repeats: int) -> None:
     """(d): the first and last generation of every CES stage of the demo run `a.run`."""
-    for found in sorted(a.run.glob("stage*/search.json")):
-        record = read_json(found)
-        space = SearchSpace.from_dict(record["searched_space"])
+    for k, record in enumerate(records, start=2):
+        space = SearchSpace.from_dict(record["searched_space"], f"{a.run}/stage{k}/search.json: searched_space")
         bench = Bench(a, space)
         rows = record["archive"]
         last = max(r["generation"] for r in rows)
-        print(f"(d) demo {found.parent.name}: {space.name}, {float(record['searched_size']):.3g} architectures")
+        print(f"(d) demo stage{k}: {space.name}, {float(record['searched_size']):.3g} architectures")
         for gen in (0, last):
             vecs = np.array([r["vector"] for r in rows if r["generation"] == gen])
             bench.compare(f"generation {gen}", vecs, repeats)
@@ -225,18 +236,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--generations", type=int, default=4, help="CES generations in (c)")
     p.add_argument("--run", type=Path, default=None, help="a finished `hnas demo` run folder for (d)")
     p.add_argument("--parts", default="abc", help="which of (a), (b), (c) to run, e.g. 'b' ((d) runs with --run)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (benchmarks/gpu_check.sh runs it on cuda)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="benchmarks/gpu_check.sh runs it on cuda")
     p.add_argument("--amp", action="store_true", help="on cuda: float16 images under autocast, as `--amp` searches")
     a = p.parse_args(argv)
     repeats = 2 if a.quick else a.repeats
     device = torch.device(a.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         p.exit(1, "bench_prefix: torch sees no CUDA device: run it on a GPU machine, or leave out --device\n")
+    try:  # a bad run folder is one line before anything is timed
+        records = demo_records(a.run) if a.run is not None else []
+    except HnasError as e:
+        p.exit(2, f"bench_prefix: {e}\n")
     print(machine(device))
     if "a" in a.parts or "b" in a.parts or "c" in a.parts:
         synthetic(a, repeats)
-    if a.run is not None:
-        demo_stages(a, repeats)
+    if records:
+        demo_stages(a, records, repeats)
     print(machine(device))
 
 

@@ -74,11 +74,11 @@ class Constraints:
 
     @classmethod
     def of_tables(
-        cls, names: list[str], models: list, bands: list[Band], max_macs: float | None = None, max_params=None
+        cls, names: list[str], bands: list[Band], others: list, max_macs: float | None = None, max_params=None
     ) -> Constraints:
-        """A fleet's constraints: each table's band on its latency model (the first's, the objective's, is `band`;
-        the others' are `more`), named as lines name them."""
-        more = tuple(TableBand(n, m, b) for n, m, b in zip(names[1:], models[1:], bands[1:], strict=True))
+        """A fleet's constraints: every table's band, the objective's first (`band`; its latency model is the search's
+        own), then each other table's on its latency model (`others`, in order: `more`), named as lines name them."""
+        more = tuple(TableBand(n, m, b) for n, m, b in zip(names[1:], others, bands[1:], strict=True))
         return cls(bands[0], max_macs, max_params, more, names[0])
 
 

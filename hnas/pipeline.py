@@ -104,8 +104,8 @@ class Pipeline:
         """The search's constraints on `space`: its band and caps, and every other table's band priced on `space`."""
         s = self.search
         names = [self.name, *(name for name, _ in self.more)]
-        models = [None, *(model.for_space(space) for _, model in self.more)]  # the objective's is the search's own
-        return Constraints.of_tables(names, models, s.bands(), s.max_macs, s.max_params)
+        others = [model.for_space(space) for _, model in self.more]
+        return Constraints.of_tables(names, s.bands(), others, s.max_macs, s.max_params)
 
     def bands_text(self) -> str:
         """`[7.00, 9.00] ms`, or for a fleet `[7.00, 9.00] ms on A, [-, 5.00] ms on B`: the bands as lines quote."""

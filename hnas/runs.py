@@ -73,19 +73,10 @@ def locate_table(table, run: str | Path, given: str | None = None):
     older version recorded none). A missing or changed table is one line naming the path, both sha256 and the fix."""
     recorded = table.lut_sha256
     short = recorded[:16] if recorded else None
-    if given is not None:
-        path = Path(given)
-        if not path.is_file():
-            raise HnasError(f"--lut {given} does not exist: give the table {run} was started with ({table.lut})")
-        sha = sha256_file(path)
-        if recorded is not None and sha != recorded:
-            raise HnasError(
-                f"--lut {given} (sha256 {sha[:16]}) is not the table {run} was started with ({table.lut}, sha256 "
-                f"{short}): give that table (a moved copy is accepted), or start a new run with --out"
-            )
-        return replace(table, lut=str(path.resolve()), lut_sha256=sha)
-    path = Path(table.lut)  # absolute since runs record it so; an older run's relative path is taken from here
+    path = Path(given if given is not None else table.lut)  # recorded absolute; an older run's relative from here
     if not path.is_file():
+        if given is not None:
+            raise HnasError(f"--lut {given} does not exist: give the table {run} was started with ({table.lut})")
         sha_note = f" (sha256 {short})" if short else ""
         raise HnasError(
             f"{run} was started with the latency table {table.lut}{sha_note}, which is not there: pass --lut PATH "
@@ -94,6 +85,11 @@ def locate_table(table, run: str | Path, given: str | None = None):
         )
     sha = sha256_file(path)
     if recorded is not None and sha != recorded:
+        if given is not None:
+            raise HnasError(
+                f"--lut {given} (sha256 {sha[:16]}) is not the table {run} was started with ({table.lut}, sha256 "
+                f"{short}): give that table (a moved copy is accepted), or start a new run with --out"
+            )
         raise HnasError(
             f"{run} was started with the latency table {table.lut} (sha256 {short}), which has changed since "
             f"(sha256 now {sha[:16]}): restore it, or pass --lut PATH to a copy of the table the run used"
@@ -183,7 +179,7 @@ class SupernetRun:
             from hnas.settings import table_names
 
             names = table_names(config.train.luts(config.lut))
-            cons = Constraints.of_tables(names, [latency, *more], config.train.bands())
+            cons = Constraints.of_tables(names, config.train.bands(), list(more))
             require_feasible(run.deploy_space, latency, cons)
         run.data()  # a bad data spec fails before anything is written
         write_on_main(lambda: atomic_write_json(cfg_path, run.config.to_dict()))

@@ -175,6 +175,14 @@ def test_bench_prefix_at_tiny_settings(tmp_path, capsys):
     assert len(lines) == 1 and "accuracies identical: True" in lines[0] and "load average" in out
     (before,) = re.findall(r"\(before: max difference ([\d.]+)\)", lines[0])  # the old path, other kernels: ties
     assert float(before) < 0.05
+    with pytest.raises(SystemExit) as e:  # a folder that is no finished run: one line, before anything is timed
+        bench_prefix.main(["--run", str(tmp_path), "--parts", ""])
+    err = capsys.readouterr()
+    assert e.value.code == 2 and "load average" not in err.out
+    assert (
+        err.err == f"bench_prefix: --run {tmp_path} is not a finished HNAS run (no search record of every stage): "
+        "give a `hnas demo` folder\n"
+    )
     codec = ArchCodec(tiny_space())  # 18 architectures: asking for more mutants gives those there are
     vecs = bench_prefix.mutants(codec, 2, 40, 1, np.random.default_rng(0))
     assert len({v.tobytes() for v in vecs}) == len(vecs) <= codec.size
